@@ -1,0 +1,34 @@
+"""Backends: the ways to run a CoDi-2 model behind one interface.
+
+:class:`~codi2_sdk.backends.base.Backend` is the interface; ``LocalBackend`` (torch, in-process) and
+``RemoteBackend`` (HTTP) implement it and are imported lazily, so that a remote-only install needs no
+torch.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..errors import ModelError
+from .base import Backend
+
+__all__ = ["Backend", "default_backend"]
+
+_default: Backend | None = None
+_default_lock = threading.Lock()
+
+
+def default_backend() -> Backend:
+    """The embedded codi2-mini model in-process, loaded once per process and shared."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            try:
+                from .local import LocalBackend
+            except ImportError as exc:
+                raise ModelError(
+                    "the default model (codi2-mini) runs in-process and needs torch: "
+                    "pip install 'codi2-sdk[local]', or give the Conversation a RemoteBackend"
+                ) from exc
+            _default = LocalBackend.from_pretrained("codi2-mini")
+        return _default

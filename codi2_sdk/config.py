@@ -1,0 +1,90 @@
+"""Generation settings: one :class:`GenerationConfig` with a sub-config per output modality.
+
+Every field that is ``None`` means "the model's own default" (codi2-mini and the full-scale model
+were tuned differently); :attr:`Capabilities.defaults <codi2_sdk.backends.base.Capabilities>` says what
+that is. Out-of-range values are refused when the config is made (a pydantic ``ValidationError``
+that names the field and the allowed range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["AudioConfig", "GenerationConfig", "ImageConfig", "OutputModality", "TextConfig"]
+
+OutputModality = Literal["auto", "text", "image", "audio"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TextConfig(_Config):
+    """How text is sampled."""
+
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    """Most tokens in one answer (media count as the few tokens their tags take)."""
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    """0 picks the likeliest token every time (greedy); higher values sample more freely."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    """Nucleus sampling: sample only from the smallest set of tokens whose probability reaches this."""
+
+
+class ImageConfig(_Config):
+    """How images are decoded."""
+
+    steps: int | None = Field(None, ge=1, le=1000)
+    """Diffusion steps (the paper: 50 DDIM steps)."""
+    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    """Classifier-free guidance (the paper: 7.5); 1 turns guidance off."""
+    noise_level: int | None = Field(None, ge=0, le=1000)
+    """unCLIP noise added to the image embedding (0 to 1000)."""
+    size: int | None = Field(None, ge=8, le=2048, multiple_of=8)
+    """Side of the square output in pixels; ``None`` for the decoder's native size."""
+
+
+class AudioConfig(_Config):
+    """How audio is decoded."""
+
+    steps: int | None = Field(None, ge=1, le=1000)
+    """Diffusion steps."""
+    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    """Classifier-free guidance; 1 turns guidance off."""
+    duration: float | None = Field(None, gt=0.0, le=60.0)
+    """Clip length in seconds; ``None`` for the decoder's native length."""
+
+
+class GenerationConfig(_Config):
+    """Everything that steers one answer.
+
+    Example:
+        >>> GenerationConfig(seed=7, output_modality="image", image={"steps": 25})
+        GenerationConfig(seed=7, output_modality='image', ...)
+    """
+
+    seed: int | None = Field(None, ge=0, lt=2**63)
+    """Seed for sampling and diffusion noise; the same seed and request give the same bytes."""
+    output_modality: OutputModality = "auto"
+    """``"auto"`` lets the model choose; another value makes the answer start with that medium."""
+    text: TextConfig = TextConfig()
+    image: ImageConfig = ImageConfig()
+    audio: AudioConfig = AudioConfig()
+
+    def merged(self, overrides: GenerationConfig | Mapping[str, Any] | None) -> GenerationConfig:
+        """This config with ``overrides`` applied: a config replaces it, a mapping is merged in field by field."""
+        if overrides is None:
+            return self
+        if isinstance(overrides, GenerationConfig):
+            return overrides
+        data = self.model_dump()
+        for key, value in overrides.items():
+            if isinstance(value, BaseModel):
+                value = value.model_dump(exclude_unset=True)
+            if isinstance(value, Mapping) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return GenerationConfig.model_validate(data)

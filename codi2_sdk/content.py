@@ -1,0 +1,292 @@
+"""Content parts: the typed pieces (text, image, audio) that messages interleave.
+
+Parts are immutable pydantic models told apart by their ``type`` field. Media keep their encoded
+bytes (PNG, WAV, ...) in ``data``; in JSON those bytes are base64. A medium is checked when it is
+made: the bytes must decode, match the declared MIME type and stay within the limits in
+:mod:`codi2_sdk._media` (a header that claims a huge image is refused before decoding). Any refusal
+raises :class:`~codi2_sdk.errors.InvalidMediaError`.
+
+>>> from codi2_sdk import Image, Audio, Text
+>>> img = Image.open("cat.png")            # doctest: +SKIP
+>>> clip = Audio.from_array(samples, sample_rate=16_000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_serializer,
+    model_validator,
+)
+
+from . import _media
+from .errors import InvalidMediaError
+
+if TYPE_CHECKING:
+    import PIL.Image
+
+__all__ = ["Audio", "Image", "MediaPart", "Part", "Provenance", "Text"]
+
+
+def _base64_to_bytes(value: Any) -> Any:
+    # JSON carries media as base64 text; Python callers pass bytes, which pass through untouched.
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("media data must be bytes, or base64 text in JSON") from None
+    return value
+
+
+MediaBytes = Annotated[bytes, BeforeValidator(_base64_to_bytes), Field(repr=False)]
+
+
+class Provenance(BaseModel):
+    """How a generated medium was made, so that it can be made again."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str | None = None
+    """Name of the model that made it."""
+    seed: int | None = None
+    """Seed of the random generator that the decoder started from."""
+    steps: int | None = None
+    """Number of diffusion steps."""
+    guidance_scale: float | None = None
+    """Classifier-free guidance scale."""
+    noise_level: int | None = None
+    """Noise added to the conditioning embedding (unCLIP image decoders)."""
+
+
+class Text(BaseModel):
+    """A piece of text."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["text"] = "text"
+    text: str = Field(max_length=1_000_000)
+
+    def __init__(self, text: str | None = None, /, **data: Any) -> None:
+        if text is not None:
+            data["text"] = text
+        super().__init__(**data)
+
+
+class _Media(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data: MediaBytes
+    """The encoded file (PNG, JPEG, WAV, ...); base64 in JSON."""
+    mime_type: str | None = None
+    """The file type; found from the bytes when not given, checked against them when given."""
+    provenance: Provenance | None = None
+    """How the model made this medium; ``None`` for media that came from elsewhere."""
+
+    @field_serializer("data", when_used="json")
+    def _data_as_base64(self, data: bytes) -> str:
+        return base64.b64encode(data).decode("ascii")
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the encoded bytes: equal media have equal hashes."""
+        return hashlib.sha256(self.data).hexdigest()
+
+    def _check_mime(self, actual: str) -> str:
+        if self.mime_type is not None and _media.normalize_mime(self.mime_type) != actual:
+            raise InvalidMediaError(f"declared type {self.mime_type} does not match the data, which is {actual}")
+        return actual
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._describe()}, {len(self.data):,} bytes)"
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+
+class Image(_Media):
+    """An image, kept as its encoded bytes.
+
+    Make one with :meth:`open`, :meth:`from_bytes` or :meth:`from_pil`; read it back with
+    :meth:`to_pil` or :meth:`to_numpy`.
+    """
+
+    type: Literal["image"] = "image"
+
+    _width: int = PrivateAttr(0)
+    _height: int = PrivateAttr(0)
+
+    @model_validator(mode="after")
+    def _validate_bytes(self) -> Image:
+        info = _media.inspect_image(self.data)
+        object.__setattr__(self, "mime_type", self._check_mime(info.mime_type))
+        self._width, self._height = info.width, info.height
+        return self
+
+    @property
+    def width(self) -> int:
+        """Width in pixels."""
+        return self._width
+
+    @property
+    def height(self) -> int:
+        """Height in pixels."""
+        return self._height
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, provenance: Provenance | None = None) -> Image:
+        """Read an image file (PNG, JPEG, WebP, GIF or BMP); its type is found from its bytes."""
+        return cls(data=_read_file(path), provenance=provenance)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, mime_type: str | None = None, provenance: Provenance | None = None) -> Image:
+        """Wrap encoded image bytes; ``mime_type``, when given, is checked against them."""
+        return cls(data=data, mime_type=mime_type, provenance=provenance)
+
+    @classmethod
+    def from_pil(cls, img: PIL.Image.Image, *, format: str = "PNG", provenance: Provenance | None = None) -> Image:
+        """Encode a PIL image (PNG by default, lossless)."""
+        return cls(data=_media.encode_image(img, format.upper()), provenance=provenance)
+
+    def to_pil(self) -> PIL.Image.Image:
+        """Decode to a PIL image."""
+        return _media.decode_image(self.data)
+
+    def to_numpy(self) -> np.ndarray:
+        """Decode to a ``uint8`` array, shape ``(height, width, channels)`` (``(height, width)`` for grey)."""
+        return np.asarray(self.to_pil())
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the image; the bytes are kept as they are unless the suffix names another format."""
+        path = Path(path)
+        fmt = _media.IMAGE_SUFFIXES.get(path.suffix.lower())
+        if fmt is None or _media.IMAGE_FORMATS[fmt] == self.mime_type:
+            path.write_bytes(self.data)
+        else:
+            path.write_bytes(_media.encode_image(self.to_pil(), fmt))
+        return path
+
+    def _describe(self) -> str:
+        return f"{self.mime_type}, {self.width}x{self.height}"
+
+
+class Audio(_Media):
+    """An audio clip, kept as its encoded bytes.
+
+    Make one with :meth:`open`, :meth:`from_bytes` or :meth:`from_array`; read it back with
+    :meth:`to_numpy`.
+    """
+
+    type: Literal["audio"] = "audio"
+    sample_rate: int | None = None
+    """Samples per second; found from the bytes when not given, checked against them when given."""
+
+    _frames: int = PrivateAttr(0)
+    _channels: int = PrivateAttr(0)
+
+    @model_validator(mode="after")
+    def _validate_bytes(self) -> Audio:
+        info = _media.inspect_audio(self.data)
+        object.__setattr__(self, "mime_type", self._check_mime(info.mime_type))
+        if self.sample_rate is not None and self.sample_rate != info.sample_rate:
+            raise InvalidMediaError(
+                f"declared sample rate {self.sample_rate} Hz does not match the data, which is {info.sample_rate} Hz"
+            )
+        object.__setattr__(self, "sample_rate", info.sample_rate)
+        self._frames, self._channels = info.frames, info.channels
+        return self
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        assert self.sample_rate is not None
+        return self._frames / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        """Number of channels."""
+        return self._channels
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, provenance: Provenance | None = None) -> Audio:
+        """Read an audio file (WAV, FLAC or OGG); its type is found from its bytes."""
+        return cls(data=_read_file(path), provenance=provenance)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        mime_type: str | None = None,
+        sample_rate: int | None = None,
+        provenance: Provenance | None = None,
+    ) -> Audio:
+        """Wrap encoded audio bytes; ``mime_type`` and ``sample_rate``, when given, are checked against them."""
+        return cls(data=data, mime_type=mime_type, sample_rate=sample_rate, provenance=provenance)
+
+    @classmethod
+    def from_array(
+        cls,
+        samples: Any,
+        *,
+        sample_rate: int,
+        provenance: Provenance | None = None,
+    ) -> Audio:
+        """Encode float samples in [-1, 1], shape ``(frames,)`` or ``(frames, channels)``, as 16-bit WAV."""
+        array = np.asarray(samples, dtype=np.float32)
+        if array.ndim not in (1, 2) or array.size == 0:
+            raise InvalidMediaError(
+                f"audio samples must be a non-empty (frames,) or (frames, channels) array, got shape {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise InvalidMediaError("audio samples contain NaN or infinity")
+        if not _media.MIN_SAMPLE_RATE <= sample_rate <= _media.MAX_SAMPLE_RATE:
+            raise InvalidMediaError(
+                f"sample rate {sample_rate} Hz is outside {_media.MIN_SAMPLE_RATE}..{_media.MAX_SAMPLE_RATE} Hz"
+            )
+        data = _media.encode_audio(np.clip(array, -1.0, 1.0), sample_rate)
+        return cls(data=data, provenance=provenance)
+
+    def to_numpy(self) -> np.ndarray:
+        """Decode to ``float32`` samples, shape ``(frames,)`` for mono, ``(frames, channels)`` otherwise."""
+        return _media.decode_audio(self.data)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the clip; the bytes are kept as they are unless the suffix names another format."""
+        path = Path(path)
+        fmt = _media.AUDIO_SUFFIXES.get(path.suffix.lower())
+        if fmt is None or _media.AUDIO_FORMATS[fmt] == self.mime_type:
+            path.write_bytes(self.data)
+        else:
+            assert self.sample_rate is not None
+            path.write_bytes(_media.encode_audio(self.to_numpy(), self.sample_rate, fmt))
+        return path
+
+    def _describe(self) -> str:
+        return f"{self.mime_type}, {self.sample_rate} Hz, {self.duration:.2f} s"
+
+
+def _read_file(path: str | os.PathLike[str]) -> bytes:
+    path = Path(path)
+    size = path.stat().st_size  # FileNotFoundError for a missing file, as open() would raise
+    if size > _media.MAX_MEDIA_BYTES:
+        raise InvalidMediaError(f"{path} is {size:,} bytes, over the limit of {_media.MAX_MEDIA_BYTES:,} bytes")
+    return path.read_bytes()
+
+
+Part = Annotated[Text | Image | Audio, Field(discriminator="type")]
+"""Any content part; pydantic picks the class from ``type``."""
+
+MediaPart = Image | Audio
+"""An image or an audio clip."""

@@ -1,0 +1,292 @@
+"""Conversation: the object applications talk to.
+
+A conversation owns its history, optional system text, in-context examples and default settings,
+and a :class:`~codi2_sdk.backends.base.Backend` that answers. Each :meth:`Conversation.send` sends the
+examples, the whole history and the new user turn, then appends the user turn and the answer. If the
+backend fails, nothing is appended: the conversation is exactly as it was before the call.
+
+>>> from codi2_sdk import Conversation
+>>> conv = Conversation()                       # codi2-mini, in-process
+>>> answer = conv.send("Draw a red circle.", config={"output_modality": "image"})  # doctest: +SKIP
+>>> answer.images[0].save("circle.png")          # doctest: +SKIP
+
+A conversation is not safe to share between threads or concurrent tasks: give each its own
+(:meth:`fork` copies one cheaply).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .backends.base import Backend, Done, ErrorEvent, Event, GenerationRequest
+from .config import GenerationConfig
+from .content import Audio, Image, Text
+from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError
+from .messages import Example, Message, PartLike, system, to_parts
+
+__all__ = ["SCHEMA_VERSION", "Conversation"]
+
+SCHEMA_VERSION: Literal[1] = 1
+"""Version of the file format that :meth:`Conversation.save` writes and :meth:`Conversation.load` reads."""
+
+ConfigLike = GenerationConfig | Mapping[str, Any] | None
+
+
+class _ConversationFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    system: str | None = None
+    config: GenerationConfig = GenerationConfig()
+    examples: list[Example] = []
+    history: list[Message] = []
+
+
+class Conversation:
+    """A multi-round conversation with a CoDi-2 model.
+
+    Args:
+        backend: what answers; ``None`` uses the embedded codi2-mini model in-process, loaded on the
+            first call that needs it.
+        system: optional system text, sent before the history on every turn.
+        config: default generation settings for every turn (a :class:`GenerationConfig` or a mapping).
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        *,
+        system: str | None = None,
+        config: ConfigLike = None,
+    ) -> None:
+        if backend is not None and not isinstance(backend, Backend):
+            raise InvalidRequestError(f"backend must be a codi2_sdk Backend, not {type(backend).__name__}")
+        if system is not None and not isinstance(system, str):
+            raise InvalidRequestError(f"system must be str, not {type(system).__name__}")
+        self._backend = backend
+        self.system = system
+        self.config = GenerationConfig().merged(config)
+        self._examples: list[Example] = []
+        self._history: list[Message] = []
+
+    # -- state ---------------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend that answers; resolved to codi2-mini on first use if none was given."""
+        if self._backend is None:
+            from .backends import default_backend
+
+            self._backend = default_backend()
+        return self._backend
+
+    @property
+    def history(self) -> list[Message]:
+        """The user and assistant turns so far, oldest first (a copy)."""
+        return list(self._history)
+
+    @property
+    def examples(self) -> list[Example]:
+        """The in-context examples (a copy)."""
+        return list(self._examples)
+
+    @property
+    def messages(self) -> list[Message]:
+        """What is sent before a new turn: the system message, if any, then the history."""
+        head = [system(self.system)] if self.system is not None else []
+        return head + self._history
+
+    def add_example(
+        self,
+        inputs: PartLike | Sequence[PartLike],
+        outputs: PartLike | Sequence[PartLike],
+    ) -> Example:
+        """Add an in-context example: ``outputs`` is what the model should make of ``inputs``.
+
+        Each side is one part (a ``str``, :class:`Image`, :class:`Audio`) or a list of them.
+        """
+        example = Example(inputs=to_parts(_as_sequence(inputs)), outputs=to_parts(_as_sequence(outputs)))
+        self._examples.append(example)
+        return example
+
+    def clear_examples(self) -> None:
+        """Remove every in-context example."""
+        self._examples.clear()
+
+    def undo(self) -> list[Message]:
+        """Remove the last exchange (user turn and answer) and return it."""
+        if len(self._history) < 2:
+            raise InvalidRequestError("nothing to undo: the conversation has no exchange yet")
+        removed = self._history[-2:]
+        del self._history[-2:]
+        return removed
+
+    def fork(self) -> Conversation:
+        """An independent copy that shares the backend: new turns on one do not touch the other."""
+        other = Conversation(self._backend, system=self.system, config=self.config)
+        other._examples = list(self._examples)
+        other._history = list(self._history)
+        return other
+
+    # -- turns ---------------------------------------------------------------------------------
+
+    def request_for(self, *items: PartLike, config: ConfigLike = None) -> GenerationRequest:
+        """The request that :meth:`send` would make for this turn, without sending it."""
+        parts = to_parts(items)
+        if not parts:
+            raise InvalidRequestError("a turn needs at least one part (text, image or audio)")
+        turn = Message(role="user", parts=parts)
+        return GenerationRequest(
+            examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)
+        )
+
+    def send(self, *items: PartLike, config: ConfigLike = None) -> Message:
+        """Send a user turn and return the answer; both are appended to the history.
+
+        Args:
+            *items: the turn's parts in order; plain strings become :class:`Text`.
+            config: settings for this turn only: a :class:`GenerationConfig` replaces the default, a
+                mapping (``{"seed": 1, "image": {"steps": 20}}``) is merged into it.
+        """
+        request = self.request_for(*items, config=config)
+        return self._commit(request, self.backend.generate(request))
+
+    async def asend(self, *items: PartLike, config: ConfigLike = None) -> Message:
+        """Async twin of :meth:`send`."""
+        request = self.request_for(*items, config=config)
+        return self._commit(request, await self.backend.agenerate(request))
+
+    def stream(self, *items: PartLike, config: ConfigLike = None) -> Iterator[Event]:
+        """Send a user turn and yield the answer's events; the turn is appended when :class:`Done` arrives.
+
+        Stopping early (``break``, ``close()``) cancels the generation and appends nothing.
+        """
+        request = self.request_for(*items, config=config)
+        events = self.backend.stream(request)
+        try:
+            for event in events:
+                self._check_event(request, event)
+                yield event
+        finally:
+            close = getattr(events, "close", None)
+            if close is not None:
+                close()
+
+    async def astream(self, *items: PartLike, config: ConfigLike = None) -> AsyncIterator[Event]:
+        """Async twin of :meth:`stream`."""
+        request = self.request_for(*items, config=config)
+        events = self.backend.astream(request)
+        try:
+            async for event in events:
+                self._check_event(request, event)
+                yield event
+        finally:
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def _check_event(self, request: GenerationRequest, event: Event) -> None:
+        if isinstance(event, ErrorEvent):
+            raise ModelError(f"{event.code}: {event.message}")
+        if isinstance(event, Done):
+            self._commit(request, event.message)
+
+    def _commit(self, request: GenerationRequest, answer: Message) -> Message:
+        if not isinstance(answer, Message) or answer.role != "assistant":
+            raise ModelError(f"the backend answered with {answer!r}, not an assistant message")
+        self._history += [request.messages[-1], answer]
+        return answer
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the conversation (system text, settings, examples, history with media) as JSON.
+
+        The write is atomic: a crash mid-save leaves the previous file intact.
+        """
+        path = Path(path)
+        record = _ConversationFile(
+            system=self.system, config=self.config, examples=self._examples, history=self._history
+        )
+        payload = record.model_dump_json(indent=1).encode("utf-8")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_directory(path.parent)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, backend: Backend | None = None) -> Conversation:
+        """Read a conversation written by :meth:`save`; the file is only read, never changed.
+
+        Raises:
+            ConversationFileError: the file is not valid JSON, is of an unknown schema version, or
+                holds invalid messages or media.
+        """
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConversationFileError(f"{path} is not a conversation file: {exc}") from exc
+        version = raw.get("schema_version") if isinstance(raw, dict) else None
+        if version != SCHEMA_VERSION:
+            raise ConversationFileError(
+                f"{path} has schema version {version!r}; this SDK reads version {SCHEMA_VERSION}"
+            )
+        try:
+            record = _ConversationFile.model_validate(raw)
+        except (ValidationError, Codi2Error) as exc:
+            raise ConversationFileError(f"{path} holds an invalid conversation: {exc}") from exc
+        conv = cls(backend, system=record.system, config=record.config)
+        conv._examples = list(record.examples)
+        conv._history = list(record.history)
+        return conv
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Conversation):
+            return NotImplemented
+        return (self.system, self.config, self._examples, self._history) == (
+            other.system,
+            other.config,
+            other._examples,
+            other._history,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"Conversation({len(self._history)} messages, {len(self._examples)} examples, "
+            f"backend={type(self._backend).__name__ if self._backend else 'default'})"
+        )
+
+
+def _as_sequence(value: PartLike | Sequence[PartLike]) -> Sequence[PartLike]:
+    if isinstance(value, (str, Text, Image, Audio)):
+        return [value]
+    return value
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on Windows, where it is not needed either.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

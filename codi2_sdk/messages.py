@@ -1,0 +1,96 @@
+"""Messages: a role and an ordered list of interleaved parts; and in-context examples.
+
+>>> from codi2_sdk import user, Image
+>>> msg = user("Make it blue:", Image.open("square.png"))   # doctest: +SKIP
+>>> msg.text
+'Make it blue:'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .content import Audio, Image, Part, Text
+from .errors import InvalidRequestError
+
+__all__ = ["Example", "Message", "Role", "assistant", "system", "to_parts", "user"]
+
+Role = Literal["system", "user", "assistant"]
+PartLike = str | Text | Image | Audio
+
+
+class Message(BaseModel):
+    """One turn of a conversation: who spoke and what, text and media interleaved in order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    role: Role
+    parts: list[Part] = Field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """All text parts, joined in order."""
+        return "".join(p.text for p in self.parts if isinstance(p, Text))
+
+    @property
+    def images(self) -> list[Image]:
+        """The image parts, in order."""
+        return [p for p in self.parts if isinstance(p, Image)]
+
+    @property
+    def audios(self) -> list[Audio]:
+        """The audio parts, in order."""
+        return [p for p in self.parts if isinstance(p, Audio)]
+
+    @property
+    def media(self) -> list[Image | Audio]:
+        """The image and audio parts, in order."""
+        return [p for p in self.parts if isinstance(p, (Image, Audio))]
+
+
+class Example(BaseModel):
+    """An in-context example: an input and the output the model should produce for it.
+
+    CoDi-2 learns a transformation (an edit, a style) from a few such pairs, shown before the query.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    inputs: list[Part] = Field(min_length=1)
+    outputs: list[Part] = Field(min_length=1)
+
+
+def to_parts(items: Iterable[PartLike]) -> list[Text | Image | Audio]:
+    """Turn builder arguments into parts: a ``str`` becomes :class:`Text`, parts pass through."""
+    parts: list[Text | Image | Audio] = []
+    for item in items:
+        if isinstance(item, str):
+            parts.append(Text(item))
+        elif isinstance(item, (Text, Image, Audio)):
+            parts.append(item)
+        else:
+            raise InvalidRequestError(
+                f"a message part must be str, Text, Image or Audio, not {type(item).__name__}"
+                + (" (wrap PIL images with Image.from_pil)" if type(item).__module__.startswith("PIL") else "")
+            )
+    return parts
+
+
+def user(*items: PartLike) -> Message:
+    """A user message; plain strings become :class:`Text`."""
+    return Message(role="user", parts=to_parts(items))
+
+
+def assistant(*items: PartLike) -> Message:
+    """An assistant message; plain strings become :class:`Text`."""
+    return Message(role="assistant", parts=to_parts(items))
+
+
+def system(text: str) -> Message:
+    """A system message (instructions for the whole conversation)."""
+    if not isinstance(text, str):
+        raise InvalidRequestError(f"system text must be str, not {type(text).__name__}")
+    return Message(role="system", parts=[Text(text)])

@@ -1,0 +1,156 @@
+"""Content parts: construction, validation, accessors and JSON."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import soundfile
+
+from codi2_sdk import Audio, Image, InvalidMediaError, Message, Provenance, Text, user
+
+
+def test_image_open_reads_type_size_and_pixels(png_path: Path) -> None:
+    img = Image.open(png_path)
+    assert img.mime_type == "image/png"
+    assert (img.width, img.height) == (48, 32)
+    assert img.data == png_path.read_bytes()
+    pixels = img.to_numpy()
+    assert pixels.shape == (32, 48, 3)
+    assert tuple(pixels[16, 20]) == (200, 30, 30)
+
+
+def test_image_from_pil_and_from_bytes_agree() -> None:
+    pil = PIL.Image.new("RGB", (8, 8), "blue")
+    a = Image.from_pil(pil)
+    b = Image.from_bytes(a.data, mime_type="image/png")
+    assert a == b and a.sha256 == b.sha256
+    assert len(a.sha256) == 64
+
+
+def test_image_declared_type_must_match_bytes(png_path: Path) -> None:
+    with pytest.raises(InvalidMediaError, match="declared type image/jpeg"):
+        Image.from_bytes(png_path.read_bytes(), mime_type="image/jpeg")
+
+
+def test_image_mime_aliases_are_accepted() -> None:
+    data = Image.from_pil(PIL.Image.new("RGB", (8, 8)), format="JPEG").data
+    assert Image.from_bytes(data, mime_type="image/jpg").mime_type == "image/jpeg"
+
+
+@pytest.mark.parametrize("data", [b"", b"junk", b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
+def test_corrupt_image_raises_invalid_media(data: bytes) -> None:
+    with pytest.raises(InvalidMediaError):
+        Image(data=data)
+
+
+def test_truncated_image_raises_invalid_media(png_path: Path) -> None:
+    data = png_path.read_bytes()
+    with pytest.raises(InvalidMediaError, match="corrupt or truncated"):
+        Image.from_bytes(data[: len(data) // 2])
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims a size, followed by a tiny compressed stream."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused_before_decoding() -> None:
+    with pytest.raises(InvalidMediaError, match="refused before decoding"):
+        Image.from_bytes(_png_header_only(100_000, 100_000))
+    with pytest.raises(InvalidMediaError, match="over the limit"):
+        Image.from_bytes(_png_header_only(5000, 5000))
+
+
+def test_image_save_keeps_bytes_or_converts(image: Image, tmp_path: Path) -> None:
+    same = image.save(tmp_path / "copy.png")
+    assert same.read_bytes() == image.data
+    jpeg = Image.open(image.save(tmp_path / "copy.jpg"))
+    assert jpeg.mime_type == "image/jpeg" and (jpeg.width, jpeg.height) == (image.width, image.height)
+
+
+def test_audio_from_array_round_trips() -> None:
+    t = np.arange(16000) / 16000
+    samples = 0.5 * np.sin(2 * np.pi * 220 * t)
+    clip = Audio.from_array(samples, sample_rate=16000)
+    assert clip.mime_type == "audio/wav" and clip.sample_rate == 16000
+    assert clip.duration == pytest.approx(1.0)
+    back = clip.to_numpy()
+    assert back.dtype == np.float32 and back.shape == (16000,)
+    assert np.max(np.abs(back - samples)) < 1e-3
+
+
+def test_audio_open_and_stereo(tmp_path: Path) -> None:
+    path = tmp_path / "stereo.flac"
+    soundfile.write(path, np.zeros((4000, 2)), 8000, format="FLAC")
+    clip = Audio.open(path)
+    assert (clip.mime_type, clip.sample_rate, clip.channels) == ("audio/flac", 8000, 2)
+    assert clip.to_numpy().shape == (4000, 2)
+
+
+def test_audio_declared_sample_rate_must_match(audio: Audio) -> None:
+    with pytest.raises(InvalidMediaError, match="sample rate 44100"):
+        Audio.from_bytes(audio.data, sample_rate=44100)
+    assert Audio.from_bytes(audio.data, mime_type="audio/x-wav", sample_rate=16000) == audio
+
+
+@pytest.mark.parametrize("data", [b"", b"RIFF\0\0\0\0WAVEjunk", b"not audio at all"])
+def test_corrupt_audio_raises_invalid_media(data: bytes) -> None:
+    with pytest.raises(InvalidMediaError):
+        Audio(data=data)
+
+
+def test_audio_limits() -> None:
+    with pytest.raises(InvalidMediaError, match="outside"):
+        Audio.from_array(np.zeros(100), sample_rate=500)
+    with pytest.raises(InvalidMediaError, match="NaN"):
+        Audio.from_array(np.array([0.0, np.nan]), sample_rate=16000)
+    with pytest.raises(InvalidMediaError, match="shape"):
+        Audio.from_array(np.zeros((2, 2, 2)), sample_rate=16000)
+    # an 11-minute clip, made small by a low rate and 8-bit samples, is still refused for its duration
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros(1000 * 660, dtype=np.float32), 1000, format="WAV", subtype="PCM_U8")
+    with pytest.raises(InvalidMediaError, match="over the limit of 600 s"):
+        Audio.from_bytes(buf.getvalue())
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        Image.open(tmp_path / "nope.png")
+
+
+def test_parts_are_base64_in_json_and_bytes_in_memory(image: Image, audio: Audio) -> None:
+    msg = user("look", image, audio)
+    as_json = msg.model_dump_json()
+    assert '"type":"image"' in as_json and image.data not in as_json.encode()
+    back = Message.model_validate_json(as_json)
+    assert back == msg
+    assert back.images[0].data == image.data and back.audios[0].data == audio.data
+    assert isinstance(msg.model_dump()["parts"][1]["data"], bytes)
+
+
+def test_bad_base64_is_a_validation_error() -> None:
+    with pytest.raises(ValueError, match="base64"):
+        Message.model_validate_json('{"role": "user", "parts": [{"type": "image", "data": "!!!"}]}')
+
+
+def test_provenance_is_typed_and_serialised(image: Image) -> None:
+    made = Image.from_bytes(image.data, provenance=Provenance(model="codi2-mini", seed=3, steps=25))
+    assert made.provenance is not None and made.provenance.seed == 3
+    assert Image.model_validate_json(made.model_dump_json()).provenance == made.provenance
+
+
+def test_parts_are_immutable() -> None:
+    text = Text("a")
+    with pytest.raises(ValueError):
+        text.text = "b"  # type: ignore[misc]

@@ -1,0 +1,209 @@
+"""Conversation over the scripted test backend: turns, examples, streams, fork, undo, save and load."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codi2_sdk import (
+    Audio,
+    Backend,
+    Capabilities,
+    Conversation,
+    ConversationFileError,
+    Done,
+    GenerationRequest,
+    Image,
+    InvalidRequestError,
+    MediaDone,
+    Message,
+    ModelError,
+    Progress,
+    TextDelta,
+    assistant,
+)
+from codi2_sdk.testing import ScriptedBackend
+
+
+def test_send_appends_turn_and_answer(image: Image) -> None:
+    backend = ScriptedBackend(["A red square.", ["Here:", image]])
+    conv = Conversation(backend=backend, system="Be brief.", config={"seed": 5})
+    first = conv.send("What is this?", image)
+    assert first.text == "A red square."
+    second = conv.send("Draw it again.", config={"output_modality": "image"})
+    assert second.images == [image]
+    assert [m.role for m in conv.history] == ["user", "assistant", "user", "assistant"]
+    sent = backend.requests[1]
+    assert [m.role for m in sent.messages] == ["system", "user", "assistant", "user"]
+    assert sent.config.seed == 5 and sent.config.output_modality == "image"
+    assert conv.config.output_modality == "auto"  # per-turn settings do not stick
+
+
+def test_examples_are_sent_before_the_query(image: Image, audio: Audio) -> None:
+    backend = ScriptedBackend([[audio]])
+    conv = Conversation(backend=backend)
+    conv.add_example(inputs=image, outputs=[audio])
+    conv.add_example(inputs=["a", image], outputs="b")
+    conv.send(image)
+    sent = backend.requests[0]
+    assert len(sent.examples) == 2
+    assert sent.examples[0].inputs == [image] and sent.examples[0].outputs == [audio]
+    assert conv.examples == sent.examples
+    conv.clear_examples()
+    assert conv.examples == []
+
+
+def test_failed_backend_leaves_conversation_unchanged() -> None:
+    backend = ScriptedBackend(["only one answer"])
+    conv = Conversation(backend=backend)
+    conv.send("one")
+    before = conv.history
+    with pytest.raises(ModelError, match="no answer left"):
+        conv.send("two")
+    assert conv.history == before
+
+
+def test_empty_turn_and_bad_backend_are_refused() -> None:
+    conv = Conversation(backend=ScriptedBackend([]))
+    with pytest.raises(InvalidRequestError, match="at least one part"):
+        conv.send()
+    with pytest.raises(InvalidRequestError, match="Backend"):
+        Conversation(backend="codi2-mini")  # type: ignore[arg-type]
+
+
+def test_output_modality_the_backend_cannot_write_is_refused() -> None:
+    backend = ScriptedBackend(["x"], capabilities=Capabilities(model="t", output_modalities=["text"]))
+    with pytest.raises(InvalidRequestError, match="cannot write audio"):
+        Conversation(backend=backend).send("hum", config={"output_modality": "audio"})
+
+
+def test_stream_yields_events_and_appends_on_done(image: Image) -> None:
+    conv = Conversation(backend=ScriptedBackend([["A picture:", image]]))
+    events = list(conv.stream("draw"))
+    assert [type(e) for e in events] == [TextDelta, MediaDone, Done]
+    assert isinstance(events[1], MediaDone) and events[1].part == image
+    assert conv.history[-1] == events[-1].message  # type: ignore[union-attr]
+
+
+class SlowStreamingBackend(Backend):
+    """Streams progress events forever until closed; records whether it was closed."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(model="slow")
+
+    def generate(self, request: GenerationRequest) -> Message:
+        raise AssertionError("not used")
+
+    def stream(self, request: GenerationRequest) -> Iterator[Progress]:
+        try:
+            step = 0
+            while True:
+                step += 1
+                yield Progress(modality="image", part_index=0, step=step, total=10**9)
+        finally:
+            self.closed = True
+
+
+def test_stopping_a_stream_cancels_and_appends_nothing() -> None:
+    backend = SlowStreamingBackend()
+    conv = Conversation(backend=backend)
+    stream = conv.stream("draw")
+    for event in stream:
+        if isinstance(event, Progress) and event.step == 3:
+            break
+    stream.close()
+    assert backend.closed and conv.history == []
+
+
+async def test_async_twins(image: Image) -> None:
+    conv = Conversation(backend=ScriptedBackend(["hi", ["x", image]]))
+    answer = await conv.asend("hello")
+    assert answer.text == "hi"
+    events = [e async for e in conv.astream("draw")]
+    assert isinstance(events[-1], Done) and conv.history[-1].images == [image]
+
+
+async def test_closing_an_async_stream_cancels_the_worker() -> None:
+    backend = SlowStreamingBackend()
+    conv = Conversation(backend=backend)
+    stream = conv.astream("draw")
+    async for event in stream:
+        if isinstance(event, Progress) and event.step == 3:
+            break
+    await stream.aclose()
+    assert backend.closed and conv.history == []
+
+
+def test_fork_and_undo() -> None:
+    conv = Conversation(backend=ScriptedBackend(["1", "2", "3"]))
+    conv.send("a")
+    branch = conv.fork()
+    branch.send("b")
+    assert len(conv.history) == 2 and len(branch.history) == 4
+    removed = branch.undo()
+    assert [m.text for m in removed] == ["b", "2"]
+    assert branch == conv
+    conv.undo()
+    with pytest.raises(InvalidRequestError, match="nothing to undo"):
+        conv.undo()
+
+
+def test_save_and_load_round_trip(tmp_path: Path, image: Image, audio: Audio) -> None:
+    conv = Conversation(backend=ScriptedBackend([["Sure:", image, audio]]), system="sys", config={"seed": 2})
+    conv.add_example(inputs=[image], outputs=[audio])
+    conv.send("Make a picture and its sound.")
+    path = conv.save(tmp_path / "conv.json")
+    loaded = Conversation.load(path)
+    assert loaded == conv
+    assert loaded.history[-1].images[0].data == image.data
+    assert loaded.history[-1].audios[0].data == audio.data
+    assert json.loads(path.read_text())["schema_version"] == 1
+    assert not list(tmp_path.glob(".conv.json.*"))  # no temp file left behind
+
+
+def test_save_replaces_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "conv.json"
+    conv = Conversation(backend=ScriptedBackend(["x"]))
+    conv.save(path)
+    conv.send("y")
+    conv.save(path)
+    assert len(Conversation.load(path).history) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"{not json", "not a conversation file"),
+        (b'{"schema_version": 99, "history": []}', "schema version 99"),
+        (b"[1, 2]", "schema version None"),
+        (
+            b'{"schema_version": 1, "history": [{"role": "user", "parts": [{"type": "image", "data": "AAAA"}]}]}',
+            "invalid conversation",
+        ),
+    ],
+)
+def test_loading_a_bad_file_raises_and_leaves_it_untouched(tmp_path: Path, content: bytes, match: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(ConversationFileError, match=match):
+        Conversation.load(path)
+    assert path.read_bytes() == content
+
+
+def test_default_backend_is_resolved_lazily() -> None:
+    conv = Conversation()
+    assert "default" in repr(conv)  # nothing is loaded until a turn needs it
+
+
+def test_scripted_backend_checks_its_script() -> None:
+    with pytest.raises(ValueError, match="assistant"):
+        ScriptedBackend([Message(role="user", parts=[])])
+    backend = ScriptedBackend([assistant("x")])
+    assert backend.remaining == 1
