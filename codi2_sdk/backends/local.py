@@ -1,0 +1,73 @@
+"""LocalBackend: a CoDi-2 model in this process (torch).
+
+One model serves one call at a time: a lock is held for the whole of a generation (a stream holds it
+until it finishes or is closed), so concurrent threads and tasks queue instead of interleaving steps on
+one KV cache. The async methods run the model in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..messages import Message
+from ..model import CoDi2Model, generate_events
+from .base import Backend, Capabilities, Done, Event, GenerationRequest
+
+__all__ = ["LocalBackend"]
+
+
+class LocalBackend(Backend):
+    """Runs a :class:`~codi2_sdk.model.CoDi2Model` in-process.
+
+    Args:
+        model: the network.
+        device: where to run it (``"cpu"``, ``"cuda"``, ...); ``None`` keeps it where it is.
+        dtype: weights' dtype (``torch.bfloat16`` on a GPU, say); ``None`` keeps it.
+    """
+
+    def __init__(self, model: CoDi2Model, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        if device is not None:
+            model = model.to(device=device)
+        if dtype is not None:
+            model = model.to(dtype=dtype)
+        self.model = model.eval()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path = "codi2-mini", *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> LocalBackend:
+        """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini)."""
+        return cls(CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        model = self.model
+        return Capabilities(
+            model=model.name,
+            input_modalities=["text", *sorted(model.encoders)],  # type: ignore[list-item]
+            output_modalities=["text", *sorted(model.decoders)],  # type: ignore[list-item]
+            context_length=getattr(model.llm.config, "max_position_embeddings", None),
+            defaults=model.config.defaults,
+        )
+
+    def generate(self, request: GenerationRequest) -> Message:
+        for event in self.stream(request):
+            if isinstance(event, Done):
+                return event.message
+        raise AssertionError("generation ended without a Done event")  # generate_events always ends with Done
+
+    def stream(self, request: GenerationRequest) -> Iterator[Event]:
+        self.check_request(request)
+        with self._lock:
+            yield from generate_events(self.model, request)
+
+    def __repr__(self) -> str:
+        return f"LocalBackend({self.model.name!r}, device={self.model.device})"
+
+

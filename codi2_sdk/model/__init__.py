@@ -1,0 +1,21 @@
+"""The CoDi-2 network in torch: encoders, projectors, LLM (+LoRA), output heads, diffusion decoders.
+
+Importing this package imports torch, transformers and diffusers; ``import codi2_sdk`` does not.
+"""
+
+from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
+from .generation import generate_events
+from .modeling import CoDi2Model, CoDi2Output, Projector, TrainingExample
+
+__all__ = [
+    "CoDi2Config",
+    "CoDi2Model",
+    "CoDi2Output",
+    "DecoderSpec",
+    "EncoderSpec",
+    "LoraSpec",
+    "LossWeights",
+    "Projector",
+    "TrainingExample",
+    "generate_events",
+]

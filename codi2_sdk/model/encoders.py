@@ -1,0 +1,235 @@
+"""Input encoders: each turns a batch of one medium into a few feature vectors in the aligned space.
+
+Every encoder returns ``(batch, tokens_per_item, width)``; token 0 is the pooled feature (CLS), the one
+that stands for the whole medium. User-side media enter the LLM with all their tokens; media the model
+writes (and example outputs) with the pooled one only, since that is what the output head predicts.
+
+- :class:`CLIPImageEncoder` wraps transformers' ``CLIPVisionModelWithProjection`` (ImageBind-H's vision
+  tower is OpenCLIP ViT-H/14: that checkpoint gives 257 x 1024 per image here).
+- :class:`CNNImageEncoder` and :class:`CNNAudioEncoder` (log-mel) are the small encoders codi2-mini uses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from ..content import Audio, Image
+from .audio_features import LogMel
+
+__all__ = [
+    "CLIPImageEncoder",
+    "CNNAudioEncoder",
+    "CNNImageEncoder",
+    "MediaEncoder",
+    "audio_to_tensor",
+    "build_encoder",
+    "image_to_tensor",
+    "load_encoder",
+]
+
+#: Normalisation of log-mel values (log of mel energy), shared by the audio encoder and decoder.
+LOG_MEL_MEAN, LOG_MEL_STD = -6.0, 4.0
+
+
+@runtime_checkable
+class MediaEncoder(Protocol):
+    """What the model needs of an encoder."""
+
+    modality: str
+    width: int
+    tokens_per_item: int
+
+    def preprocess(self, parts: list[Any]) -> torch.Tensor:
+        """Decode a list of parts into one input tensor."""
+        ...
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Features ``(batch, tokens_per_item, width)``, pooled feature first."""
+        ...
+
+    def save_pretrained(self, directory: str | Path) -> None: ...
+
+
+def image_to_tensor(images: list[Image], size: int) -> torch.Tensor:
+    """Decode images to ``(batch, 3, size, size)`` floats in [-1, 1] (RGB, bicubic resize)."""
+    arrays = []
+    for image in images:
+        pil = image.to_pil().convert("RGB")
+        if pil.size != (size, size):
+            pil = pil.resize((size, size), PIL.Image.Resampling.BICUBIC)
+        arrays.append(np.asarray(pil, dtype=np.float32) / 127.5 - 1.0)
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def audio_to_tensor(clips: list[Audio], sample_rate: int, num_samples: int) -> torch.Tensor:
+    """Decode clips to mono ``(batch, num_samples)`` at ``sample_rate`` (linear resampling, cut or zero-padded)."""
+    waves = np.zeros((len(clips), num_samples), dtype=np.float32)
+    for i, clip in enumerate(clips):
+        samples = clip.to_numpy()
+        if samples.ndim == 2:
+            samples = samples.mean(axis=1)
+        if clip.sample_rate != sample_rate:
+            assert clip.sample_rate is not None
+            n = round(len(samples) * sample_rate / clip.sample_rate)
+            samples = np.interp(np.arange(n) * clip.sample_rate / sample_rate, np.arange(len(samples)), samples)
+        n = min(num_samples, len(samples))
+        waves[i, :n] = samples[:n]
+    return torch.from_numpy(waves)
+
+
+def _conv_stack(in_channels: int, channels: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for out in channels:
+        layers += [nn.Conv2d(in_channels, out, 3, stride=2, padding=1), nn.GroupNorm(min(8, out), out), nn.SiLU()]
+        layers += [nn.Conv2d(out, out, 3, padding=1), nn.GroupNorm(min(8, out), out), nn.SiLU()]
+        in_channels = out
+    return nn.Sequential(*layers)
+
+
+class _GridEncoder(ModelMixin, ConfigMixin):
+    """A conv stack whose feature map is pooled to a ``grid x grid`` set of tokens plus one pooled token."""
+
+    modality = ""
+
+    def _build(self, in_channels: int, channels: list[int], grid: int, width: int) -> None:
+        self.convs = _conv_stack(in_channels, channels)
+        self.pool = nn.AdaptiveAvgPool2d(grid)
+        self.token_proj = nn.Linear(channels[-1], width)
+        self.pooled_proj = nn.Sequential(
+            nn.Linear(channels[-1] * grid * grid, width), nn.GELU(), nn.Linear(width, width)
+        )
+
+    @property
+    def width(self) -> int:
+        return int(self.config["width"])
+
+    @property
+    def tokens_per_item(self) -> int:
+        return 1 + int(self.config["grid"]) ** 2
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        grid = self.pool(self.convs(x)).flatten(2).transpose(1, 2)  # (batch, grid*grid, channels)
+        pooled = self.pooled_proj(grid.flatten(1))
+        return torch.cat([pooled[:, None], self.token_proj(grid)], dim=1)
+
+
+class CNNImageEncoder(_GridEncoder):
+    """A small convolutional image encoder (codi2-mini)."""
+
+    modality = "image"
+
+    @register_to_config
+    def __init__(self, image_size: int = 64, width: int = 256, channels: tuple[int, ...] = (32, 64, 128), grid: int = 2):
+        super().__init__()
+        self._build(3, list(channels), grid, width)
+
+    def preprocess(self, parts: list[Image]) -> torch.Tensor:
+        return image_to_tensor(parts, int(self.config["image_size"]))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._encode(pixels)
+
+
+class CNNAudioEncoder(_GridEncoder):
+    """A small convolutional encoder over normalised log-mel spectrograms (codi2-mini)."""
+
+    modality = "audio"
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 1024,
+        hop_length: int = 256,
+        n_mels: int = 64,
+        frames: int = 64,
+        width: int = 256,
+        channels: tuple[int, ...] = (32, 64, 128),
+        grid: int = 2,
+    ):
+        super().__init__()
+        self.logmel = LogMel(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, frames=frames)
+        self._build(1, list(channels), grid, width)
+
+    def preprocess(self, parts: list[Audio]) -> torch.Tensor:
+        return audio_to_tensor(parts, int(self.config["sample_rate"]), self.logmel.num_samples)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        mel = (self.logmel(wave) - LOG_MEL_MEAN) / LOG_MEL_STD
+        return self._encode(mel)
+
+
+class CLIPImageEncoder(nn.Module):
+    """All tokens (CLS first) of a CLIP vision tower, through its projection.
+
+    For OpenCLIP ViT-H/14 (ImageBind-H's vision tower) that is 257 tokens of 1024 per 224 x 224 image.
+    """
+
+    modality = "image"
+    _MEAN = (0.48145466, 0.4578275, 0.40821073)
+    _STD = (0.26862954, 0.26130258, 0.27577711)
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    @classmethod
+    def from_config(cls, **clip_vision_args: Any) -> CLIPImageEncoder:
+        """A random-initialised encoder from ``CLIPVisionConfig`` arguments."""
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        return cls(CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_vision_args)))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> CLIPImageEncoder:
+        """Load from a local folder (or a hub id already in the local cache); never downloads."""
+        from transformers import CLIPVisionModelWithProjection
+
+        return cls(CLIPVisionModelWithProjection.from_pretrained(str(path), local_files_only=True))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.model.save_pretrained(str(directory))
+
+    @property
+    def width(self) -> int:
+        return int(self.model.config.projection_dim)
+
+    @property
+    def tokens_per_item(self) -> int:
+        cfg = self.model.config
+        return (cfg.image_size // cfg.patch_size) ** 2 + 1
+
+    def preprocess(self, parts: list[Image]) -> torch.Tensor:
+        pixels = (image_to_tensor(parts, int(self.model.config.image_size)) + 1) / 2
+        mean = torch.tensor(self._MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(self._STD).view(1, 3, 1, 1)
+        return (pixels - mean) / std
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        vision = self.model.vision_model(pixel_values=pixels.to(self.model.dtype))
+        # Every token through the final layer norm and the projection, as CLIP does for CLS alone.
+        tokens = self.model.vision_model.post_layernorm(vision.last_hidden_state)
+        return self.model.visual_projection(tokens)
+
+
+_KINDS: dict[str, Any] = {"cnn_image": CNNImageEncoder, "cnn_audio": CNNAudioEncoder, "clip_image": CLIPImageEncoder}
+
+
+def build_encoder(kind: str, args: dict[str, Any]) -> nn.Module:
+    """A random-initialised encoder of ``kind``."""
+    cls = _KINDS[kind]
+    return cls.from_config(**args) if cls is CLIPImageEncoder else cls(**args)
+
+
+def load_encoder(kind: str, directory: Path) -> nn.Module:
+    """Load an encoder of ``kind`` from ``directory``."""
+    cls = _KINDS[kind]
+    return cls.from_pretrained(directory)

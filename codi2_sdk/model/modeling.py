@@ -1,0 +1,386 @@
+"""CoDi2Model: encoders, projectors, the LLM (with optional LoRA), output heads and diffusion decoders.
+
+The network, as in the paper (arXiv 2311.18775):
+
+1. each input medium is encoded into a few aligned feature vectors (:mod:`.encoders`);
+2. an input projector (Linear, GELU, LayerNorm, Linear) maps them to the LLM's width, and they fill
+   the ``<|media|>`` slots between the medium's tags (:mod:`.prompt`);
+3. the LLM reads the interleaved sequence as ``inputs_embeds``;
+4. where the LLM writes a media start tag, an output head (same MLP shape) turns that position's hidden
+   state into the feature that conditions the medium's diffusion decoder (:mod:`.decoders`).
+
+Training regresses the head's output onto the encoder's pooled feature of the target medium (cosine and
+MSE, on unit-norm features) beside cross-entropy on the answer's tokens. At inference the unit-norm
+prediction is scaled back to the encoder's feature norm before it conditions the decoder, and it is fed
+back through the input projector into the slot, so later text and media condition on it.
+
+Generation lives in :mod:`.generation`; this module holds the network, the loss and checkpoint files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from ..content import Audio, Image
+from ..errors import ModelError, ModelNotFoundError
+from ..messages import Example, Message
+from .config import CoDi2Config, LoraSpec
+from .decoders import LatentDiffusionDecoder, build_decoder, load_decoder
+from .encoders import build_encoder, load_encoder
+from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
+from .tokenizer import build_word_tokenizer, load_tokenizer
+
+__all__ = ["CoDi2Model", "CoDi2Output", "Projector", "TrainingExample", "resolve_checkpoint"]
+
+CONFIG_FILE = "codi2.json"
+PROJECTORS_FILE = "projectors.safetensors"
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+class Projector(nn.Sequential):
+    """The paper's projector MLP: Linear, GELU, LayerNorm, Linear."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
+
+
+@dataclass
+class TrainingExample:
+    """One training sequence: a request's examples and messages, and the answer to learn."""
+
+    messages: list[Message]
+    answer: Message
+    examples: list[Example] | None = None
+
+
+@dataclass
+class CoDi2Output:
+    """The training forward's result."""
+
+    loss: torch.Tensor
+    text_loss: torch.Tensor
+    feature_loss: torch.Tensor
+    logits: torch.Tensor
+
+
+@dataclass
+class EmbeddedBatch:
+    """Prompts turned into LLM inputs."""
+
+    embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    targets: list[tuple[int, int, str, torch.Tensor]]
+    """(batch index, position of the start tag, modality, unit-norm target feature) for each answer medium."""
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """The folder for a checkpoint name shipped in the package (``"codi2-mini"``) or a path."""
+    path = Path(name_or_path)
+    if not path.exists() and isinstance(name_or_path, str) and (_WEIGHTS_DIR / name_or_path).exists():
+        path = _WEIGHTS_DIR / name_or_path
+    if not path.is_dir():
+        shipped = sorted(p.name for p in _WEIGHTS_DIR.iterdir()) if _WEIGHTS_DIR.is_dir() else []
+        raise ModelNotFoundError(
+            f"no checkpoint folder at {name_or_path!s}"
+            + (f"; checkpoints shipped in the package: {', '.join(shipped)}" if shipped else "")
+        )
+    return path
+
+
+class CoDi2Model(nn.Module):
+    """A CoDi-2 network: see the module docstring for its parts.
+
+    Build a random-initialised one with :meth:`from_config`, load one with :meth:`from_pretrained`.
+    """
+
+    def __init__(
+        self,
+        config: CoDi2Config,
+        llm: Any,
+        tokenizer: Any,
+        encoders: dict[str, nn.Module],
+        decoders: dict[str, LatentDiffusionDecoder],
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.encoders = nn.ModuleDict(encoders)
+        self.decoders = nn.ModuleDict(decoders)
+        hidden = self.hidden_size
+        mlp = config.projector_hidden or hidden
+        self.in_proj = nn.ModuleDict({m: Projector(e.width, mlp, hidden) for m, e in encoders.items()})
+        self.out_head = nn.ModuleDict({m: Projector(hidden, mlp, d.cond_dim) for m, d in decoders.items()})
+        self.prompts = PromptBuilder(tokenizer, {m: int(e.tokens_per_item) for m, e in encoders.items()})
+        for encoder in self.encoders.values():
+            encoder.requires_grad_(False)  # trained for alignment beforehand, frozen after
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls, config: CoDi2Config, *, tokenizer: Any = None, words: Sequence[str] = (), seed: int | None = 0
+    ) -> CoDi2Model:
+        """A random-initialised model of ``config``'s shape.
+
+        Args:
+            tokenizer: the tokenizer to use; by default a word-level one over ``words``.
+            words: vocabulary of the default word-level tokenizer.
+            seed: seed for the initial weights (``None`` leaves torch's global generator alone).
+        """
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        if seed is not None:
+            torch.manual_seed(seed)
+        tokenizer = tokenizer if tokenizer is not None else build_word_tokenizer(words)
+        llm_config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=False,
+            **config.llm,
+        )
+        llm = LlamaForCausalLM(llm_config)
+        encoders = {m: build_encoder(spec.kind, spec.args) for m, spec in config.encoders.items()}
+        decoders = {m: build_decoder(spec.kind, spec.args) for m, spec in config.decoders.items()}
+        model = cls(config, llm, tokenizer, encoders, decoders)
+        if config.lora is not None:
+            model.add_lora(config.lora)
+        return model
+
+    def add_lora(self, spec: LoraSpec | None = None) -> None:
+        """Wrap the LLM in a peft LoRA (on q, k, v, o by default); only the adapter stays trainable in it."""
+        from peft import LoraConfig, get_peft_model
+
+        spec = spec or LoraSpec()
+        if self.has_lora:
+            raise ModelError("the LLM already has a LoRA adapter")
+        lora = LoraConfig(
+            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=list(spec.target_modules)
+        )
+        self.llm = get_peft_model(self.llm, lora)
+        self.config = self.config.model_copy(update={"lora": spec})
+
+    @property
+    def has_lora(self) -> bool:
+        """Whether the LLM is wrapped in a peft adapter."""
+        return hasattr(self.llm, "peft_config")
+
+    @property
+    def hidden_size(self) -> int:
+        """The LLM's width."""
+        return int(self.llm.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # -- embedding ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, modality: str, parts: Sequence[Image | Audio]) -> torch.Tensor:
+        """Encoder features ``(len(parts), tokens_per_item, width)`` of one modality."""
+        encoder = self.encoders[modality]
+        inputs = encoder.preprocess(list(parts)).to(self.device)
+        return encoder(inputs).float()
+
+    def feature_to_input(self, modality: str, feature: torch.Tensor) -> torch.Tensor:
+        """Project encoder-space features ``(..., width)`` to LLM input embeddings."""
+        proj = self.in_proj[modality]
+        return proj(feature.to(proj[0].weight.dtype))
+
+    def predict_feature(self, modality: str, hidden: torch.Tensor) -> torch.Tensor:
+        """The output head: LLM hidden states ``(..., hidden)`` to unit-norm media features."""
+        head = self.out_head[modality]
+        return F.normalize(head(hidden.to(head[0].weight.dtype)).float(), dim=-1)
+
+    def restore_scale(self, modality: str, unit_feature: torch.Tensor) -> torch.Tensor:
+        """Scale unit-norm features back to the encoder's typical norm, as the decoder was trained on."""
+        return unit_feature * self.config.feature_norms.get(modality, 1.0)
+
+    def embed(self, prompts: Sequence[Prompt], *, padding_side: str = "right") -> EmbeddedBatch:
+        """Token embeddings with media features in their slots, padded into one batch."""
+        length = max(len(p) for p in prompts)
+        pad_id = self.tokenizer.pad_token_id
+        ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
+        labels = torch.full((len(prompts), length), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(prompts), length), dtype=torch.long)
+        offsets = []
+        for b, prompt in enumerate(prompts):
+            offset = length - len(prompt) if padding_side == "left" else 0
+            offsets.append(offset)
+            ids[b, offset : offset + len(prompt)] = torch.tensor(prompt.ids)
+            labels[b, offset : offset + len(prompt)] = torch.tensor(prompt.labels)
+            mask[b, offset : offset + len(prompt)] = 1
+        embeds = self.llm.get_input_embeddings()(ids.to(self.device))
+
+        # Encode each modality's media in one batch, then write each item's features into its slot.
+        slots = [(b, slot) for b, prompt in enumerate(prompts) for slot in prompt.media]
+        rows: list[torch.Tensor] = []
+        positions: list[tuple[int, int, int]] = []
+        targets: list[tuple[int, int, str, torch.Tensor]] = []
+        for modality in {slot.modality for _, slot in slots}:
+            group = [(b, slot) for b, slot in slots if slot.modality == modality]
+            features = self.encode(modality, [slot.part for _, slot in group])
+            for (b, slot), feature in zip(group, features, strict=True):
+                rows.append(self.feature_to_input(modality, feature[: slot.count]))
+                positions.append((b, offsets[b] + slot.position, slot.count))
+                if slot.target:
+                    targets.append((b, offsets[b] + slot.position - 1, modality, F.normalize(feature[0], dim=-1)))
+        if rows:
+            embeds = embeds.clone()
+            for (b, start, count), row in zip(positions, rows, strict=True):
+                embeds[b, start : start + count] = row.to(embeds.dtype)
+        return EmbeddedBatch(embeds, mask.to(self.device), labels.to(self.device), targets)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def forward(self, batch: Sequence[TrainingExample]) -> CoDi2Output:
+        """The training loss of a batch: text cross-entropy plus feature regression at answer media.
+
+        Target features are teacher-forced into the answer's slots.
+        """
+        prompts = [self.prompts.build(ex.examples or [], ex.messages, answer=ex.answer) for ex in batch]
+        inputs = self.embed(prompts)
+        out = self.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, output_hidden_states=True)
+        logits = out.logits
+        text_loss = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+            inputs.labels[:, 1:].reshape(-1),
+            ignore_index=IGNORE_INDEX,
+        )
+        if torch.isnan(text_loss):  # no text token to learn in this batch
+            text_loss = logits.sum() * 0.0
+        feature_loss = logits.new_zeros((), dtype=torch.float32)
+        if inputs.targets:
+            hidden = out.hidden_states[-1]
+            losses = []
+            for b, position, modality, target in inputs.targets:
+                head = self.out_head[modality]
+                raw = head(hidden[b, position].to(head[0].weight.dtype)).float()
+                cosine = 1 - F.cosine_similarity(raw, target, dim=-1)
+                mse = F.mse_loss(raw, target)
+                losses.append(self.config.loss.cosine * cosine + self.config.loss.mse * mse)
+            feature_loss = torch.stack(losses).mean()
+        loss = self.config.loss.text * text_loss + feature_loss
+        return CoDi2Output(loss=loss, text_loss=text_loss.detach(), feature_loss=feature_loss.detach(), logits=logits)
+
+    # -- checkpoints -------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the checkpoint folder: ``codi2.json``, ``llm/``, ``tokenizer/``, ``adapter/`` (with
+        LoRA), ``projectors.safetensors``, ``encoders/<modality>/``, ``decoders/<modality>/``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = self.config.model_copy(update={"llm_path": "llm"})
+        if self.has_lora:
+            self.llm.save_pretrained(str(directory / "adapter"))
+            self.llm.get_base_model().save_pretrained(str(directory / "llm"))
+        else:
+            self.llm.save_pretrained(str(directory / "llm"))
+        self.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        projectors = {f"in_proj.{k}": v for k, v in self.in_proj.state_dict().items()}
+        projectors |= {f"out_head.{k}": v for k, v in self.out_head.state_dict().items()}
+        save_file({k: v.detach().contiguous().cpu() for k, v in projectors.items()}, str(directory / PROJECTORS_FILE))
+        for modality, encoder in self.encoders.items():
+            encoder.save_pretrained(directory / "encoders" / modality)
+        for modality, decoder in self.decoders.items():
+            decoder.save_pretrained(directory / "decoders" / modality)
+        (directory / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
+        return directory
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+    ) -> CoDi2Model:
+        """Load a checkpoint folder, or a checkpoint shipped in the package by name (``"codi2-mini"``).
+
+        Nothing is ever downloaded: an LLM named by hub id must already be in the local cache.
+
+        Raises:
+            ModelNotFoundError: the folder, or a part of it, is missing (the message names the part).
+            ModelError: a part is there but does not fit the rest (the message names the part).
+        """
+        directory = resolve_checkpoint(name_or_path)
+        config = _read_config(directory)
+
+        def need(relative: str) -> Path:
+            path = directory / relative
+            if not path.exists():
+                raise ModelNotFoundError(f"checkpoint {directory} is missing its part '{relative}'")
+            return path
+
+        def load_part(relative: str, load: Any) -> Any:
+            path = need(relative)
+            try:
+                return load(path)
+            except (ModelError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                raise ModelError(f"checkpoint {directory}: part '{relative}' cannot be loaded: {exc}") from exc
+
+        from transformers import AutoModelForCausalLM
+
+        def load_llm(source: Path | str) -> Any:
+            kwargs = {"dtype": dtype} if dtype is not None else {}
+            return AutoModelForCausalLM.from_pretrained(str(source), local_files_only=True, **kwargs)
+
+        if (directory / config.llm_path).exists() or config.llm_path == "llm":
+            llm = load_part(config.llm_path, load_llm)
+        else:  # a hub id, which must already be in the local cache
+            try:
+                llm = load_llm(config.llm_path)
+            except Exception as exc:
+                raise ModelNotFoundError(
+                    f"checkpoint {directory}: its LLM '{config.llm_path}' is neither a sub-folder nor in the local "
+                    f"hub cache (nothing is downloaded): {exc}"
+                ) from exc
+        tokenizer = load_part("tokenizer", load_tokenizer)
+        if len(tokenizer) > llm.get_input_embeddings().num_embeddings:
+            raise ModelError(
+                f"checkpoint {directory}: part 'tokenizer' has {len(tokenizer)} tokens but the LLM embeds only "
+                f"{llm.get_input_embeddings().num_embeddings}"
+            )
+        encoders = {m: load_part(f"encoders/{m}", lambda p, s=s: load_encoder(s.kind, p)) for m, s in config.encoders.items()}
+        decoders = {m: load_part(f"decoders/{m}", lambda p, s=s: load_decoder(s.kind, p)) for m, s in config.decoders.items()}
+        model = cls(config.model_copy(update={"lora": None}), llm, tokenizer, encoders, decoders)
+        projectors = load_part(PROJECTORS_FILE, lambda p: load_file(str(p)))
+        for prefix, module in (("in_proj.", model.in_proj), ("out_head.", model.out_head)):
+            state = {k[len(prefix) :]: v for k, v in projectors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise ModelError(f"checkpoint {directory}: part '{PROJECTORS_FILE}' does not fit the model: {exc}") from exc
+        if config.lora is not None:
+            from peft import PeftModel
+
+            model.llm = load_part("adapter", lambda p: PeftModel.from_pretrained(llm, str(p)))
+            model.config = config
+        model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+        return model.eval()
+
+
+def _read_config(directory: Path) -> CoDi2Config:
+    path = directory / CONFIG_FILE
+    if not path.exists():
+        raise ModelNotFoundError(f"checkpoint {directory} is missing its part '{CONFIG_FILE}'")
+    try:
+        return CoDi2Config.model_validate(json.loads(path.read_text()))
+    except (json.JSONDecodeError, ValidationError) as exc:
+        raise ModelError(f"checkpoint {directory}: part '{CONFIG_FILE}' is invalid: {exc}") from exc

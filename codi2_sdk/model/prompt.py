@@ -1,0 +1,129 @@
+"""Prompt building: examples and messages to token ids with media slots (the chat template).
+
+The template, in tokens::
+
+    <s>
+    <|user|> {example input} <|end|> <|assistant|> {example output} <|end|>     one pair per example
+    <|system|> {text} <|end|>                                                 if any
+    <|user|> {parts} <|end|> <|assistant|> {parts} <|end|> ...                 the history
+    <|user|> {parts} <|end|> <|assistant|>                                    the new turn; the answer follows
+
+A medium is ``<image> <|media|> x n </image>`` (or the audio tags): ``n`` is the encoder's token count
+for media the model reads (user and system turns, example inputs) and 1 for media the model writes
+(assistant turns, example outputs), whose single slot holds the pooled feature that the output head
+predicts. Text is tokenised in one call per part, with special-token strings typed by a user kept as
+plain text (``split_special_tokens``), so nobody can inject a media tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..content import Audio, Image, Text
+from ..messages import Example, Message
+from .tokenizer import BOS, END_OF_TURN, MEDIA_SLOT, MEDIA_TAGS, ROLE_TOKENS
+
+__all__ = ["IGNORE_INDEX", "MediaSlot", "Prompt", "PromptBuilder"]
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class MediaSlot:
+    """Where one medium's features go in a prompt."""
+
+    position: int
+    """Index of the first ``<|media|>`` token."""
+    count: int
+    """How many feature tokens (all of the encoder's, or 1 for media the model writes)."""
+    part: Image | Audio
+    target: bool = False
+    """True for media in the answer being trained: the hidden state at ``position - 1`` must predict it."""
+
+    @property
+    def modality(self) -> str:
+        return self.part.type
+
+
+@dataclass
+class Prompt:
+    """One sequence: token ids, training labels and media slots."""
+
+    ids: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    media: list[MediaSlot] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class PromptBuilder:
+    """Renders examples and messages to :class:`Prompt` objects with a given tokenizer.
+
+    Args:
+        tokenizer: a transformers tokenizer holding the special tokens.
+        tokens_per_item: encoder token count for each modality.
+    """
+
+    def __init__(self, tokenizer: Any, tokens_per_item: dict[str, int]) -> None:
+        self.tokenizer = tokenizer
+        self.tokens_per_item = tokens_per_item
+        ids = tokenizer.convert_tokens_to_ids
+        self.bos_id = ids(BOS) if BOS in tokenizer.get_vocab() else tokenizer.bos_token_id
+        self.slot_id: int = ids(MEDIA_SLOT)
+        self.end_id: int = ids(END_OF_TURN)
+        self.role_ids: dict[str, int] = {role: ids(tok) for role, tok in ROLE_TOKENS.items()}
+        self.start_ids: dict[str, int] = {m: ids(tags[0]) for m, tags in MEDIA_TAGS.items()}
+        self.close_ids: dict[str, int] = {m: ids(tags[1]) for m, tags in MEDIA_TAGS.items()}
+        self.modality_of_start: dict[int, str] = {v: k for k, v in self.start_ids.items()}
+
+    def text_ids(self, text: str) -> list[int]:
+        """Token ids of plain text (special-token strings stay text)."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
+
+    def _turn(self, prompt: Prompt, role: str, parts: Sequence[Text | Image | Audio], *, train: bool) -> None:
+        writes = role == "assistant"
+
+        def add(token_ids: list[int], learn: bool) -> None:
+            prompt.ids += token_ids
+            prompt.labels += token_ids if (train and learn) else [IGNORE_INDEX] * len(token_ids)
+
+        add([self.role_ids[role]], False)
+        for part in parts:
+            if isinstance(part, Text):
+                add(self.text_ids(part.text), True)
+                continue
+            if part.type not in self.start_ids or part.type not in self.tokens_per_item:
+                raise ValueError(f"this model cannot read {part.type}")
+            count = 1 if writes else self.tokens_per_item[part.type]
+            add([self.start_ids[part.type]], True)
+            prompt.media.append(MediaSlot(len(prompt.ids), count, part, target=train and writes))
+            add([self.slot_id] * count, False)
+            add([self.close_ids[part.type]], False)  # forced after a slot when generating: nothing to learn
+        add([self.end_id], True)
+
+    def build(
+        self, examples: Sequence[Example], messages: Sequence[Message], *, answer: Message | None = None
+    ) -> Prompt:
+        """Render a prompt that ends with ``<|assistant|>`` (for generation), or with ``answer`` (for training).
+
+        With ``answer``, labels mark the answer's tokens (text, media start tags and the end of turn) and
+        its media slots are regression targets; everything before is context only.
+        """
+        prompt = Prompt()
+        if self.bos_id is not None:
+            prompt.ids.append(self.bos_id)
+            prompt.labels.append(IGNORE_INDEX)
+        for example in examples:
+            self._turn(prompt, "user", example.inputs, train=False)
+            self._turn(prompt, "assistant", example.outputs, train=False)
+        for message in messages:
+            self._turn(prompt, message.role, message.parts, train=False)
+        if answer is None:
+            prompt.ids.append(self.role_ids["assistant"])
+            prompt.labels.append(IGNORE_INDEX)
+        else:
+            self._turn(prompt, "assistant", answer.parts, train=True)
+        return prompt
