@@ -36,3 +36,15 @@ def image(png_path: Path) -> Image:
 @pytest.fixture
 def audio(wav_path: Path) -> Audio:
     return Audio.open(wav_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from model_fixtures import tiny_model
+
+    return tiny_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_model, tmp_path_factory):
+    return tiny_model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "codi2-tiny")

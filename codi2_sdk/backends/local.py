@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -30,7 +29,9 @@ class LocalBackend(Backend):
         dtype: weights' dtype (``torch.bfloat16`` on a GPU, say); ``None`` keeps it.
     """
 
-    def __init__(self, model: CoDi2Model, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+    def __init__(
+        self, model: CoDi2Model, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ):
         if device is not None:
             model = model.to(device=device)
         if dtype is not None:
@@ -40,7 +41,11 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path = "codi2-mini", *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+        cls,
+        name_or_path: str | Path = "codi2-mini",
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
     ) -> LocalBackend:
         """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini)."""
         return cls(CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype))
@@ -69,5 +74,3 @@ class LocalBackend(Backend):
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.model.name!r}, device={self.model.device})"
-
-

@@ -22,7 +22,9 @@ def _hz_to_mel(hz: float) -> float:
     return 2595.0 * math.log10(1.0 + hz / 700.0)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
     """Triangular HTK mel filters, shape ``(n_mels, n_fft // 2 + 1)``."""
     f_max = f_max if f_max is not None else sample_rate / 2
     mels = torch.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2, dtype=torch.float64)
@@ -39,6 +41,9 @@ class LogMel(nn.Module):
 
     Clips are cut or zero-padded to exactly ``frames`` frames (``(frames - 1) * hop_length`` samples).
     """
+
+    window: torch.Tensor
+    filters: torch.Tensor
 
     def __init__(self, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, frames: int) -> None:
         super().__init__()
@@ -66,9 +71,7 @@ class LogMel(nn.Module):
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         wave = self.fit_length(wave)
-        spec = torch.stft(
-            wave, self.n_fft, self.hop_length, window=self.window, center=True, return_complex=True
-        ).abs()
+        spec = torch.stft(wave, self.n_fft, self.hop_length, window=self.window, center=True, return_complex=True).abs()
         mel = torch.matmul(self.filters, spec)
         return torch.log(mel + LOG_FLOOR).unsqueeze(1)
 

@@ -16,7 +16,7 @@ from ..config import AudioConfig, GenerationConfig, ImageConfig
 
 __all__ = ["CoDi2Config", "DecoderSpec", "EncoderSpec", "LoraSpec", "LossWeights"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Literal[1] = 1
 MediaModality = Literal["image", "audio"]
 
 

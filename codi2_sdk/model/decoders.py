@@ -32,7 +32,10 @@ __all__ = ["AudioDecoder", "ImageDecoder", "LatentDiffusionDecoder", "StepCallba
 StepCallback = Callable[[int, int], None]
 """Called after each diffusion step with ``(step, total)``; raising from it cancels the decode."""
 
-_SCHEDULERS: dict[str, Any] = {"DDIMScheduler": DDIMScheduler, "DPMSolverMultistepScheduler": DPMSolverMultistepScheduler}
+_SCHEDULERS: dict[str, Any] = {
+    "DDIMScheduler": DDIMScheduler,
+    "DPMSolverMultistepScheduler": DPMSolverMultistepScheduler,
+}
 
 
 class LatentDiffusionDecoder(nn.Module):
@@ -49,7 +52,9 @@ class LatentDiffusionDecoder(nn.Module):
     # -- building and files ----------------------------------------------------------------------
 
     @classmethod
-    def build(cls, *, cond_dim: int, vae: dict[str, Any], unet: dict[str, Any], scheduler: dict[str, Any], **extra: Any):
+    def build(
+        cls, *, cond_dim: int, vae: dict[str, Any], unet: dict[str, Any], scheduler: dict[str, Any], **extra: Any
+    ):
         """A random-initialised decoder from the parts' diffusers configs."""
         scheduler_cls = _SCHEDULERS[scheduler.pop("class_name", "DDIMScheduler")]
         return cls(
@@ -62,7 +67,9 @@ class LatentDiffusionDecoder(nn.Module):
         self.vae.save_pretrained(directory / "vae")
         self.unet.save_pretrained(directory / "unet")
         self.scheduler.save_pretrained(directory / "scheduler")
-        (directory / "decoder.json").write_text(json.dumps({"kind": self.kind, "cond_dim": self.cond_dim, **self.extra}))
+        (directory / "decoder.json").write_text(
+            json.dumps({"kind": self.kind, "cond_dim": self.cond_dim, **self.extra})
+        )
 
     @classmethod
     def from_pretrained(cls, directory: str | Path):
@@ -121,7 +128,9 @@ class LatentDiffusionDecoder(nn.Module):
         Closing the generator between steps cancels the decode.
         """
         cond = cond.to(self.unet.dtype)
-        latents = torch.randn((len(cond), *self.latent_shape), generator=generator, device=cond.device, dtype=cond.dtype)
+        latents = torch.randn(
+            (len(cond), *self.latent_shape), generator=generator, device=cond.device, dtype=cond.dtype
+        )
         # a fresh copy: the scheduler keeps per-run state, and one decoder may serve several runs
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
         scheduler.set_timesteps(steps, device=cond.device)

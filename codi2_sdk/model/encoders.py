@@ -127,7 +127,9 @@ class CNNImageEncoder(_GridEncoder):
     modality = "image"
 
     @register_to_config
-    def __init__(self, image_size: int = 64, width: int = 256, channels: tuple[int, ...] = (32, 64, 128), grid: int = 2):
+    def __init__(
+        self, image_size: int = 64, width: int = 256, channels: tuple[int, ...] = (32, 64, 128), grid: int = 2
+    ):
         super().__init__()
         self._build(3, list(channels), grid, width)
 

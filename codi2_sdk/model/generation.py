@@ -119,7 +119,7 @@ def _decode_medium(
     """Yield progress events while decoding, then the finished part."""
     settings = config.image if modality == "image" else config.audio
     steps, guidance = int(settings.steps or 1), float(settings.guidance_scale or 1.0)
-    decoder = model.decoders[modality]
+    decoder: Any = model.decoders[modality]
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
     run = decoder.iter_sample(feature[None].cpu(), steps=steps, guidance_scale=guidance, generator=generator)
     while True:
@@ -141,7 +141,11 @@ def _decode_medium(
         if config.audio.duration is not None:
             assert part.sample_rate is not None
             n = round(config.audio.duration * part.sample_rate)
-            samples = samples[:n] if len(samples) >= n else torch.nn.functional.pad(torch.from_numpy(samples), (0, n - len(samples))).numpy()
+            samples = (
+                samples[:n]
+                if len(samples) >= n
+                else torch.nn.functional.pad(torch.from_numpy(samples), (0, n - len(samples))).numpy()
+            )
         assert part.sample_rate is not None
         yield Audio.from_array(samples, sample_rate=part.sample_rate, provenance=provenance)
 

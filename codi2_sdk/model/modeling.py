@@ -20,7 +20,7 @@ Generation lives in :mod:`.generation`; this module holds the network, the loss 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,8 +109,8 @@ class CoDi2Model(nn.Module):
         config: CoDi2Config,
         llm: Any,
         tokenizer: Any,
-        encoders: dict[str, nn.Module],
-        decoders: dict[str, LatentDiffusionDecoder],
+        encoders: Mapping[Any, Any],
+        decoders: Mapping[Any, LatentDiffusionDecoder],
     ) -> None:
         super().__init__()
         self.config = config
@@ -196,23 +196,24 @@ class CoDi2Model(nn.Module):
     @torch.no_grad()
     def encode(self, modality: str, parts: Sequence[Image | Audio]) -> torch.Tensor:
         """Encoder features ``(len(parts), tokens_per_item, width)`` of one modality."""
-        encoder = self.encoders[modality]
+        encoder: Any = self.encoders[modality]
         inputs = encoder.preprocess(list(parts)).to(self.device)
         return encoder(inputs).float()
 
     def feature_to_input(self, modality: str, feature: torch.Tensor) -> torch.Tensor:
         """Project encoder-space features ``(..., width)`` to LLM input embeddings."""
-        proj = self.in_proj[modality]
+        proj: Any = self.in_proj[modality]
         return proj(feature.to(proj[0].weight.dtype))
 
     def predict_feature(self, modality: str, hidden: torch.Tensor) -> torch.Tensor:
         """The output head: LLM hidden states ``(..., hidden)`` to unit-norm media features."""
-        head = self.out_head[modality]
+        head: Any = self.out_head[modality]
         return F.normalize(head(hidden.to(head[0].weight.dtype)).float(), dim=-1)
 
     def restore_scale(self, modality: str, unit_feature: torch.Tensor) -> torch.Tensor:
         """Scale unit-norm features back to the encoder's typical norm, as the decoder was trained on."""
-        return unit_feature * self.config.feature_norms.get(modality, 1.0)
+        norms: Mapping[Any, float] = self.config.feature_norms
+        return unit_feature * norms.get(modality, 1.0)
 
     def embed(self, prompts: Sequence[Prompt], *, padding_side: str = "right") -> EmbeddedBatch:
         """Token embeddings with media features in their slots, padded into one batch."""
@@ -272,7 +273,7 @@ class CoDi2Model(nn.Module):
             hidden = out.hidden_states[-1]
             losses = []
             for b, position, modality, target in inputs.targets:
-                head = self.out_head[modality]
+                head: Any = self.out_head[modality]
                 raw = head(hidden[b, position].to(head[0].weight.dtype)).float()
                 cosine = 1 - F.cosine_similarity(raw, target, dim=-1)
                 mse = F.mse_loss(raw, target)
@@ -291,7 +292,10 @@ class CoDi2Model(nn.Module):
         config = self.config.model_copy(update={"llm_path": "llm"})
         if self.has_lora:
             self.llm.save_pretrained(str(directory / "adapter"))
-            self.llm.get_base_model().save_pretrained(str(directory / "llm"))
+            base = self.llm.get_base_model()
+            # the base weights as they were before peft wrapped them: no lora_ tensors, no base_layer prefix
+            state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k}
+            base.save_pretrained(str(directory / "llm"), state_dict=state)
         else:
             self.llm.save_pretrained(str(directory / "llm"))
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))
@@ -299,9 +303,9 @@ class CoDi2Model(nn.Module):
         projectors |= {f"out_head.{k}": v for k, v in self.out_head.state_dict().items()}
         save_file({k: v.detach().contiguous().cpu() for k, v in projectors.items()}, str(directory / PROJECTORS_FILE))
         for modality, encoder in self.encoders.items():
-            encoder.save_pretrained(directory / "encoders" / modality)
+            encoder.save_pretrained(directory / "encoders" / modality)  # type: ignore[operator]
         for modality, decoder in self.decoders.items():
-            decoder.save_pretrained(directory / "decoders" / modality)
+            decoder.save_pretrained(directory / "decoders" / modality)  # type: ignore[operator]
         (directory / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
         return directory
 
@@ -357,8 +361,12 @@ class CoDi2Model(nn.Module):
                 f"checkpoint {directory}: part 'tokenizer' has {len(tokenizer)} tokens but the LLM embeds only "
                 f"{llm.get_input_embeddings().num_embeddings}"
             )
-        encoders = {m: load_part(f"encoders/{m}", lambda p, s=s: load_encoder(s.kind, p)) for m, s in config.encoders.items()}
-        decoders = {m: load_part(f"decoders/{m}", lambda p, s=s: load_decoder(s.kind, p)) for m, s in config.decoders.items()}
+        encoders = {
+            m: load_part(f"encoders/{m}", lambda p, s=s: load_encoder(s.kind, p)) for m, s in config.encoders.items()
+        }
+        decoders = {
+            m: load_part(f"decoders/{m}", lambda p, s=s: load_decoder(s.kind, p)) for m, s in config.decoders.items()
+        }
         model = cls(config.model_copy(update={"lora": None}), llm, tokenizer, encoders, decoders)
         projectors = load_part(PROJECTORS_FILE, lambda p: load_file(str(p)))
         for prefix, module in (("in_proj.", model.in_proj), ("out_head.", model.out_head)):
@@ -366,7 +374,9 @@ class CoDi2Model(nn.Module):
             try:
                 module.load_state_dict(state, strict=True)
             except RuntimeError as exc:
-                raise ModelError(f"checkpoint {directory}: part '{PROJECTORS_FILE}' does not fit the model: {exc}") from exc
+                raise ModelError(
+                    f"checkpoint {directory}: part '{PROJECTORS_FILE}' does not fit the model: {exc}"
+                ) from exc
         if config.lora is not None:
             from peft import PeftModel
 
