@@ -14,7 +14,7 @@ import numpy as np
 import PIL.Image
 import soundfile
 
-from .errors import InvalidMediaError
+from .errors import InvalidMediaError, MediaTooLargeError
 
 #: Largest medium, in bytes, that the SDK accepts.
 MAX_MEDIA_BYTES = 32 * 1024 * 1024
@@ -58,7 +58,7 @@ def check_size(data: bytes, what: str) -> None:
     if not data:
         raise InvalidMediaError(f"{what} data is empty")
     if len(data) > MAX_MEDIA_BYTES:
-        raise InvalidMediaError(f"{what} is {len(data):,} bytes, over the limit of {MAX_MEDIA_BYTES:,} bytes")
+        raise MediaTooLargeError(f"{what} is {len(data):,} bytes, over the limit of {MAX_MEDIA_BYTES:,} bytes")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _open_image(data: bytes) -> PIL.Image.Image:
             warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
             return PIL.Image.open(io.BytesIO(data), formats=list(IMAGE_FORMATS))
     except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as exc:
-        raise InvalidMediaError(f"image refused before decoding: {exc}") from None
+        raise MediaTooLargeError(f"image refused before decoding: {exc}") from None
     except Exception:  # PIL raises many types for junk input
         raise InvalidMediaError("image data is not a PNG, JPEG, WebP, GIF or BMP image") from None
 
@@ -97,7 +97,7 @@ def inspect_image(data: bytes) -> ImageInfo:
     img = _open_image(data)
     width, height = img.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise InvalidMediaError(
+        raise MediaTooLargeError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{MAX_IMAGE_PIXELS:,}; it was refused before decoding"
         )
@@ -144,7 +144,7 @@ def inspect_audio(data: bytes) -> AudioInfo:
         raise InvalidMediaError("audio clip has no samples")
     duration = info.frames / info.samplerate
     if duration > MAX_AUDIO_SECONDS:
-        raise InvalidMediaError(f"audio is {duration:.1f} s long, over the limit of {MAX_AUDIO_SECONDS:.0f} s")
+        raise MediaTooLargeError(f"audio is {duration:.1f} s long, over the limit of {MAX_AUDIO_SECONDS:.0f} s")
     samples = decode_audio(data)  # the header can lie: decode it all once
     return AudioInfo(AUDIO_FORMATS[info.format], info.samplerate, len(samples), info.channels)
 

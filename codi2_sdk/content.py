@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 from . import _media
-from .errors import InvalidMediaError
+from .errors import InvalidMediaError, MediaTooLargeError
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -281,7 +281,7 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
     size = path.stat().st_size  # FileNotFoundError for a missing file, as open() would raise
     if size > _media.MAX_MEDIA_BYTES:
-        raise InvalidMediaError(f"{path} is {size:,} bytes, over the limit of {_media.MAX_MEDIA_BYTES:,} bytes")
+        raise MediaTooLargeError(f"{path} is {size:,} bytes, over the limit of {_media.MAX_MEDIA_BYTES:,} bytes")
     return path.read_bytes()
 
 

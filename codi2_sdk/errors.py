@@ -4,7 +4,8 @@ Everything the SDK raises on purpose derives from :class:`Codi2Error`, so one ``
 catches it all. The branches say whose fault it was::
 
     Codi2Error
-    ├── InvalidMediaError        a medium that cannot be used (corrupt, too large, wrong type)
+    ├── InvalidMediaError        a medium that cannot be used (corrupt, wrong type)
+    │   └── MediaTooLargeError   ... or over a size, pixel or duration limit
     ├── InvalidRequestError      a request the model cannot serve (bad arguments, unknown modality)
     ├── ConversationFileError    a saved conversation that cannot be loaded
     ├── ModelError               the model failed, or could not be loaded
@@ -32,6 +33,7 @@ __all__ = [
     "InternalServerError",
     "InvalidMediaError",
     "InvalidRequestError",
+    "MediaTooLargeError",
     "ModelError",
     "ModelNotFoundError",
     "NotFoundError",
@@ -49,6 +51,10 @@ class Codi2Error(Exception):
 
 class InvalidMediaError(Codi2Error):
     """A medium (image, audio) is corrupt, of the wrong type, or over a size or duration limit."""
+
+
+class MediaTooLargeError(InvalidMediaError):
+    """A medium is over a limit: bytes, pixels (checked before decoding) or duration."""
 
 
 class InvalidRequestError(Codi2Error):

@@ -39,13 +39,18 @@ def mel_filterbank(
 class LogMel(nn.Module):
     """Waveforms ``(batch, samples)`` to log-mel images ``(batch, 1, n_mels, frames)``.
 
+    ``f_max`` (default: half the sample rate) bounds the filters: a lower one gives the low notes finer
+    bins, which the Griffin-Lim inversion needs to keep pitch and harmonics apart.
+
     Clips are cut or zero-padded to exactly ``frames`` frames (``(frames - 1) * hop_length`` samples).
     """
 
     window: torch.Tensor
     filters: torch.Tensor
 
-    def __init__(self, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, frames: int) -> None:
+    def __init__(
+        self, *, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, frames: int, f_max: float | None = None
+    ) -> None:
         super().__init__()
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels, self.frames = (
             sample_rate,
@@ -55,7 +60,7 @@ class LogMel(nn.Module):
             frames,
         )
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
-        self.register_buffer("filters", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
+        self.register_buffer("filters", mel_filterbank(sample_rate, n_fft, n_mels, f_max=f_max), persistent=False)
 
     @property
     def num_samples(self) -> int:

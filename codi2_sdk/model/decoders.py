@@ -194,6 +194,7 @@ class AudioDecoder(LatentDiffusionDecoder):
             hop_length=extra["hop_length"],
             n_mels=extra["n_mels"],
             frames=extra["frames"],
+            f_max=extra.get("f_max"),
         )
 
     def mel_input(self, wave: torch.Tensor) -> torch.Tensor:

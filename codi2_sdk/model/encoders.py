@@ -156,9 +156,12 @@ class CNNAudioEncoder(_GridEncoder):
         width: int = 256,
         channels: tuple[int, ...] = (32, 64, 128),
         grid: int = 2,
+        f_max: float | None = None,
     ):
         super().__init__()
-        self.logmel = LogMel(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, frames=frames)
+        self.logmel = LogMel(
+            sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels, frames=frames, f_max=f_max
+        )
         self._build(1, list(channels), grid, width)
 
     def preprocess(self, parts: list[Audio]) -> torch.Tensor:

@@ -1,0 +1,102 @@
+"""The ``codi2`` command.
+
+codi2 eval --cases 20 [--json] [--tasks text_to_image,...] [--model codi2-mini | --url http://...]
+codi2 serve [--model codi2-mini] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-queue 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .mini.evaluate import evaluate
+    from .mini.tasks import LORA_TASK, TASKS
+
+    torch.set_num_threads(args.threads) if args.threads else None
+    if args.url:
+        from .backends.remote import RemoteBackend
+
+        backend = RemoteBackend(args.url, api_key=args.api_key)
+    else:
+        from .backends.local import LocalBackend
+
+        backend = LocalBackend.from_pretrained(args.model)  # type: ignore[assignment]
+    tasks = args.tasks.split(",") if args.tasks else list(TASKS)
+    unknown = set(tasks) - set(TASKS) - {LORA_TASK}
+    if unknown:
+        print(f"unknown tasks: {', '.join(sorted(unknown))}; known: {', '.join(TASKS)}, {LORA_TASK}", file=sys.stderr)
+        return 2
+    shots = tuple(int(s) for s in args.shots.split(","))
+    result = evaluate(backend, cases=args.cases, tasks=tasks, shots=shots, seed=args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"model {result['model']}, {args.cases} cases per task and split, seed {args.seed}")
+    print(f"{'task':34} {'accuracy':>9} {'held-out':>9} {'baseline':>9}")
+    for name, row in result["tasks"].items():
+        print(
+            f"{name:34} {row['accuracy']:9.3f} {row['heldout_items_accuracy']:9.3f} "
+            f"{row['baseline']:9.3f} ({row['baseline_kind']})"
+        )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .server import ServerSettings, run
+
+    overrides = {
+        key: value
+        for key, value in {
+            "model": args.model,
+            "host": args.host,
+            "port": args.port,
+            "api_key": args.api_key,
+            "max_queue": args.max_queue,
+            "max_body_bytes": args.max_body_mb * 1024 * 1024 if args.max_body_mb else None,
+        }.items()
+        if value is not None
+    }
+    run(ServerSettings(**overrides))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``codi2`` command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="codi2", description="CoDi-2 models from the command line.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ev = sub.add_parser("eval", help="score a model on the codi2-mini world's tasks")
+    ev.add_argument("--cases", type=int, default=20, help="cases per task and split (trained / held-out items)")
+    ev.add_argument("--tasks", help="comma-separated task names (default: all)")
+    ev.add_argument("--shots", default="1,2,3", help="example counts for the in-context tasks")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true", help="print the full result as JSON")
+    ev.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    ev.add_argument("--url", help="evaluate a model behind a codi2 server instead")
+    ev.add_argument("--api-key", help="the server's API key")
+    ev.add_argument("--threads", type=int, help="torch CPU threads")
+    ev.set_defaults(run=_eval)
+
+    sv = sub.add_parser("serve", help="serve a model over HTTP")
+    sv.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")
+    sv.add_argument("--host", help="bind address (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, help="port (default 8000)")
+    sv.add_argument("--api-key", help="require this bearer key (or set CODI2_API_KEY)")
+    sv.add_argument("--max-queue", type=int, help="requests admitted at once; more get 429 (default 8)")
+    sv.add_argument("--max-body-mb", type=int, help="largest request body in MiB (default 64)")
+    sv.set_defaults(run=_serve)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""Tasks over the mini world: rendered conversations with known answers, and their scoring.
+
+A :class:`Case` is one request (in-context examples and messages), the right answer (an assistant
+message with rendered media, used as the training target) and what the answer must contain (the
+attributes of each medium or described item), so any answer can be scored with the probes.
+
+Held-out items: a fixed set of pictures and sounds (about 10% of each) never appears in a training case,
+in any role; :class:`TaskSampler` draws training cases without them and evaluation cases with them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..content import Audio, Image
+from ..messages import Example, Message, assistant, user
+from .probes import probe_picture, probe_sound
+from .world import (
+    BEEP_WORDS,
+    PICTURE_ATTRIBUTES,
+    SAMPLE_RATE,
+    SOUND_ATTRIBUTES,
+    Picture,
+    Sound,
+    all_pictures,
+    all_sounds,
+    picture_to_sound,
+    render_picture,
+    render_sound,
+    sound_to_picture,
+)
+
+__all__ = [
+    "HELDOUT_PICTURES",
+    "HELDOUT_SOUNDS",
+    "LORA_TASK",
+    "TASKS",
+    "Case",
+    "TaskSampler",
+    "parse_picture",
+    "parse_sound",
+    "score_answer",
+    "vocabulary",
+]
+
+TASKS = (
+    "text_to_image",
+    "image_to_text",
+    "text_to_audio",
+    "audio_to_text",
+    "image_to_audio",
+    "audio_to_image",
+    "instructed_image_edit",
+    "instructed_audio_edit",
+    "in_context_image_edit",
+    "in_context_audio_edit",
+    "multi_round_edit",
+    "interleaved_answer",
+)
+LORA_TASK = "step_right_edit"
+"""The skill held out of the main mix and taught by the LoRA stage: "move it one step right"."""
+
+Item = Picture | Sound
+
+
+def _pick_heldout() -> tuple[frozenset[Picture], frozenset[Sound]]:
+    # Fixed forever (seed 2311): every attribute value still appears in training.
+    rng = np.random.default_rng(2311)
+    pictures, sounds = all_pictures(), all_sounds()
+    held_p = [pictures[i] for i in rng.choice(len(pictures), 14, replace=False)]
+    held_s = [sounds[i] for i in rng.choice(len(sounds), 7, replace=False)]
+    return frozenset(held_p), frozenset(held_s)
+
+
+HELDOUT_PICTURES, HELDOUT_SOUNDS = _pick_heldout()
+
+
+def is_heldout(item: Item | None) -> bool:
+    return item in HELDOUT_PICTURES or item in HELDOUT_SOUNDS
+
+
+def image_instruction(attribute: str, value: str) -> str:
+    """The words of an instructed picture edit."""
+    return {
+        "colour": f"make it {value}",
+        "shape": f"turn it into a {value}",
+        "size": f"make it {value}",
+        "position": "move it to the center" if value == "center" else f"move it to the {value}",
+    }[attribute]
+
+
+def sound_instruction(attribute: str, value: str | int) -> str:
+    """The words of an instructed sound edit."""
+    if attribute == "beeps":
+        return f"make it {BEEP_WORDS[int(value)]} beeps" if value != 1 else "make it one beep"
+    return {"note": f"change the note to {value}", "timbre": f"play it as {value}"}[attribute]
+
+
+STEP_RIGHT = "move it one step right"
+_NEXT_POSITION = {"left": "center", "center": "right"}
+
+
+@dataclass
+class Case:
+    """One scored request."""
+
+    task: str
+    messages: list[Message]
+    answer: Message
+    expected: list[Item]
+    """What the answer must hold, in order: pictures and sounds (as media, or described in text)."""
+    examples: list[Example] = field(default_factory=list)
+    query: Item | None = None
+    """The medium the request is about (copying it is the baseline for edits)."""
+    followups: list[Message] = field(default_factory=list)
+    """For multi-round cases: the later user turns, to be sent after the model's own answers."""
+    heldout: bool = False
+
+    @property
+    def name(self) -> str:
+        if self.task.startswith("in_context"):
+            return f"{self.task}_{len(self.examples)}shot"
+        return self.task
+
+
+def picture_part(picture: Picture, rng: np.random.Generator) -> Image:
+    return Image.from_pil(render_picture(picture, rng))
+
+
+def sound_part(sound: Sound, rng: np.random.Generator) -> Audio:
+    return Audio.from_array(render_sound(sound, rng), sample_rate=SAMPLE_RATE)
+
+
+def _media(item: Item, rng: np.random.Generator) -> Image | Audio:
+    return picture_part(item, rng) if isinstance(item, Picture) else sound_part(item, rng)
+
+
+def _edit(item: Item, rng: np.random.Generator, attribute: str | None = None) -> tuple[str, Any, Item]:
+    """A random attribute change of ``item``: (attribute, new value, edited item)."""
+    attributes = PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES
+    attribute = attribute or str(rng.choice(list(attributes)))
+    values = [v for v in attributes[attribute] if v != getattr(item, attribute)]
+    value = values[int(rng.integers(len(values)))]
+    return attribute, value, item.with_(attribute, value)  # type: ignore[arg-type]
+
+
+def _instruction(item: Item, attribute: str, value: Any) -> str:
+    return image_instruction(attribute, value) if isinstance(item, Picture) else sound_instruction(attribute, value)
+
+
+class TaskSampler:
+    """Draws :class:`Case` objects.
+
+    Args:
+        rng: the random generator (every render and choice comes from it).
+        heldout: ``False`` draws only training items; ``True`` makes each case's query or target a
+            held-out item (for the held-out evaluation).
+    """
+
+    def __init__(self, rng: np.random.Generator, *, heldout: bool = False) -> None:
+        self.rng = rng
+        self.heldout = heldout
+        self.pictures = [p for p in all_pictures() if not is_heldout(p)]
+        self.sounds = [s for s in all_sounds() if not is_heldout(s)]
+
+    def _pick(self, pool: list[Any]) -> Any:
+        return pool[int(self.rng.integers(len(pool)))]
+
+    def picture(self) -> Picture:
+        return self._pick(self.pictures)
+
+    def sound(self) -> Sound:
+        return self._pick(self.sounds)
+
+    def sample(self, task: str, *, shots: int | None = None, tries: int = 200) -> Case:
+        """One case of ``task`` (``shots`` sets the number of examples for in-context tasks)."""
+        build = getattr(self, f"_{task}")
+        for _ in range(tries):
+            case, involved = build(shots) if task.startswith("in_context") else build()
+            touches_heldout = any(is_heldout(i) for i in involved)
+            if self.heldout:
+                focus = [case.query, *case.expected]
+                if any(is_heldout(i) for i in focus if i is not None):
+                    case.heldout = True
+                    return case
+            elif not touches_heldout:
+                return case
+        raise RuntimeError(f"no {task} case found in {tries} tries")
+
+    # In held-out mode the query/target pools include every item; otherwise only training items.
+    def _any_picture(self) -> Picture:
+        return self._pick(all_pictures()) if self.heldout else self.picture()
+
+    def _any_sound(self) -> Sound:
+        return self._pick(all_sounds()) if self.heldout else self.sound()
+
+    # -- the tasks: each returns (case, every item it involves) --------------------------------------
+
+    def _text_to_image(self) -> tuple[Case, list[Item]]:
+        p = self._any_picture()
+        case = Case("text_to_image", [user(f"draw {p.describe()}.")], assistant(picture_part(p, self.rng)), [p])
+        return case, [p]
+
+    def _image_to_text(self) -> tuple[Case, list[Item]]:
+        p = self._any_picture()
+        msg = user(picture_part(p, self.rng), "what is this?")
+        return Case("image_to_text", [msg], assistant(f"{p.describe()}."), [p], query=p), [p]
+
+    def _text_to_audio(self) -> tuple[Case, list[Item]]:
+        s = self._any_sound()
+        case = Case("text_to_audio", [user(f"play {s.describe()}.")], assistant(sound_part(s, self.rng)), [s])
+        return case, [s]
+
+    def _audio_to_text(self) -> tuple[Case, list[Item]]:
+        s = self._any_sound()
+        msg = user(sound_part(s, self.rng), "what do you hear?")
+        return Case("audio_to_text", [msg], assistant(f"{s.describe()}."), [s], query=s), [s]
+
+    def _image_to_audio(self) -> tuple[Case, list[Item]]:
+        p = self._any_picture()
+        s = picture_to_sound(p)
+        msg = user(picture_part(p, self.rng), "what does it sound like?")
+        return Case("image_to_audio", [msg], assistant(sound_part(s, self.rng)), [s], query=p), [p, s]
+
+    def _audio_to_image(self) -> tuple[Case, list[Item]]:
+        while True:
+            s = self._any_sound()
+            p = sound_to_picture(s)
+            if p is not None:
+                break
+        msg = user(sound_part(s, self.rng), "what does it look like?")
+        return Case("audio_to_image", [msg], assistant(picture_part(p, self.rng)), [p], query=s), [s, p]
+
+    def _instructed(self, task: str, item: Item) -> tuple[Case, list[Item]]:
+        attribute, value, edited = _edit(item, self.rng)
+        msg = user(_media(item, self.rng), f"{_instruction(item, attribute, value)}.")
+        return Case(task, [msg], assistant(_media(edited, self.rng)), [edited], query=item), [item, edited]
+
+    def _instructed_image_edit(self) -> tuple[Case, list[Item]]:
+        return self._instructed("instructed_image_edit", self._any_picture())
+
+    def _instructed_audio_edit(self) -> tuple[Case, list[Item]]:
+        return self._instructed("instructed_audio_edit", self._any_sound())
+
+    def _in_context(self, task: str, shots: int | None, draw: Callable[[], Item]) -> tuple[Case, list[Item]]:
+        shots = shots or int(self.rng.integers(1, 4))
+        query = draw()
+        attribute, value, target = _edit(query, self.rng)
+        examples: list[Example] = []
+        involved: list[Item] = [query, target]
+        while len(examples) < shots:
+            source = self.picture() if isinstance(query, Picture) else self.sound()
+            if getattr(source, attribute) == value or source == query:
+                continue  # an example must show the change
+            edited = source.with_(attribute, value)  # type: ignore[arg-type]
+            examples.append(Example(inputs=[_media(source, self.rng)], outputs=[_media(edited, self.rng)]))
+            involved += [source, edited]
+        msg = user(_media(query, self.rng))
+        case = Case(task, [msg], assistant(_media(target, self.rng)), [target], examples=examples, query=query)
+        return case, involved
+
+    def _in_context_image_edit(self, shots: int | None = None) -> tuple[Case, list[Item]]:
+        return self._in_context("in_context_image_edit", shots, self._any_picture)
+
+    def _in_context_audio_edit(self, shots: int | None = None) -> tuple[Case, list[Item]]:
+        return self._in_context("in_context_audio_edit", shots, self._any_sound)
+
+    def _multi_round_edit(self) -> tuple[Case, list[Item]]:
+        item: Picture = self._any_picture()
+        start = item
+        involved: list[Item] = [item]
+        messages: list[Message] = []
+        followups: list[Message] = []
+        answer = assistant("")
+        for round_ in range(3):
+            attribute, value, item = _edit(item, self.rng)  # type: ignore[assignment]
+            words = f"{image_instruction(attribute, value)}."
+            turn = user(picture_part(start, self.rng), words) if round_ == 0 else user(words)
+            if round_ > 0:
+                messages.append(answer)
+                followups.append(turn)
+            messages.append(turn)
+            answer = assistant(picture_part(item, self.rng))
+            involved.append(item)
+        return Case("multi_round_edit", messages, answer, [item], query=start, followups=followups), involved
+
+    def _interleaved_answer(self) -> tuple[Case, list[Item]]:
+        p = self._any_picture()
+        s = picture_to_sound(p)
+        msg = user(f"draw {p.describe()} and play its sound.")
+        answer = assistant(
+            "here is the picture:", picture_part(p, self.rng), "and here is its sound:", sound_part(s, self.rng)
+        )
+        return Case("interleaved_answer", [msg], answer, [p, s]), [p, s]
+
+    def _step_right_edit(self) -> tuple[Case, list[Item]]:
+        while True:
+            p = self._any_picture()
+            if p.position in _NEXT_POSITION:
+                break
+        target = p.with_("position", _NEXT_POSITION[p.position])
+        msg = user(picture_part(p, self.rng), f"{STEP_RIGHT}.")
+        return Case(LORA_TASK, [msg], assistant(picture_part(target, self.rng)), [target], query=p), [p, target]
+
+
+_PICTURE_WORDS = {attr: {str(v): attr for v in values} for attr, values in PICTURE_ATTRIBUTES.items()}
+
+
+def parse_picture(text: str) -> Picture | None:
+    """Read a picture description (``"a large red circle on the left"``) back; ``None`` if incomplete."""
+    words = re.findall(r"[a-z]+", text.lower())
+    found: dict[str, str] = {}
+    for word in words:
+        for attribute, values in PICTURE_ATTRIBUTES.items():
+            if word in values and attribute not in found:
+                found[attribute] = word
+    return Picture(**found) if len(found) == 4 else None
+
+
+def parse_sound(text: str) -> Sound | None:
+    """Read a sound description (``"two sine beeps at mi"``) back; ``None`` if incomplete."""
+    words = re.findall(r"[a-z]+", text.lower())
+    counts = {w: n for n, w in BEEP_WORDS.items()}
+    beeps = next((counts[w] for w in words if w in counts), None)
+    timbre = next((w for w in words if w in SOUND_ATTRIBUTES["timbre"]), None)
+    after_at = words[words.index("at") + 1 :] if "at" in words else []
+    note = next((w for w in after_at if w in SOUND_ATTRIBUTES["note"]), None)
+    if beeps is None or timbre is None or note is None:
+        return None
+    return Sound(note, timbre, beeps)
+
+
+def read_answer(answer: Message, expected: list[Item]) -> list[Item | None]:
+    """What the answer holds for each expected item: probed media, or parsed text."""
+    images, audios = list(answer.images), list(answer.audios)
+    found: list[Item | None] = []
+    for item in expected:
+        if isinstance(item, Picture):
+            found.append(probe_picture(images.pop(0).to_pil()) if images else parse_picture(answer.text))
+        else:
+            found.append(probe_sound(audios.pop(0).to_numpy()) if audios else parse_sound(answer.text))
+    return found
+
+
+def score_answer(case: Case, answer: Message) -> tuple[bool, dict[str, bool]]:
+    """(all attributes of every expected item right, per-attribute rightness) for one answer."""
+    found = read_answer(answer, case.expected)
+    attributes: dict[str, bool] = {}
+    for item, got in zip(case.expected, found, strict=True):
+        prefix = "picture" if isinstance(item, Picture) else "sound"
+        for name in PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES:
+            attributes[f"{prefix}.{name}"] = got is not None and getattr(got, name) == getattr(item, name)
+    return all(attributes.values()), attributes
+
+
+def vocabulary() -> list[str]:
+    """Every word the task grammar can produce (the codi2-mini tokenizer's vocabulary)."""
+    texts = [
+        "draw play and its sound what is this do you hear does it sound look like here the picture",
+        "make it turn into a move to center on in one step right change note as beep beeps at",
+        ". , : ?",
+    ]
+    texts += [" ".join(map(str, values)) for values in PICTURE_ATTRIBUTES.values()]
+    texts += [" ".join(map(str, values)) for values in SOUND_ATTRIBUTES.values()]
+    texts += list(BEEP_WORDS.values())
+    return sorted({w for t in texts for w in re.findall(r"[a-z]+|[.,:?]", t)})

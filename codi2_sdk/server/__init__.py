@@ -1,0 +1,20 @@
+"""The CoDi-2 HTTP server: any Backend behind the JSON protocol of :mod:`codi2_sdk._protocol`.
+
+Start it with ``codi2 serve`` (or ``python -m codi2_sdk.server``); embed it with :func:`create_app`.
+"""
+
+from .app import create_app
+from .settings import ServerSettings
+
+__all__ = ["ServerSettings", "create_app", "run"]
+
+
+def run(settings: ServerSettings | None = None) -> None:
+    """Load the model named in ``settings`` (in the background) and serve it with uvicorn until stopped."""
+    import uvicorn
+
+    from ..backends.local import LocalBackend
+
+    settings = settings or ServerSettings()
+    app = create_app(lambda: LocalBackend.from_pretrained(settings.model), settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

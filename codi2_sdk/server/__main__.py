@@ -1,0 +1,8 @@
+"""``python -m codi2_sdk.server``: the same as ``codi2 serve``."""
+
+import sys
+
+from ..cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["serve", *sys.argv[1:]]))

@@ -1,0 +1,264 @@
+"""The FastAPI app that serves any Backend over the protocol in :mod:`codi2_sdk._protocol`.
+
+Robustness rules:
+
+- every refusal is a JSON error body with a stable code and the right status, never a crash: 400 bad
+  media or request, 401 key, 413 body or medium too large (the body is counted while it is read, so a
+  lying or absent Content-Length does not help), 422 schema, 429 queue full (with Retry-After), 503
+  while the model loads; 500 only for a bug;
+- a bounded queue sits in front of the model: at most ``max_queue`` requests are admitted at once and
+  ``max_concurrency`` of them run;
+- a client that disconnects cancels its generation (its stream is closed, which stops the model at the
+  next token or diffusion step).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from .._protocol import API_PREFIX, ERROR_STATUS, ErrorBody, ErrorDetail, GenerateBody, sse_frame
+from ..backends.base import Backend, Done, ErrorEvent, GenerationRequest
+from ..errors import Codi2Error, InvalidMediaError, InvalidRequestError, MediaTooLargeError
+from .settings import ServerSettings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("codi2_sdk.server")
+
+
+class APIError(Exception):
+    """An error answer: a code from ERROR_STATUS and a message."""
+
+    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.headers = code, message, headers or {}
+
+
+def _error_response(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()
+    return JSONResponse(body, status_code=ERROR_STATUS[code], headers=headers)
+
+
+def _error_code(exc: Codi2Error) -> str:
+    if isinstance(exc, MediaTooLargeError):
+        return "media_too_large"
+    if isinstance(exc, InvalidMediaError):
+        return "invalid_media"
+    if isinstance(exc, InvalidRequestError):
+        return "invalid_request"
+    return "model_error"
+
+
+class _Model:
+    """The backend (possibly still loading) and the admission queue in front of it."""
+
+    def __init__(self, backend: Backend | Callable[[], Backend], settings: ServerSettings) -> None:
+        self.settings = settings
+        self.backend: Backend | None = backend if isinstance(backend, Backend) else None
+        self._loader = None if isinstance(backend, Backend) else backend
+        self.load_error: BaseException | None = None
+        self.admitted = 0
+        self.running = asyncio.Semaphore(settings.max_concurrency)
+
+    def start_loading(self) -> None:
+        if self._loader is None:
+            return
+        loader = self._loader
+
+        def load() -> None:
+            try:
+                self.backend = loader()
+            except BaseException as exc:  # reported by /v1/health and every call
+                log.exception("loading the model failed")
+                self.load_error = exc
+
+        threading.Thread(target=load, name="codi2-model-loader", daemon=True).start()
+
+    def ready(self) -> Backend:
+        if self.load_error is not None:
+            raise APIError("model_error", f"the model failed to load: {self.load_error}")
+        if self.backend is None:
+            raise APIError("loading", "the model is still loading", {"Retry-After": str(self.settings.retry_after)})
+        return self.backend
+
+    def admit(self) -> Callable[[], None]:
+        """Take a place in the queue, or refuse with 429; returns the (idempotent) release."""
+        if self.admitted >= self.settings.max_queue:
+            raise APIError(
+                "queue_full",
+                f"{self.admitted} requests are already queued; retry later",
+                {"Retry-After": str(self.settings.retry_after)},
+            )
+        self.admitted += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.admitted -= 1
+
+        return release
+
+    @contextlib.asynccontextmanager
+    async def admission(self) -> AsyncIterator[None]:
+        release = self.admit()
+        try:
+            yield
+        finally:
+            release()
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError("body_too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError("body_too_large", f"the body is over the limit of {limit:,} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes) -> GenerateBody:
+    try:
+        return GenerateBody.model_validate_json(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise APIError("invalid_schema", f"the request does not match the protocol: {problems}") from None
+    except Codi2Error as exc:
+        raise APIError(_error_code(exc), str(exc)) from None
+
+
+def create_app(backend: Backend | Callable[[], Backend], settings: ServerSettings | None = None) -> FastAPI:
+    """The server app for ``backend`` (or a function that loads it, called in the background at start-up)."""
+    settings = settings or ServerSettings()
+    state = _Model(backend, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start_loading()
+        yield
+
+    app = FastAPI(title="codi2-sdk server", version="1", lifespan=lifespan)
+    app.state.model = state
+    expected_key = settings.api_key.get_secret_value().encode() if settings.api_key is not None else None
+
+    def authorize(request: Request) -> None:
+        if expected_key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected_key):
+            raise APIError("unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')")
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _error_response(exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return _error_response("internal_error", "internal server error")
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _error_response("not_found", f"no endpoint {request.method} {request.url.path}")
+
+    @app.get(f"{API_PREFIX}/health")
+    async def health() -> Response:
+        if state.load_error is not None:
+            return JSONResponse({"status": "error", "error": str(state.load_error)}, status_code=500)
+        if state.backend is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return JSONResponse({"status": "ok", "model": state.backend.capabilities.model, "queued": state.admitted})
+
+    @app.get(f"{API_PREFIX}/capabilities")
+    async def capabilities(request: Request) -> Response:
+        authorize(request)
+        return JSONResponse(state.ready().capabilities.model_dump(mode="json"))
+
+    @app.post(f"{API_PREFIX}/generate")
+    async def generate(request: Request) -> Response:
+        authorize(request)
+        backend = state.ready()
+        body = _parse(await _read_body(request, settings.max_body_bytes))
+        generation = GenerationRequest(examples=body.examples, messages=body.messages, config=body.config)
+        try:
+            backend.check_request(generation)
+        except Codi2Error as exc:
+            raise APIError(_error_code(exc), str(exc)) from None
+        if body.stream:
+            return await _stream(request, backend, generation)
+        async with state.admission(), state.running:
+            message = await _until_disconnect(request, _final_message(backend, generation))
+        return JSONResponse(message.model_dump(mode="json"))
+
+    async def _stream(request: Request, backend: Backend, generation: GenerationRequest) -> StreamingResponse:
+        release = state.admit()  # a full queue is refused before the stream starts (429, not 200)
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                async with state.running:
+                    events = backend.astream(generation)
+                    try:
+                        async for event in events:
+                            yield sse_frame(event)
+                    except Codi2Error as exc:
+                        yield sse_frame(ErrorEvent(code=_error_code(exc), message=str(exc)))
+                    except Exception:
+                        log.exception("generation failed mid-stream")
+                        yield sse_frame(ErrorEvent(code="internal_error", message="internal server error"))
+                    finally:
+                        await events.aclose()  # type: ignore[attr-defined]
+            finally:
+                release()
+
+        body = frames()
+        weakref.finalize(body, release)  # a stream dropped before it started still gives its place back
+        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    return app
+
+
+async def _final_message(backend: Backend, generation: GenerationRequest) -> Any:
+    events = backend.astream(generation)
+    try:
+        async for event in events:
+            if isinstance(event, Done):
+                return event.message
+    except Codi2Error as exc:
+        raise APIError(_error_code(exc), str(exc)) from None
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+    raise APIError("model_error", "the model ended without an answer")
+
+
+async def _until_disconnect(request: Request, work: Any) -> Any:
+    """Run ``work``; cancel it (and so the generation) if the client goes away first."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                raise APIError("model_error", "the client disconnected")
+    finally:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,32 @@
+"""Server settings: bind address, key, and limits."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServerSettings"]
+
+
+class ServerSettings(BaseSettings):
+    """How the server runs; each field can also come from an environment variable ``CODI2_<FIELD>``.
+
+    The API key, when set, must be sent as ``Authorization: Bearer <key>`` on every call but health.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CODI2_", extra="forbid")
+
+    model: str = "codi2-mini"
+    """Checkpoint name or folder to serve."""
+    host: str = "127.0.0.1"
+    """Bind address; the default only accepts connections from this machine."""
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Largest request body; larger ones get 413 before they are read."""
+    max_queue: int = Field(8, ge=1)
+    """Most requests admitted at once (running or waiting for the model); more get 429."""
+    max_concurrency: int = Field(1, ge=1)
+    """Requests the model works on at the same time (one for a single in-process model)."""
+    retry_after: int = Field(1, ge=0)
+    """Seconds a client is told to wait (Retry-After) on 429 and 503."""

@@ -1,0 +1,14 @@
+"""Fine-tuning a CoDi-2 model's LLM on interleaved conversations (LoRA by default).
+
+>>> from codi2_sdk import Conversation
+>>> from codi2_sdk.model import CoDi2Model
+>>> from codi2_sdk.train import examples_from_conversation, finetune
+>>> model = CoDi2Model.from_pretrained("codi2-mini")                       # doctest: +SKIP
+>>> data = [ex for path in paths for ex in examples_from_conversation(Conversation.load(path))]  # doctest: +SKIP
+>>> finetune(model, data, steps=300)                                         # doctest: +SKIP
+>>> model.save_pretrained("my-codi2")                                        # doctest: +SKIP
+"""
+
+from .finetune import TrainingLog, examples_from_conversation, finetune
+
+__all__ = ["TrainingLog", "examples_from_conversation", "finetune"]

@@ -1,0 +1,122 @@
+"""The codi2-mini world: renders, probes, tasks, held-out items."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codi2_sdk import assistant
+from codi2_sdk.mini.probes import probe_picture, probe_sound
+from codi2_sdk.mini.tasks import (
+    HELDOUT_PICTURES,
+    HELDOUT_SOUNDS,
+    LORA_TASK,
+    TASKS,
+    TaskSampler,
+    is_heldout,
+    parse_picture,
+    parse_sound,
+    score_answer,
+    vocabulary,
+)
+from codi2_sdk.mini.world import (
+    PICTURE_ATTRIBUTES,
+    SOUND_ATTRIBUTES,
+    Picture,
+    Sound,
+    all_pictures,
+    all_sounds,
+    picture_to_sound,
+    render_picture,
+    render_sound,
+    sound_to_picture,
+)
+
+
+def test_world_sizes() -> None:
+    assert len(all_pictures()) == 144 and len(all_sounds()) == 72
+    assert len(PICTURE_ATTRIBUTES["shape"]) >= 4 and len(PICTURE_ATTRIBUTES["colour"]) >= 6
+    assert len(SOUND_ATTRIBUTES["note"]) >= 8 and len(SOUND_ATTRIBUTES["timbre"]) == 3
+
+
+def test_renders_are_jittered() -> None:
+    rng = np.random.default_rng(0)
+    p = Picture("circle", "red", "large", "left")
+    assert not np.array_equal(np.asarray(render_picture(p, rng)), np.asarray(render_picture(p, rng)))
+    s = Sound("mi", "sine", 2)
+    assert not np.array_equal(render_sound(s, rng), render_sound(s, rng))
+
+
+def test_picture_probe_reads_clean_renders() -> None:
+    rng = np.random.default_rng(1)
+    items = all_pictures() * 3
+    right = sum(probe_picture(render_picture(p, rng)) == p for p in items)
+    assert right / len(items) >= 0.99
+
+
+def test_sound_probe_reads_clean_renders() -> None:
+    rng = np.random.default_rng(2)
+    items = all_sounds() * 3
+    right = sum(probe_sound(render_sound(s, rng)) == s for s in items)
+    assert right / len(items) >= 0.99
+
+
+def test_probes_say_none_for_empty_media() -> None:
+    assert probe_picture(np.full((64, 64, 3), 255, dtype=np.uint8)) is None
+    assert probe_sound(np.zeros(16000)) is None
+
+
+def test_mapping_between_pictures_and_sounds() -> None:
+    p = Picture("triangle", "green", "small", "right")
+    assert picture_to_sound(p) == Sound("mi", "sawtooth", 3)
+    assert sound_to_picture(Sound("mi", "sawtooth", 3)) == Picture("triangle", "green", "large", "right")
+    assert sound_to_picture(Sound("si", "sine", 1)) is None
+
+
+def test_descriptions_parse_back() -> None:
+    for p in all_pictures():
+        assert parse_picture(p.describe()) == p
+    for s in all_sounds():
+        assert parse_sound(s.describe()) == s
+
+
+def test_heldout_items_never_appear_in_training_cases() -> None:
+    assert len(HELDOUT_PICTURES) == 14 and len(HELDOUT_SOUNDS) == 7
+    sampler = TaskSampler(np.random.default_rng(3))
+    for task in (*TASKS, LORA_TASK):
+        for _ in range(15):
+            case = sampler.sample(task)
+            items = [case.query, *case.expected]
+            assert not any(is_heldout(i) for i in items if i is not None), task
+
+
+@pytest.mark.parametrize("task", [*TASKS, LORA_TASK])
+def test_right_answers_score_right_and_wrong_ones_do_not(task: str) -> None:
+    sampler = TaskSampler(np.random.default_rng(4))
+    heldout = TaskSampler(np.random.default_rng(5), heldout=True)
+    for case in (sampler.sample(task), heldout.sample(task)):
+        assert score_answer(case, case.answer)[0]
+        assert not score_answer(case, assistant("I do not know."))[0]
+    assert heldout.sample(task).heldout
+
+
+def test_in_context_examples_show_the_change() -> None:
+    sampler = TaskSampler(np.random.default_rng(6))
+    for shots in (1, 2, 3):
+        case = sampler.sample("in_context_image_edit", shots=shots)
+        assert case.name == f"in_context_image_edit_{shots}shot" and len(case.examples) == shots
+        for example in case.examples:
+            before = probe_picture(example.inputs[0].to_pil())
+            after = probe_picture(example.outputs[0].to_pil())
+            assert before != after
+
+
+def test_vocabulary_covers_every_case() -> None:
+    words = set(vocabulary())
+    sampler = TaskSampler(np.random.default_rng(7))
+    import re
+
+    for task in (*TASKS, LORA_TASK):
+        case = sampler.sample(task)
+        for message in [*case.messages, case.answer]:
+            assert set(re.findall(r"[a-z]+|[.,:?]", message.text)) <= words

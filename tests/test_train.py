@@ -1,0 +1,81 @@
+"""The public fine-tuning loop: LoRA on saved conversations lowers the loss, and resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from codi2_sdk import Conversation, Image, assistant
+from codi2_sdk.model import LoraSpec
+from codi2_sdk.testing import ScriptedBackend
+from codi2_sdk.train import TrainingLog, examples_from_conversation, finetune
+
+
+def _saved_conversation(tmp_path: Path, image: Image) -> Path:
+    conv = Conversation(backend=ScriptedBackend([assistant("a red square", image), assistant("blue")]), system="hi")
+    conv.add_example(inputs="x", outputs=image)
+    conv.send("draw a red square")
+    conv.send("make it blue")
+    return conv.save(tmp_path / "conv.json")
+
+
+def test_examples_from_a_saved_conversation(tmp_path: Path, image: Image) -> None:
+    conv = Conversation.load(_saved_conversation(tmp_path, image))
+    examples = examples_from_conversation(conv)
+    assert len(examples) == 2
+    assert examples[1].answer.text == "blue" and [m.role for m in examples[1].messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert examples[0].examples == conv.examples
+
+
+def test_lora_finetune_lowers_the_loss_and_trains_only_the_adapter(tmp_path: Path, image: Image) -> None:
+    from model_fixtures import tiny_model
+
+    model = tiny_model(seed=3)
+    data = examples_from_conversation(Conversation.load(_saved_conversation(tmp_path, image)))
+    frozen = {n: p.detach().clone() for n, p in model.llm.named_parameters()}
+    before = float(model(data).loss.detach())
+    logs = finetune(model, data, steps=30, batch_size=2, lr=5e-3, lora=LoraSpec(r=4), progress=False, log_every=5)
+    assert model.has_lora and logs[-1].step == 30
+    assert float(model(data).loss.detach()) < 0.7 * before
+    base = model.llm.get_base_model()
+    for name, param in base.named_parameters():
+        original = frozen.get(name.replace(".base_layer", ""))
+        if original is not None and "lora_" not in name:
+            assert torch.equal(param, original), name  # the LLM's own weights did not move
+
+
+def test_finetune_resumes_from_its_checkpoint(tmp_path: Path, image: Image) -> None:
+    from model_fixtures import tiny_model
+
+    data = examples_from_conversation(Conversation.load(_saved_conversation(tmp_path, image)))
+    settings = {"steps": 6, "batch_size": 2, "lora": None, "progress": False, "seed": 1}
+    straight = tiny_model(seed=4)
+    finetune(straight, data, **settings)
+
+    def stop_at_step_3(entry: TrainingLog) -> None:
+        if entry.step == 3:
+            raise KeyboardInterrupt
+
+    folder = tmp_path / "state"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(
+            tiny_model(seed=4),
+            data,
+            **settings,
+            checkpoint_dir=folder,
+            checkpoint_every=3,
+            log=stop_at_step_3,
+            log_every=1,
+        )
+    resumed = tiny_model(seed=4)  # a fresh process would start from scratch weights, then load the state
+    logs = finetune(resumed, data, **settings, checkpoint_dir=folder, checkpoint_every=3, log_every=1)
+    assert [entry.step for entry in logs] == [4, 5, 6]
+    for (name, a), b in zip(straight.llm.named_parameters(), resumed.llm.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5), name

@@ -1,0 +1,35 @@
+"""Shared by the benchmarks: load a model and serve it on a free loopback port in a thread."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import uvicorn
+
+from codi2_sdk.backends.base import Backend
+from codi2_sdk.server import ServerSettings, create_app
+
+
+@contextmanager
+def serve(backend: Backend, **settings: object) -> Iterator[str]:
+    """Serve ``backend`` on 127.0.0.1 at a free port; yields the base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(backend, ServerSettings(**settings)), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Trains every stage of codi2-mini on two CPU cores, in two lanes, then the LoRA stage.
+# Logs: codi2_sdk/weights/codi2-mini/training/*.log; the lanes' own output: runs/mini/lane-*.out
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+mkdir -p runs/mini
+( $PY tools/train_mini.py encoders && $PY tools/train_mini.py vae-audio && $PY tools/train_mini.py unet-audio ) \
+  > runs/mini/lane-a.out 2>&1 &
+lane_a=$!
+( $PY tools/train_mini.py vae-image && \
+  while [ ! -f codi2_sdk/weights/codi2-mini/training/feature_norms.json ]; do sleep 10; done && \
+  $PY tools/train_mini.py unet-image && $PY tools/train_mini.py llm ) > runs/mini/lane-b.out 2>&1 &
+lane_b=$!
+wait $lane_a
+wait $lane_b
+$PY tools/train_mini.py lora > runs/mini/lane-lora.out 2>&1
+echo "all stages done"
