@@ -7,6 +7,7 @@ catches it all. The branches say whose fault it was::
     ├── InvalidMediaError        a medium that cannot be used (corrupt, wrong type)
     │   └── MediaTooLargeError   ... or over a size, pixel or duration limit
     ├── InvalidRequestError      a request the model cannot serve (bad arguments, unknown modality)
+    │   └── MediaReferenceError  a media id or path that does not resolve (agent tools)
     ├── ConversationFileError    a saved conversation that cannot be loaded
     ├── ModelError               the model failed, or could not be loaded
     │   └── ModelNotFoundError   no checkpoint where one was asked for
@@ -33,6 +34,7 @@ __all__ = [
     "InternalServerError",
     "InvalidMediaError",
     "InvalidRequestError",
+    "MediaReferenceError",
     "MediaTooLargeError",
     "ModelError",
     "ModelNotFoundError",
@@ -59,6 +61,11 @@ class MediaTooLargeError(InvalidMediaError):
 
 class InvalidRequestError(Codi2Error):
     """A request cannot be served as given: a wrong argument type, an unsupported modality, ..."""
+
+
+class MediaReferenceError(InvalidRequestError):
+    """A media reference (an id or a file path given to a tool) is unknown, missing, outside the allowed
+    folders, or of the wrong kind."""
 
 
 class ConversationFileError(Codi2Error):

@@ -32,8 +32,14 @@ class Message(BaseModel):
 
     @property
     def text(self) -> str:
-        """All text parts, joined in order."""
-        return "".join(p.text for p in self.parts if isinstance(p, Text))
+        """All text parts in order; pieces that meet without whitespace are joined with one space."""
+        joined = ""
+        for part in self.parts:
+            if isinstance(part, Text) and part.text:
+                if joined and not joined[-1].isspace() and not part.text[0].isspace():
+                    joined += " "
+                joined += part.text
+        return joined
 
     @property
     def images(self) -> list[Image]:

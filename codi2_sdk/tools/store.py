@@ -1,0 +1,103 @@
+"""MediaStore: stable, readable references to media for agents.
+
+Agents never pass bytes or guess paths. A medium is referred to by an id the store gave it
+(``image_1``, ``audio_3``), or by the path of a file under one of the store's allowed folders. Every
+other reference is refused with :class:`~codi2_sdk.errors.MediaReferenceError`, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._media import IMAGE_SUFFIXES
+from ..content import Audio, Image
+from ..errors import InvalidMediaError, MediaReferenceError
+
+__all__ = ["MediaStore"]
+
+_ID = re.compile(r"^(image|audio)_\d+$")
+
+
+class MediaStore:
+    """Holds media for tools and hands out ids.
+
+    Args:
+        directory: if given, every stored medium is also written there as ``<id>.png`` / ``<id>.wav``
+            (and the folder is readable by reference, like an allowed root).
+        allowed_roots: folders whose files may be referenced by path.
+    """
+
+    def __init__(
+        self, directory: str | os.PathLike[str] | None = None, *, allowed_roots: Sequence[str | os.PathLike[str]] = ()
+    ) -> None:
+        self.directory = Path(directory).resolve() if directory is not None else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        roots = [Path(r).resolve() for r in allowed_roots]
+        self.allowed_roots = roots + ([self.directory] if self.directory is not None else [])
+        self._items: dict[str, Image | Audio] = {}
+        self._counts = {"image": 0, "audio": 0}
+        self._lock = threading.Lock()
+
+    def put(self, part: Image | Audio) -> str:
+        """Store a medium and return its new id."""
+        with self._lock:
+            self._counts[part.type] += 1
+            ref = f"{part.type}_{self._counts[part.type]}"
+            self._items[ref] = part
+        if self.directory is not None:
+            part.save(self.directory / f"{ref}.{'png' if part.type == 'image' else 'wav'}")
+        return ref
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, ref: str) -> Image | Audio:
+        """The medium for an id, or for a file under an allowed folder."""
+        if not isinstance(ref, str) or not ref.strip():
+            raise MediaReferenceError("a media reference must be an id like 'image_1' or a file path")
+        ref = ref.strip()
+        if ref in self._items:
+            return self._items[ref]
+        if _ID.match(ref):
+            known = ", ".join(sorted(self._items)) or "none yet"
+            raise MediaReferenceError(f"unknown media id '{ref}'; known ids: {known}")
+        return self._open(ref)
+
+    def get_image(self, ref: str) -> Image:
+        """Like :meth:`get`, but the medium must be an image."""
+        part = self.get(ref)
+        if not isinstance(part, Image):
+            raise MediaReferenceError(f"'{ref}' is an audio clip, but an image is needed here")
+        return part
+
+    def get_audio(self, ref: str) -> Audio:
+        """Like :meth:`get`, but the medium must be an audio clip."""
+        part = self.get(ref)
+        if not isinstance(part, Audio):
+            raise MediaReferenceError(f"'{ref}' is an image, but an audio clip is needed here")
+        return part
+
+    def _open(self, ref: str) -> Image | Audio:
+        path = Path(ref).expanduser()
+        if not path.is_absolute() and len(self.allowed_roots) == 1:
+            path = self.allowed_roots[0] / path
+        resolved = path.resolve()  # follows symlinks, so a link cannot lead outside a root
+        if not any(resolved.is_relative_to(root) for root in self.allowed_roots):
+            roots = ", ".join(str(r) for r in self.allowed_roots) or "none are configured"
+            raise MediaReferenceError(f"'{ref}' is outside the folders media may be read from ({roots})")
+        if not resolved.is_file():
+            raise MediaReferenceError(f"no file at '{ref}'")
+        try:
+            if resolved.suffix.lower() in IMAGE_SUFFIXES:
+                return Image.open(resolved)
+            return Audio.open(resolved)
+        except InvalidMediaError as exc:
+            raise MediaReferenceError(f"'{ref}' is not a usable medium: {exc}") from exc
