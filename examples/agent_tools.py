@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""A LangChain tool-calling loop over codi2-mini, offline.
+
+A scripted planner (langchain-core's GenericFakeChatModel) stands in for the agent's LLM: it asks the
+CoDi-2 tools to (1) draw a picture, (2) edit it in context from two before/after example pairs on disk,
+(3) turn the edited picture into sound, and (4) describe that sound. Every tool result is a real
+ToolMessage with the media as its artifact; the media land in ./out/agent_tools/.
+
+    python examples/agent_tools.py
+"""
+
+from pathlib import Path
+
+import numpy as np
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from codi2_sdk import Image
+from codi2_sdk.backends.local import LocalBackend
+from codi2_sdk.mini.world import Picture, render_picture
+from codi2_sdk.tools import MediaStore, codi2_toolkit
+
+out = Path("out/agent_tools")
+examples_dir = out / "examples"
+examples_dir.mkdir(parents=True, exist_ok=True)
+
+# Two before/after pairs that show an edit (make it small) without saying it.
+rng = np.random.default_rng(0)
+for name, before, after in [
+    ("pair1", Picture("square", "cyan", "large", "left"), Picture("square", "cyan", "small", "left")),
+    ("pair2", Picture("diamond", "yellow", "large", "right"), Picture("diamond", "yellow", "small", "right")),
+]:
+    Image.from_pil(render_picture(before, rng)).save(examples_dir / f"{name}_before.png")
+    Image.from_pil(render_picture(after, rng)).save(examples_dir / f"{name}_after.png")
+
+store = MediaStore(out / "media", allowed_roots=[examples_dir])
+tools = {tool.name: tool for tool in codi2_toolkit(LocalBackend.from_pretrained("codi2-mini"), store=store)}
+
+
+def call(name: str, args: dict, call_id: str) -> dict:
+    return {"name": name, "args": args, "id": call_id, "type": "tool_call"}
+
+
+pairs = [
+    {"before": str(examples_dir / "pair1_before.png"), "after": str(examples_dir / "pair1_after.png")},
+    {"before": str(examples_dir / "pair2_before.png"), "after": str(examples_dir / "pair2_after.png")},
+]
+planner = GenericFakeChatModel(
+    messages=iter(
+        [
+            AIMessage(
+                "",
+                tool_calls=[
+                    call("generate_image", {"prompt": "draw a large red circle in the center.", "seed": 0}, "1")
+                ],
+            ),
+            AIMessage(
+                "", tool_calls=[call("edit_image_in_context", {"examples": pairs, "target": "image_1", "seed": 0}, "2")]
+            ),
+            AIMessage(
+                "",
+                tool_calls=[
+                    call(
+                        "generate_audio", {"prompt": "what does it sound like?", "inputs": ["image_2"], "seed": 0}, "3"
+                    )
+                ],
+            ),
+            AIMessage("", tool_calls=[call("describe_media", {"media": "audio_1"}, "4")]),
+            AIMessage("Done: image_1 was drawn, image_2 is its edit, audio_1 is its sound."),
+        ]
+    )
+)
+
+history: list = [HumanMessage("Draw a red circle, edit it like the examples, and let me hear it.")]
+while True:
+    ai = planner.invoke(history)
+    history.append(ai)
+    if not ai.tool_calls:
+        print(f"agent: {ai.content}")
+        break
+    for tool_call in ai.tool_calls:
+        result: ToolMessage = tools[tool_call["name"]].invoke(tool_call)
+        history.append(result)
+        print(f"{tool_call['name']}({tool_call['args']}) -> {result.content}")
+
+print(f"media written to {store.directory}: {sorted(p.name for p in store.directory.iterdir())}")
