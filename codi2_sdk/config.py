@@ -25,8 +25,9 @@ class _Config(BaseModel):
 class TextConfig(_Config):
     """How text is sampled."""
 
-    max_new_tokens: int = Field(256, ge=1, le=8192)
-    """Most tokens in one answer (media count as the few tokens their tags take)."""
+    max_new_tokens: int | None = Field(None, ge=1, le=8192)
+    """Most tokens in one answer (a medium counts as the three tokens of its tags and slot); ``None``
+    for the model's default (256 unless the model says otherwise)."""
     temperature: float = Field(0.0, ge=0.0, le=5.0)
     """0 picks the likeliest token every time (greedy); higher values sample more freely."""
     top_p: float = Field(1.0, gt=0.0, le=1.0)

@@ -18,6 +18,7 @@ encoders | vae-image | vae-audio, then unet-image | unet-audio | llm, then lora.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import random
 import shutil
@@ -337,6 +338,19 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
     decoder.save_pretrained(target)
 
 
+def install(model: CoDi2Model, parts: list[str]) -> None:
+    """Write ``model``'s checkpoint and copy the named parts into the package's folder (the rest stays)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        for part in parts:
+            source, target = Path(tmp) / part, OUT / part
+            if source.is_dir():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target)
+            else:
+                shutil.copy(source, target)
+
+
 def task_batches(tasks: tuple[str, ...], weights: list[float] | None = None) -> Callable[[random.Random, int], list]:
     def draw(rng: random.Random, batch_size: int) -> list[TrainingExample]:
         sampler = TaskSampler(np.random.default_rng(rng.getrandbits(63)))
@@ -369,13 +383,7 @@ def stage_llm(steps: int, log: Log) -> None:
         log_every=25,
         progress=False,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        for part in ("llm", "tokenizer"):
-            shutil.rmtree(OUT / part, ignore_errors=True)
-            shutil.copytree(Path(tmp) / part, OUT / part)
-        for part in ("projectors.safetensors", "codi2.json"):
-            shutil.copy(Path(tmp) / part, OUT / part)
+    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json"])
 
 
 def stage_lora(steps: int, log: Log) -> None:
@@ -413,13 +421,7 @@ def stage_lora(steps: int, log: Log) -> None:
     after = evaluate(backend, cases=40, tasks=check, shots=(2,), seed=99, progress=False)
     log(f"after: { {k: v['accuracy'] for k, v in after['tasks'].items()} }")
     (LOGS / "lora.json").write_text(json.dumps({"before": before, "after": after}, indent=1))
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save_pretrained(tmp)
-        for part in ("adapter", "llm"):
-            shutil.rmtree(OUT / part, ignore_errors=True)
-            shutil.copytree(Path(tmp) / part, OUT / part)
-        for part in ("projectors.safetensors", "codi2.json"):
-            shutil.copy(Path(tmp) / part, OUT / part)
+    install(model, ["adapter", "llm", "projectors.safetensors", "codi2.json"])
 
 
 STAGES: dict[str, tuple[Callable[..., None], int]] = {
@@ -448,6 +450,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     random.seed(args.seed)
     run, default_steps = STAGES[args.stage]
+    RUNS.mkdir(parents=True, exist_ok=True)
+    lock = (RUNS / f"{args.stage}.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another run of {args.stage} is going; waiting for it to finish, then resuming", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one run of a stage at a time: they share its state file
     log = Log(args.stage)
     steps = args.steps or default_steps
     log(f"stage {args.stage}: {steps} steps, seed {args.seed}, {args.threads} thread(s)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import AudioConfig, GenerationConfig, ImageConfig, TextConfig
-from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
+from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, latent_decoder_args
 from .world import IMAGE_SIZE, SAMPLE_RATE
 
 __all__ = ["MEL", "mini_config"]
@@ -25,44 +25,19 @@ MEL: dict[str, Any] = {
 
 
 def _latent_decoder(in_channels: int, extra: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "cond_dim": WIDTH,
-        "vae": {
-            "in_channels": in_channels,
-            "out_channels": in_channels,
-            "down_block_types": ["DownEncoderBlock2D"] * 4,
-            "up_block_types": ["UpDecoderBlock2D"] * 4,
-            "block_out_channels": [16, 32, 64, 64],
-            "latent_channels": 16,
-            "layers_per_block": 1,
-            "norm_num_groups": 8,
-            "mid_block_add_attention": False,
-            "sample_size": IMAGE_SIZE,
-        },
-        "unet": {
-            "sample_size": 8,
-            "in_channels": 16,
-            "out_channels": 16,
-            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-            "block_out_channels": [64, 128],
-            "layers_per_block": 1,
-            "norm_num_groups": 16,
-            "attention_head_dim": 32,
-            "cross_attention_dim": WIDTH,
-            "class_embed_type": "projection",
-            "projection_class_embeddings_input_dim": WIDTH,
-        },
-        "scheduler": {
-            "num_train_timesteps": 1000,
-            "beta_schedule": "squaredcos_cap_v2",
-            "prediction_type": "v_prediction",
-            "timestep_spacing": "trailing",
-            "clip_sample": False,
-            "set_alpha_to_one": False,
-        },
-        **extra,
-    }
+    args = latent_decoder_args(
+        cond_dim=WIDTH,
+        in_channels=in_channels,
+        sample_size=IMAGE_SIZE,
+        vae_channels=[16, 32, 64, 64],
+        latent_channels=16,  # 8x8x16: a 16-channel latent keeps small shapes that a 4-channel one blurs
+        vae_groups=8,
+        unet_channels=[64, 128],
+        unet_groups=16,
+        head_dim=32,
+        mid_attention=False,
+    )
+    return {**args, **extra}
 
 
 def mini_config() -> CoDi2Config:

@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import AudioConfig, GenerationConfig, ImageConfig
 
-__all__ = ["CoDi2Config", "DecoderSpec", "EncoderSpec", "LoraSpec", "LossWeights"]
+__all__ = [
+    "DIFFUSION_SCHEDULE",
+    "CoDi2Config",
+    "DecoderSpec",
+    "EncoderSpec",
+    "LoraSpec",
+    "LossWeights",
+    "latent_decoder_args",
+]
 
 FORMAT_VERSION: Literal[1] = 1
 MediaModality = Literal["image", "audio"]
@@ -140,40 +148,74 @@ class CoDi2Config(_Spec):
         )
 
 
-def _tiny_latent_args(cond_dim: int, *, sample_size: int, in_channels: int) -> dict[str, Any]:
+DIFFUSION_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "prediction_type": "v_prediction",
+    "timestep_spacing": "trailing",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+}
+"""DDIM with a cosine schedule, v-prediction and trailing spacing (good at few steps)."""
+
+
+def latent_decoder_args(
+    *,
+    cond_dim: int,
+    in_channels: int,
+    sample_size: int,
+    vae_channels: list[int],
+    latent_channels: int,
+    vae_groups: int,
+    unet_channels: list[int],
+    unet_groups: int,
+    head_dim: int,
+    mid_attention: bool = True,
+) -> dict[str, Any]:
+    """Arguments of a latent diffusion decoder: an AutoencoderKL, a two-level UNet with cross-attention at
+    the lower level, conditioned on a ``cond_dim`` feature, and :data:`DIFFUSION_SCHEDULE`."""
+    levels = len(vae_channels)
     return {
         "cond_dim": cond_dim,
         "vae": {
             "in_channels": in_channels,
             "out_channels": in_channels,
-            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
-            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
-            "block_out_channels": [8, 16],
-            "latent_channels": 4,
-            "norm_num_groups": 4,
+            "down_block_types": ["DownEncoderBlock2D"] * levels,
+            "up_block_types": ["UpDecoderBlock2D"] * levels,
+            "block_out_channels": vae_channels,
+            "latent_channels": latent_channels,
             "layers_per_block": 1,
+            "norm_num_groups": vae_groups,
+            "mid_block_add_attention": mid_attention,
             "sample_size": sample_size,
         },
         "unet": {
-            "sample_size": sample_size // 2,
-            "in_channels": 4,
-            "out_channels": 4,
+            "sample_size": sample_size // 2 ** (levels - 1),
+            "in_channels": latent_channels,
+            "out_channels": latent_channels,
             "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
             "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-            "block_out_channels": [16, 32],
+            "block_out_channels": unet_channels,
             "layers_per_block": 1,
-            "norm_num_groups": 8,
-            "attention_head_dim": 8,
+            "norm_num_groups": unet_groups,
+            "attention_head_dim": head_dim,
             "cross_attention_dim": cond_dim,
             "class_embed_type": "projection",
             "projection_class_embeddings_input_dim": cond_dim,
         },
-        "scheduler": {
-            "num_train_timesteps": 1000,
-            "beta_schedule": "squaredcos_cap_v2",
-            "prediction_type": "v_prediction",
-            "timestep_spacing": "trailing",
-            "clip_sample": False,
-            "set_alpha_to_one": False,
-        },
+        "scheduler": dict(DIFFUSION_SCHEDULE),
     }
+
+
+def _tiny_latent_args(cond_dim: int, *, sample_size: int, in_channels: int) -> dict[str, Any]:
+    return latent_decoder_args(
+        cond_dim=cond_dim,
+        in_channels=in_channels,
+        sample_size=sample_size,
+        vae_channels=[8, 16],
+        latent_channels=4,
+        vae_groups=4,
+        unet_channels=[16, 32],
+        unet_groups=8,
+        head_dim=8,
+    )

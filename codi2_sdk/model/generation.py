@@ -20,6 +20,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import PIL.Image
 import torch
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
@@ -33,14 +34,18 @@ from .modeling import CoDi2Model
 
 __all__ = ["effective_config", "generate_events", "prefill"]
 
+DEFAULT_MAX_NEW_TOKENS = 256
+
 
 def effective_config(model: CoDi2Model, config: GenerationConfig) -> GenerationConfig:
     """``config`` with every ``None`` filled from the model's defaults."""
     defaults = model.config.defaults
     data = config.model_dump()
-    for section in ("image", "audio"):
+    for section in ("text", "image", "audio"):
         fallback = getattr(defaults, section).model_dump()
         data[section] = {k: (v if v is not None else fallback.get(k)) for k, v in data[section].items()}
+    if data["text"]["max_new_tokens"] is None:
+        data["text"]["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
     return GenerationConfig.model_validate(data)
 
 
@@ -138,15 +143,10 @@ def _decode_medium(
         yield Image.from_bytes(part.data, provenance=provenance)
     else:
         samples = part.to_numpy()
-        if config.audio.duration is not None:
-            assert part.sample_rate is not None
-            n = round(config.audio.duration * part.sample_rate)
-            samples = (
-                samples[:n]
-                if len(samples) >= n
-                else torch.nn.functional.pad(torch.from_numpy(samples), (0, n - len(samples))).numpy()
-            )
         assert part.sample_rate is not None
+        if config.audio.duration is not None:
+            n = round(config.audio.duration * part.sample_rate)
+            samples = samples[:n] if len(samples) >= n else np.pad(samples, (0, n - len(samples)))
         yield Audio.from_array(samples, sample_rate=part.sample_rate, provenance=provenance)
 
 
@@ -186,7 +186,7 @@ def generate_events(model: CoDi2Model, request: GenerationRequest) -> Iterator[E
             parts.append(Text(written))
         run, written, emitted = [], "", ""
 
-    for step in range(text_cfg.max_new_tokens):
+    for step in range(text_cfg.max_new_tokens or DEFAULT_MAX_NEW_TOKENS):
         if limit is not None and state.length + 3 > limit:
             break
         if forced is not None:
