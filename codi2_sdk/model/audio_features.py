@@ -92,7 +92,8 @@ def griffin_lim(
     """Invert log-mel images ``(batch, 1, n_mels, frames)`` to waveforms ``(batch, samples)``."""
     mel = torch.exp(log_mel.squeeze(1).float()) - LOG_FLOOR
     magnitude = torch.clamp(torch.matmul(torch.linalg.pinv(logmel.filters), mel.clamp(min=0.0)), min=0.0)
-    phase = torch.rand(magnitude.shape, generator=generator, device=magnitude.device) * 2 * math.pi
+    noise_device = generator.device if generator is not None else magnitude.device
+    phase = torch.rand(magnitude.shape, generator=generator, device=noise_device).to(magnitude.device) * 2 * math.pi
     angles = torch.polar(torch.ones_like(magnitude), phase)
     previous = torch.zeros_like(angles)
     length = logmel.num_samples

@@ -128,9 +128,10 @@ class LatentDiffusionDecoder(nn.Module):
         Closing the generator between steps cancels the decode.
         """
         cond = cond.to(self.unet.dtype)
-        latents = torch.randn(
-            (len(cond), *self.latent_shape), generator=generator, device=cond.device, dtype=cond.dtype
-        )
+        # noise is drawn on the generator's device (CPU by default) so a seed gives the same bytes anywhere
+        noise_device = generator.device if generator is not None else cond.device
+        latents = torch.randn((len(cond), *self.latent_shape), generator=generator, device=noise_device)
+        latents = latents.to(device=cond.device, dtype=cond.dtype)
         # a fresh copy: the scheduler keeps per-run state, and one decoder may serve several runs
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
         scheduler.set_timesteps(steps, device=cond.device)

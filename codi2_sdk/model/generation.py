@@ -126,7 +126,8 @@ def _decode_medium(
     steps, guidance = int(settings.steps or 1), float(settings.guidance_scale or 1.0)
     decoder: Any = model.decoders[modality]
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
-    run = decoder.iter_sample(feature[None].cpu(), steps=steps, guidance_scale=guidance, generator=generator)
+    device = next(decoder.parameters()).device
+    run = decoder.iter_sample(feature[None].to(device), steps=steps, guidance_scale=guidance, generator=generator)
     while True:
         try:
             step = next(run)
