@@ -27,7 +27,16 @@ from ..content import Audio, Image
 from .audio_features import LogMel, griffin_lim
 from .encoders import LOG_MEL_MEAN, LOG_MEL_STD
 
-__all__ = ["AudioDecoder", "ImageDecoder", "LatentDiffusionDecoder", "StepCallback", "build_decoder", "load_decoder"]
+__all__ = [
+    "AudioDecoder",
+    "DiffusionDecoder",
+    "ImageDecoder",
+    "LatentDiffusionDecoder",
+    "StepCallback",
+    "UnCLIPImageDecoder",
+    "build_decoder",
+    "load_decoder",
+]
 
 StepCallback = Callable[[int, int], None]
 """Called after each diffusion step with ``(step, total)``; raising from it cancels the decode."""
@@ -38,10 +47,56 @@ _SCHEDULERS: dict[str, Any] = {
 }
 
 
-class LatentDiffusionDecoder(nn.Module):
-    """Latent diffusion conditioned on one feature vector per sample."""
+class DiffusionDecoder(nn.Module):
+    """What the model needs of a decoder: a conditioning width, stepwise sampling, and media out."""
 
     kind: ClassVar[str] = ""
+    cond_dim: int
+
+    def iter_sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> Generator[int, None, torch.Tensor]:
+        """Decode features ``(batch, cond_dim)``, yielding each step number; returns the decoder-space output."""
+        raise NotImplementedError
+
+    def sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+    ) -> torch.Tensor:
+        """Decode features ``(batch, cond_dim)``; ``callback(step, total)`` runs after each step."""
+        run = self.iter_sample(cond, steps=steps, guidance_scale=guidance_scale, generator=generator)
+        while True:
+            try:
+                step = next(run)
+            except StopIteration as done:
+                return done.value
+            if callback is not None:
+                callback(step, steps)
+
+    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Any]:
+        """Turn :meth:`iter_sample`'s outputs into SDK parts."""
+        raise NotImplementedError
+
+
+def pixels_to_images(outputs: torch.Tensor) -> list[Image]:
+    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts."""
+    pixels = ((outputs.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.from_pil(PIL.Image.fromarray(np.ascontiguousarray(p))) for p in pixels]
+
+
+class LatentDiffusionDecoder(DiffusionDecoder):
+    """Latent diffusion conditioned on one feature vector per sample."""
 
     def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, scheduler: Any, *, cond_dim: int, **extra: Any):
         super().__init__()
@@ -120,7 +175,13 @@ class LatentDiffusionDecoder(nn.Module):
 
     @torch.no_grad()
     def iter_sample(
-        self, cond: torch.Tensor, *, steps: int, guidance_scale: float, generator: torch.Generator | None = None
+        self,
+        cond: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None = None,
+        **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
         """Decode features ``(batch, cond_dim)``, yielding the step number after each step.
 
@@ -148,29 +209,6 @@ class LatentDiffusionDecoder(nn.Module):
             yield i + 1
         return self.vae.decode(latents / self.vae.config.scaling_factor).sample
 
-    def sample(
-        self,
-        cond: torch.Tensor,
-        *,
-        steps: int,
-        guidance_scale: float,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        """Decode features ``(batch, cond_dim)``; ``callback(step, total)`` runs after each step."""
-        run = self.iter_sample(cond, steps=steps, guidance_scale=guidance_scale, generator=generator)
-        while True:
-            try:
-                step = next(run)
-            except StopIteration as done:
-                return done.value
-            if callback is not None:
-                callback(step, steps)
-
-    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Any]:
-        """Turn :meth:`sample`'s outputs into SDK parts."""
-        raise NotImplementedError
-
 
 class ImageDecoder(LatentDiffusionDecoder):
     """Latent diffusion to RGB pictures."""
@@ -178,8 +216,7 @@ class ImageDecoder(LatentDiffusionDecoder):
     kind = "latent_image"
 
     def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Image]:
-        pixels = ((outputs.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return [Image.from_pil(PIL.Image.fromarray(np.ascontiguousarray(p))) for p in pixels]
+        return pixels_to_images(outputs)
 
 
 class AudioDecoder(LatentDiffusionDecoder):
@@ -210,14 +247,132 @@ class AudioDecoder(LatentDiffusionDecoder):
         return [Audio.from_array(np.clip(w, -1.0, 1.0), sample_rate=rate) for w in waves]
 
 
-_KINDS: dict[str, type[LatentDiffusionDecoder]] = {"latent_image": ImageDecoder, "latent_audio": AudioDecoder}
+class UnCLIPImageDecoder(DiffusionDecoder):
+    """Stable Diffusion 2.1 unCLIP (diffusers ``StableUnCLIPImg2ImgPipeline``) as the image decoder, the
+    paper's choice: the predicted feature is given as ``image_embeds`` directly, with an empty prompt.
+
+    The folder is the pipeline's own diffusers layout (``model_index.json``, ``unet/``, ``vae/``, ...); an
+    empty-prompt embedding is computed with its text encoder, or read from ``prompt_embeds.safetensors``
+    when the pipeline is saved without one. The pipeline runs in a worker thread so that progress
+    events stream out step by step; closing the iterator stops it at the next step.
+    """
+
+    kind: ClassVar[str] = "unclip_image"
+    PROMPT_FILE = "prompt_embeds.safetensors"
+    prompt_embeds: torch.Tensor
+
+    def __init__(self, pipeline: Any, prompt_embeds: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.unet = pipeline.unet  # registered, so .to() and .parameters() see the weights
+        self.vae = pipeline.vae
+        self.image_normalizer = pipeline.image_normalizer
+        self.cond_dim = int(pipeline.image_normalizer.mean.shape[-1])
+        if prompt_embeds is None:
+            prompt_embeds, _ = pipeline.encode_prompt("", "cpu", 1, False)
+        self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        self.pipeline.save_pretrained(str(directory))
+        save_file({"prompt_embeds": self.prompt_embeds.contiguous().cpu()}, str(Path(directory) / self.PROMPT_FILE))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> UnCLIPImageDecoder:
+        from diffusers import StableUnCLIPImg2ImgPipeline
+        from safetensors.torch import load_file
+
+        index = json.loads((Path(directory) / "model_index.json").read_text())
+        absent = {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
+        pipeline = StableUnCLIPImg2ImgPipeline.from_pretrained(str(directory), local_files_only=True, **absent)
+        pipeline.set_progress_bar_config(disable=True)
+        saved = Path(directory) / cls.PROMPT_FILE
+        embeds = load_file(str(saved))["prompt_embeds"] if saved.exists() and pipeline.text_encoder is None else None
+        return cls(pipeline, embeds)
+
+    def iter_sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None = None,
+        noise_level: int | None = None,
+        **options: Any,
+    ) -> Generator[int, None, torch.Tensor]:
+        """Like :meth:`LatentDiffusionDecoder.iter_sample`; ``noise_level`` is unCLIP's (0 to 1000)."""
+        import queue
+        import threading
+
+        updates: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def on_step(step: int, timestep: Any, latents: Any) -> None:
+            if stop.is_set():
+                raise _Cancelled
+            updates.put(("step", step + 1))
+
+        def run() -> None:
+            embeds = self.prompt_embeds.to(cond.device).expand(len(cond), -1, -1)
+            try:
+                out = self.pipeline(
+                    prompt_embeds=embeds,
+                    negative_prompt_embeds=torch.zeros_like(embeds),
+                    image_embeds=cond,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance_scale,
+                    noise_level=int(noise_level or 0),
+                    generator=generator,
+                    output_type="pt",
+                    callback=on_step,
+                    callback_steps=1,
+                )
+                updates.put(("done", out.images * 2 - 1))
+            except _Cancelled:
+                updates.put(("cancelled", None))
+            except BaseException as exc:
+                updates.put(("error", exc))
+
+        worker = threading.Thread(target=run, name="unclip-decode", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = updates.get()
+                if kind == "step":
+                    yield int(value)
+                elif kind == "done":
+                    return value
+                elif kind == "error":
+                    raise value
+                else:
+                    raise RuntimeError("the decode was cancelled")
+        finally:
+            stop.set()
+            worker.join()
+
+    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Image]:
+        return pixels_to_images(outputs)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+_KINDS: dict[str, Any] = {
+    "latent_image": ImageDecoder,
+    "latent_audio": AudioDecoder,
+    "unclip_image": UnCLIPImageDecoder,
+}
 
 
 def build_decoder(kind: str, args: dict[str, Any]) -> LatentDiffusionDecoder:
-    """A random-initialised decoder of ``kind``."""
+    """A random-initialised decoder of ``kind`` (latent decoders; unCLIP pipelines load from a folder)."""
+    if kind == UnCLIPImageDecoder.kind:
+        raise ValueError("an unclip_image decoder is loaded from a diffusers folder, not built from arguments")
     return _KINDS[kind].build(**json.loads(json.dumps(args)))
 
 
-def load_decoder(kind: str, directory: Path) -> LatentDiffusionDecoder:
+def load_decoder(kind: str, directory: Path) -> Any:
     """Load a decoder of ``kind`` from ``directory``."""
     return _KINDS[kind].from_pretrained(directory)

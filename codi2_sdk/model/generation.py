@@ -127,7 +127,10 @@ def _decode_medium(
     decoder: Any = model.decoders[modality]
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
     device = next(decoder.parameters()).device
-    run = decoder.iter_sample(feature[None].to(device), steps=steps, guidance_scale=guidance, generator=generator)
+    noise_level = getattr(settings, "noise_level", None)  # unCLIP decoders' option; others ignore it
+    run = decoder.iter_sample(
+        feature[None].to(device), steps=steps, guidance_scale=guidance, generator=generator, noise_level=noise_level
+    )
     while True:
         try:
             step = next(run)
@@ -136,7 +139,7 @@ def _decode_medium(
             break
         yield Progress(modality=modality, part_index=index, step=step, total=steps)  # type: ignore[arg-type]
     part = decoder.to_media(outputs, generator=generator)[0]
-    provenance = Provenance(model=model.name, seed=seed, steps=steps, guidance_scale=guidance)
+    provenance = Provenance(model=model.name, seed=seed, steps=steps, guidance_scale=guidance, noise_level=noise_level)
     if isinstance(part, Image):
         if config.image.size is not None and (part.width, part.height) != (config.image.size,) * 2:
             resized = part.to_pil().resize((config.image.size,) * 2, PIL.Image.Resampling.BICUBIC)

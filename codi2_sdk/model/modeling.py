@@ -35,7 +35,7 @@ from ..content import Audio, Image
 from ..errors import ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from .config import CoDi2Config, LoraSpec
-from .decoders import LatentDiffusionDecoder, build_decoder, load_decoder
+from .decoders import DiffusionDecoder, build_decoder, load_decoder
 from .encoders import build_encoder, load_encoder
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
 from .tokenizer import build_word_tokenizer, load_tokenizer
@@ -110,7 +110,7 @@ class CoDi2Model(nn.Module):
         llm: Any,
         tokenizer: Any,
         encoders: Mapping[Any, Any],
-        decoders: Mapping[Any, LatentDiffusionDecoder],
+        decoders: Mapping[Any, DiffusionDecoder],
     ) -> None:
         super().__init__()
         self.config = config
