@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import PIL.Image
 import pytest
 import torch
 
@@ -241,3 +242,33 @@ def test_griffin_lim_recovers_a_tone() -> None:
     spectrum = torch.fft.rfft(rebuilt[0]).abs()
     peak_hz = spectrum.argmax().item() * 16000 / rebuilt.shape[-1]
     assert abs(peak_hz - 440) < 20
+
+
+def test_whitened_regression_space_round_trips(tmp_path: Path, image: Image) -> None:
+    from model_fixtures import tiny_model
+
+    from codi2_sdk.model import FeatureWhitening
+
+    features = torch.randn(200, 8) * torch.tensor([5.0, 1, 1, 1, 1, 1, 1, 0.05])
+    whitening = FeatureWhitening.fit(features, eps=1e-6)
+    whitened = whitening.whiten(features)
+    assert torch.allclose(whitened.std(0), torch.ones(8), atol=0.05)  # every direction weighs alike
+    assert torch.allclose(whitening.unwhiten(whitened), features, atol=1e-3)
+    damped = FeatureWhitening.fit(features, eps=0.02).whiten(features).std(0)
+    assert damped[-1] < 0.5 < damped[1]  # directions far below eps x the largest variance stay small
+
+    model = tiny_model(seed=5)
+    noise = torch.Generator().manual_seed(0)
+    renders = [
+        Image.from_pil(PIL.Image.fromarray(torch.randint(0, 256, (32, 32, 3), generator=noise, dtype=torch.uint8).numpy()))
+        for _ in range(60)
+    ]
+    model.fit_whitening("image", renders)
+    with pytest.raises(ValueError, match="do not vary"):
+        model.fit_whitening("image", [image] * 5)
+    unit = model.regression_target("image", model.encode("image", [image])[0, 0])
+    assert torch.allclose(unit.norm(), torch.tensor(1.0))
+    request = GenerationRequest(messages=[user("draw")], config=IMAGE_TURN)
+    before = LocalBackend(model).generate(request)
+    after = LocalBackend.from_pretrained(model.save_pretrained(tmp_path / "white")).generate(request)
+    assert before == after

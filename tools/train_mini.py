@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from codi2_sdk.mini.config import LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
-from codi2_sdk.mini.tasks import LORA_TASK, TASKS, TaskSampler, is_heldout, vocabulary  # noqa: E402
+from codi2_sdk.mini.tasks import LORA_TASK, TASKS, TaskSampler, is_heldout, picture_part, vocabulary  # noqa: E402
 from codi2_sdk.mini.world import (  # noqa: E402
     PICTURE_ATTRIBUTES,
     SOUND_ATTRIBUTES,
@@ -368,6 +368,10 @@ def stage_llm(steps: int, log: Log) -> None:
     model = CoDi2Model.from_config(config, tokenizer=build_word_tokenizer(vocabulary()), seed=0)
     for modality, encoder_cls in (("image", CNNImageEncoder), ("audio", CNNAudioEncoder)):
         model.encoders[modality] = encoder_cls.from_pretrained(OUT / "encoders" / modality).eval().requires_grad_(False)
+    # The output head regresses whitened image features (size lies in a direction of small variance).
+    rng = np.random.default_rng(17)
+    renders = [picture_part(p, rng) for p in TRAIN_PICTURES for _ in range(8)]
+    model.fit_whitening("image", renders)
     log(f"LLM parameters {sum(p.numel() for p in model.llm.parameters()):,}; vocabulary {len(model.tokenizer)}")
     finetune(
         model,

@@ -5,7 +5,7 @@ Importing this package imports torch, transformers and diffusers; ``import codi2
 
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .generation import generate_events
-from .modeling import CoDi2Model, CoDi2Output, Projector, TrainingExample
+from .modeling import CoDi2Model, CoDi2Output, FeatureWhitening, Projector, TrainingExample
 
 __all__ = [
     "CoDi2Config",
@@ -13,6 +13,7 @@ __all__ = [
     "CoDi2Output",
     "DecoderSpec",
     "EncoderSpec",
+    "FeatureWhitening",
     "LoraSpec",
     "LossWeights",
     "Projector",
