@@ -29,7 +29,7 @@ print(f"after three rounds: {probe_picture(answer.images[0].to_pil())} (asked fo
 print("codi2 describes it: ", end="", flush=True)
 for event in Conversation().stream(answer.images[0], "what is this?", config={"seed": 1}):
     if isinstance(event, TextDelta):
-        print(event.text, end=" ", flush=True)
+        print(event.text, end="", flush=True)
 print()
 sound = Conversation().send(answer.images[0], "what does it sound like?", config={"seed": 1})
 sound.audios[0].save(out / "sound.wav")

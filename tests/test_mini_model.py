@@ -20,13 +20,13 @@ WEIGHTS = ROOT / "codi2_sdk" / "weights" / "codi2-mini"
 
 # task -> (accuracy floor, held-out accuracy floor) on the small CI evaluation below
 THRESHOLDS = {
-    "text_to_image": (0.8, 0.6),
-    "image_to_text": (0.85, 0.6),
-    "text_to_audio": (0.8, 0.6),
-    "audio_to_text": (0.85, 0.6),
-    "in_context_image_edit_2shot": (0.7, 0.5),
-    "in_context_audio_edit_2shot": (0.7, 0.5),
-    "multi_round_edit": (0.6, 0.4),
+    "text_to_image": (0.85, 0.75),
+    "image_to_text": (0.85, 0.75),
+    "text_to_audio": (0.85, 0.6),
+    "audio_to_text": (0.85, 0.75),
+    "in_context_image_edit_2shot": (0.75, 0.6),
+    "in_context_audio_edit_2shot": (0.75, 0.6),
+    "multi_round_edit": (0.75, 0.6),
 }
 
 

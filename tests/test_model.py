@@ -260,7 +260,9 @@ def test_whitened_regression_space_round_trips(tmp_path: Path, image: Image) -> 
     model = tiny_model(seed=5)
     noise = torch.Generator().manual_seed(0)
     renders = [
-        Image.from_pil(PIL.Image.fromarray(torch.randint(0, 256, (32, 32, 3), generator=noise, dtype=torch.uint8).numpy()))
+        Image.from_pil(
+            PIL.Image.fromarray(torch.randint(0, 256, (32, 32, 3), generator=noise, dtype=torch.uint8).numpy())
+        )
         for _ in range(60)
     ]
     model.fit_whitening("image", renders)

@@ -11,7 +11,7 @@ lane_a=$!
 ( $PY tools/train_mini.py vae-image && \
   while [ ! -f codi2_sdk/weights/codi2-mini/training/feature_norms.json ]; do sleep 10; done && \
   $PY tools/train_mini.py unet-image && $PY tools/train_mini.py llm && \
-  $PY tools/train_mini.py llm --steps 3000 ) > runs/mini/lane-b.out 2>&1 &  # resumed: 1000 more steps
+  $PY tools/train_mini.py llm --steps 4500 ) > runs/mini/lane-b.out 2>&1 &  # resumed: 2500 more steps
 lane_b=$!
 wait $lane_a
 wait $lane_b
