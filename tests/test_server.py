@@ -136,9 +136,11 @@ def test_refusals_then_a_valid_request_succeeds(server, remote, image) -> None:
 
 def test_client_errors_are_typed(server) -> None:
     client = RemoteBackend(server, api_key=KEY, max_retries=0)
-    huge = {"messages": [{"role": "user", "parts": [{"type": "text", "text": "x" * 2_100_000}]}]}
-    with pytest.raises(PayloadTooLargeError):
-        client._call("POST", "/generate", huge)
+    huge = GenerationRequest(messages=[user("x" * 900_000, "y" * 900_000, "z" * 900_000)])
+    with pytest.raises(PayloadTooLargeError) as too_large:
+        client.generate(huge)
+    assert too_large.value.code == "body_too_large"
+    # bodies the SDK itself would never build: sent raw, to check how the client types the answers
     with pytest.raises(UnprocessableEntityError) as info:
         client._call("POST", "/generate", {"messages": []})
     assert info.value.code == "invalid_schema"
