@@ -27,7 +27,7 @@ from codi2_sdk import (
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import CoDi2Config, CoDi2Model, TrainingExample
 from codi2_sdk.model.audio_features import LogMel, griffin_lim
-from codi2_sdk.model.encoders import CLIPImageEncoder
+from codi2_sdk.model.encoders import CLIPImageEncoder, image_to_tensor
 from codi2_sdk.model.generation import prefill
 
 IMAGE_TURN = {"seed": 3, "output_modality": "image", "text": {"max_new_tokens": 6}}
@@ -274,3 +274,22 @@ def test_whitened_regression_space_round_trips(tmp_path: Path, image: Image) -> 
     before = LocalBackend(model).generate(request)
     after = LocalBackend.from_pretrained(model.save_pretrained(tmp_path / "white")).generate(request)
     assert before == after
+
+
+def test_decoder_diffusion_loss_trains_the_unet(tiny_model: CoDi2Model, image: Image) -> None:
+    from codi2_sdk.model.decoders import build_decoder
+
+    spec = tiny_model.config.decoders["image"]
+    decoder = build_decoder(spec.kind, spec.args)
+    with torch.no_grad():
+        latents = decoder.encode_latents(image_to_tensor([image] * 4, 32))
+    cond = torch.randn(4, decoder.cond_dim)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([100, 300, 600, 900])
+    optimizer = torch.optim.AdamW(decoder.unet.parameters(), lr=3e-3)
+    first = float(decoder.diffusion_loss(latents, cond, noise, t))
+    for _ in range(15):
+        optimizer.zero_grad()
+        decoder.diffusion_loss(latents, cond, noise, t).backward()
+        optimizer.step()
+    assert float(decoder.diffusion_loss(latents, cond, noise, t)) < 0.8 * first

@@ -314,9 +314,7 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
         cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
         noise = torch.randn_like(z)
         t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
-        noisy = scheduler.add_noise(z, noise, t)
-        target = scheduler.get_velocity(z, noise, t)
-        return F.mse_loss(decoder._unet(noisy, t, cond), target)
+        return decoder.diffusion_loss(z, cond, noise, t)
 
     train_loop(f"unet-{modality}", unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema)
     ema.copy_to(unet.parameters())

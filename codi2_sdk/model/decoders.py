@@ -155,23 +155,18 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         """Scaled latent means of decoder-space inputs ``x`` (for training the UNet)."""
         return self.vae.encode(x).latent_dist.mean * self.vae.config.scaling_factor
 
-    def training_loss(
-        self, x: torch.Tensor, cond: torch.Tensor, *, drop_prob: float = 0.1, generator: torch.Generator | None = None
+    def diffusion_loss(
+        self, latents: torch.Tensor, cond: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor
     ) -> torch.Tensor:
-        """Diffusion loss of the UNet on decoder-space inputs ``x`` given features ``cond`` (condition dropout to 0)."""
-        with torch.no_grad():
-            latents = self.encode_latents(x)
-        noise = torch.randn(latents.shape, generator=generator, device=latents.device)
-        t = torch.randint(
-            0, self.scheduler.config.num_train_timesteps, (len(x),), generator=generator, device=latents.device
-        )
-        keep = (torch.rand(len(x), generator=generator, device=cond.device) >= drop_prob).float()[:, None]
-        noisy = self.scheduler.add_noise(latents, noise, t)
+        """The UNet's training loss: ``latents`` (scaled, see :meth:`encode_latents`) noised with ``noise`` at
+        ``timesteps``, conditioned on features ``cond`` (zero rows train the unconditional branch that
+        guidance uses); the target is the velocity or the noise, as the scheduler predicts."""
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
         if self.scheduler.config.prediction_type == "v_prediction":
-            target = self.scheduler.get_velocity(latents, noise, t)
+            target = self.scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        return nn.functional.mse_loss(self._unet(noisy, t, cond * keep), target)
+        return nn.functional.mse_loss(self._unet(noisy, timesteps, cond), target)
 
     @torch.no_grad()
     def iter_sample(
