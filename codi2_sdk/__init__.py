@@ -12,19 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .backends.base import (
-    Backend,
-    Capabilities,
-    Done,
-    ErrorEvent,
-    Event,
-    GenerationRequest,
-    MediaDone,
-    Progress,
-    TextDelta,
-)
+from .backends.base import Backend
 from .config import AudioConfig, GenerationConfig, ImageConfig, TextConfig
-from .content import Audio, Image, Part, Provenance, Text
+from .content import Audio, Image, MediaModality, Modality, Part, Provenance, Text
 from .conversation import Conversation
 from .errors import (
     APIConnectionError,
@@ -50,6 +40,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 from .messages import Example, Message, assistant, system, user
+from .types import Capabilities, Done, ErrorEvent, Event, GenerationRequest, MediaDone, Progress, TextDelta
 
 if TYPE_CHECKING:
     from .backends.local import LocalBackend
@@ -84,9 +75,11 @@ __all__ = [
     "InvalidRequestError",
     "LocalBackend",
     "MediaDone",
+    "MediaModality",
     "MediaReferenceError",
     "MediaTooLargeError",
     "Message",
+    "Modality",
     "ModelError",
     "ModelNotFoundError",
     "NotFoundError",

@@ -5,33 +5,23 @@
   ``text/event-stream`` of events (``event: <type>`` / ``data: <event JSON>``) ending with ``done`` or
   ``error``.
 - ``GET /v1/capabilities``: :class:`~codi2_sdk.backends.base.Capabilities`.
-- ``GET /v1/health``: ``{"status": "ok" | "loading", "model": ...}`` (503 while loading).
+- ``GET /v1/health`` (no key needed): 200 ``{"status": "ok", "model": ..., "queued": n}``; 503
+  ``{"status": "loading"}`` while the model loads; 500 ``{"status": "error", "error": "<why>"}`` when loading
+  failed.
 
-Errors are ``{"error": {"code": ..., "message": ...}}`` with a stable ``code``.
+Every error answer is ``{"error": {"code": ..., "message": ...}}`` with a stable ``code``; the codes, their
+HTTP statuses and the exceptions a client raises for them are one table,
+:data:`codi2_sdk.errors.ERROR_CODES`. A stream that fails after it started ends with an ``error`` event that
+carries the same code.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, TypeAdapter
 
-from .backends.base import Event, GenerationRequest
+from .types import Event, GenerationRequest
 
 API_PREFIX = "/v1"
-
-#: error code -> HTTP status
-ERROR_STATUS = {
-    "invalid_media": 400,
-    "invalid_request": 400,
-    "unauthorized": 401,
-    "not_found": 404,
-    "body_too_large": 413,
-    "media_too_large": 413,
-    "invalid_schema": 422,
-    "queue_full": 429,
-    "model_error": 500,
-    "internal_error": 500,
-    "loading": 503,
-}
 
 
 class GenerateBody(GenerationRequest):
@@ -41,6 +31,8 @@ class GenerateBody(GenerationRequest):
 
 
 class ErrorDetail(BaseModel):
+    """The code (a key of :data:`~codi2_sdk.errors.ERROR_CODES`) and a human-readable message."""
+
     code: str
     message: str
 

@@ -3,7 +3,9 @@
 Every field that is ``None`` means "the model's own default" (codi2-mini and the full-scale model
 were tuned differently); :attr:`Capabilities.defaults <codi2_sdk.backends.base.Capabilities>` says what
 that is. Out-of-range values are refused when the config is made (a pydantic ``ValidationError``
-that names the field and the allowed range).
+that names the field and the allowed range, raised by pydantic when you build a config yourself; where
+the SDK builds one from a mapping, as in ``Conversation(config={...})`` or :meth:`GenerationConfig.merged`,
+an :class:`~codi2_sdk.errors.InvalidRequestError` that names the field paths).
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .content import Modality
+from .errors import InvalidRequestError, invalid_request
 
 __all__ = ["AudioConfig", "GenerationConfig", "ImageConfig", "OutputModality", "TextConfig"]
 
-OutputModality = Literal["auto", "text", "image", "audio"]
+OutputModality = Literal["auto"] | Modality
 
 
 class _Config(BaseModel):
@@ -75,11 +80,17 @@ class GenerationConfig(_Config):
     audio: AudioConfig = AudioConfig()
 
     def merged(self, overrides: GenerationConfig | Mapping[str, Any] | None) -> GenerationConfig:
-        """This config with ``overrides`` applied: a config replaces it, a mapping is merged in field by field."""
+        """This config with ``overrides`` applied: a config replaces it, a mapping is merged in field by field.
+
+        Raises:
+            InvalidRequestError: the merged settings are out of range (the message names each field's path).
+        """
         if overrides is None:
             return self
         if isinstance(overrides, GenerationConfig):
             return overrides
+        if not isinstance(overrides, Mapping):
+            raise InvalidRequestError(f"config must be a GenerationConfig or a mapping, not {type(overrides).__name__}")
         data = self.model_dump()
         for key, value in overrides.items():
             if isinstance(value, BaseModel):
@@ -88,4 +99,7 @@ class GenerationConfig(_Config):
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
-        return GenerationConfig.model_validate(data)
+        try:
+            return GenerationConfig.model_validate(data)
+        except ValidationError as exc:
+            raise invalid_request(exc, "config") from None

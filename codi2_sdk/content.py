@@ -18,7 +18,7 @@ import binascii
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import (
@@ -37,7 +37,25 @@ from .errors import InvalidMediaError, MediaTooLargeError
 if TYPE_CHECKING:
     import PIL.Image
 
-__all__ = ["Audio", "Image", "MediaPart", "Part", "Provenance", "Text"]
+__all__ = [
+    "MEDIA_MODALITIES",
+    "MEDIA_PARTS",
+    "Audio",
+    "Image",
+    "MediaModality",
+    "MediaPart",
+    "Modality",
+    "Part",
+    "Provenance",
+    "Text",
+]
+
+MediaModality = Literal["image", "audio"]
+"""A kind of medium: each has a content part class (:data:`MEDIA_PARTS`) and, in a model, its own encoder
+and decoder kinds and prompt tags."""
+Modality = Literal["text", "image", "audio"]
+"""Anything a model may read or write: text or a :data:`MediaModality`."""
+MEDIA_MODALITIES: tuple[MediaModality, ...] = get_args(MediaModality)
 
 
 def _base64_to_bytes(value: Any) -> Any:
@@ -290,3 +308,6 @@ Part = Annotated[Text | Image | Audio, Field(discriminator="type")]
 
 MediaPart = Image | Audio
 """An image or an audio clip."""
+
+MEDIA_PARTS: dict[MediaModality, type[Image] | type[Audio]] = {"image": Image, "audio": Audio}
+"""The content part class of each medium: the one registry of media kinds that the rest derives from."""

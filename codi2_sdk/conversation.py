@@ -25,11 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .backends.base import Backend, Done, ErrorEvent, Event, GenerationRequest
+from .backends.base import Backend
 from .config import GenerationConfig
 from .content import Audio, Image, Text
-from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError
+from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError, error_from_code, invalid_request
 from .messages import Example, Message, PartLike, system, to_parts
+from .types import Done, ErrorEvent, Event, GenerationRequest
 
 __all__ = ["SCHEMA_VERSION", "Conversation"]
 
@@ -112,7 +113,10 @@ class Conversation:
 
         Each side is one part (a ``str``, :class:`Image`, :class:`Audio`) or a list of them.
         """
-        example = Example(inputs=to_parts(_as_sequence(inputs)), outputs=to_parts(_as_sequence(outputs)))
+        try:
+            example = Example(inputs=to_parts(_as_sequence(inputs)), outputs=to_parts(_as_sequence(outputs)))
+        except ValidationError as exc:
+            raise invalid_request(exc, "example") from None
         self._examples.append(example)
         return example
 
@@ -143,9 +147,12 @@ class Conversation:
         if not parts:
             raise InvalidRequestError("a turn needs at least one part (text, image or audio)")
         turn = Message(role="user", parts=parts)
-        return GenerationRequest(
-            examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)
-        )
+        try:
+            return GenerationRequest(
+                examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)
+            )
+        except ValidationError as exc:
+            raise invalid_request(exc, "request") from None
 
     def send(self, *items: PartLike, config: ConfigLike = None) -> Message:
         """Send a user turn and return the answer; both are appended to the history.
@@ -194,7 +201,7 @@ class Conversation:
 
     def _check_event(self, request: GenerationRequest, event: Event) -> None:
         if isinstance(event, ErrorEvent):
-            raise ModelError(f"{event.code}: {event.message}")
+            raise error_from_code(event.code, event.message)
         if isinstance(event, Done):
             self._commit(request, event.message)
 

@@ -18,9 +18,22 @@ catches it all. The branches say whose fault it was::
             ├── BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError,
             ├── PayloadTooLargeError, UnprocessableEntityError, RateLimitError,
             └── InternalServerError, ServiceUnavailableError
+
+One failure is caught by one ``except`` wherever the model runs: a remote error is also an instance of the
+class the in-process path raises (``BadRequestError``, ``PayloadTooLargeError`` and
+``UnprocessableEntityError`` are :class:`InvalidRequestError`; ``RemoteInvalidMediaError`` is an
+:class:`InvalidMediaError`, ``RemoteMediaTooLargeError`` a :class:`MediaTooLargeError`, ``RemoteModelError`` a
+:class:`ModelError`), streamed or not. :data:`ERROR_CODES` is the one table of code, HTTP status and
+exception that the server and the client share.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "APIConnectionError",
@@ -31,6 +44,8 @@ __all__ = [
     "BadRequestError",
     "Codi2Error",
     "ConversationFileError",
+    "ERROR_CODES",
+    "ErrorCode",
     "InternalServerError",
     "InvalidMediaError",
     "InvalidRequestError",
@@ -42,6 +57,9 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RemoteInvalidMediaError",
+    "RemoteMediaTooLargeError",
+    "RemoteModelError",
     "ServiceUnavailableError",
     "UnprocessableEntityError",
 ]
@@ -124,8 +142,8 @@ class APIStatusError(APIError):
         return f"HTTP {self.status_code}{code}: {self.message}"
 
 
-class BadRequestError(APIStatusError):
-    """400: the server refused the request or one of its media."""
+class BadRequestError(APIStatusError, InvalidRequestError):
+    """400: the server refused the request (caught by ``except InvalidRequestError`` too)."""
 
     status_code = 400
 
@@ -148,14 +166,15 @@ class NotFoundError(APIStatusError):
     status_code = 404
 
 
-class PayloadTooLargeError(APIStatusError):
-    """413: the request body or one of its media is over the server's limit."""
+class PayloadTooLargeError(APIStatusError, InvalidRequestError):
+    """413: the request body is over the server's limit."""
 
     status_code = 413
 
 
-class UnprocessableEntityError(APIStatusError):
-    """422: the request body does not match the protocol's schema."""
+class UnprocessableEntityError(APIStatusError, InvalidRequestError):
+    """422: the request body does not match the protocol's schema (locally: a pydantic validation error,
+    raised as :class:`InvalidRequestError`)."""
 
     status_code = 422
 
@@ -178,6 +197,54 @@ class ServiceUnavailableError(APIStatusError):
     status_code = 503
 
 
+class RemoteInvalidMediaError(BadRequestError, InvalidMediaError):
+    """400 ``invalid_media``: the server refused a medium, as :class:`InvalidMediaError` does locally."""
+
+
+class RemoteMediaTooLargeError(PayloadTooLargeError, MediaTooLargeError):
+    """413 ``media_too_large``: a medium is over a limit, as :class:`MediaTooLargeError` says locally."""
+
+
+class RemoteModelError(InternalServerError, ModelError):
+    """500 ``model_error``: the model failed on this request, as :class:`ModelError` does locally; not retried,
+    since the same request fails the same way."""
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """One row of the error contract: a stable code, its HTTP status, and the exception classes."""
+
+    code: str
+    status: int
+    raises: type[APIStatusError]
+    """What a client raises for it (an instance of :attr:`local` too, when there is one)."""
+    local: type[Codi2Error] | None = None
+    """The in-process error that the server answers with this code."""
+    retryable: bool = False
+    """Whether a client should try the same request again."""
+
+
+ERROR_CODES: dict[str, ErrorCode] = {
+    row.code: row
+    for row in (
+        ErrorCode("invalid_media", 400, RemoteInvalidMediaError, InvalidMediaError),
+        ErrorCode("invalid_request", 400, BadRequestError, InvalidRequestError),
+        ErrorCode("unauthorized", 401, AuthenticationError),
+        ErrorCode("not_found", 404, NotFoundError),
+        ErrorCode("method_not_allowed", 405, APIStatusError),
+        ErrorCode("body_too_large", 413, PayloadTooLargeError),
+        ErrorCode("media_too_large", 413, RemoteMediaTooLargeError, MediaTooLargeError),
+        ErrorCode("unsupported_media_type", 415, APIStatusError),
+        ErrorCode("invalid_schema", 422, UnprocessableEntityError),
+        ErrorCode("queue_full", 429, RateLimitError, retryable=True),
+        ErrorCode("model_error", 500, RemoteModelError, ModelError),
+        ErrorCode("internal_error", 500, InternalServerError, retryable=True),
+        ErrorCode("loading", 503, ServiceUnavailableError, retryable=True),
+    )
+}
+"""The one table of the error contract, read by the server (code and status of an error) and by the client
+(the exception for a code, and whether to retry it)."""
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     cls.status_code: cls
     for cls in (
@@ -192,10 +259,52 @@ _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
         ServiceUnavailableError,
     )
 }
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+"""Statuses retried when the answer has no known code (a proxy's 502, say)."""
 
 
-def status_error_class(status_code: int) -> type[APIStatusError]:
-    """The exception class that stands for an HTTP error status."""
-    if status_code in _STATUS_ERRORS:
-        return _STATUS_ERRORS[status_code]
-    return InternalServerError if status_code >= 500 else APIStatusError
+def error_code_of(exc: Codi2Error) -> str:
+    """The code the server answers ``exc`` with: the row of its nearest class (``model_error`` for the rest)."""
+    code = getattr(exc, "code", None)
+    if isinstance(exc, APIStatusError) and code in ERROR_CODES:
+        return str(code)
+    by_local = {row.local: row.code for row in ERROR_CODES.values() if row.local is not None}
+    return next((by_local[cls] for cls in type(exc).__mro__ if cls in by_local), "model_error")
+
+
+def status_error(
+    status_code: int, message: str, *, code: str | None = None, retry_after: float | None = None
+) -> APIStatusError:
+    """The exception a client raises for an error answer: by its code where the code is known, else by status."""
+    row = ERROR_CODES.get(code or "")
+    if row is not None and row.status == status_code:
+        cls = row.raises
+    elif status_code in _STATUS_ERRORS:
+        cls = _STATUS_ERRORS[status_code]
+    else:
+        cls = InternalServerError if status_code >= 500 else APIStatusError
+    return cls(message, status_code=status_code, code=code, retry_after=retry_after)
+
+
+def error_from_code(code: str, message: str) -> APIStatusError:
+    """The exception for an error that arrives as a code alone (a stream's ``error`` event): the same class
+    as an error answer with that code."""
+    row = ERROR_CODES.get(code)
+    return status_error(row.status if row is not None else 500, message, code=code)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether a client should try again after ``exc``: a broken connection, or a retryable code or status."""
+    if isinstance(exc, APIStatusError):
+        row = ERROR_CODES.get(exc.code or "")
+        return row.retryable if row is not None else exc.status_code in RETRYABLE_STATUSES
+    return isinstance(exc, APIConnectionError)
+
+
+def invalid_request(exc: ValidationError, what: str) -> InvalidRequestError:
+    """A pydantic validation error as an :class:`InvalidRequestError` naming each field's path."""
+    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors()[:5])
+    more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+    error = InvalidRequestError(f"invalid {what}: {problems}{more}")
+    error.errors = exc.errors(include_url=False)  # type: ignore[attr-defined]
+    return error

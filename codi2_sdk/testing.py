@@ -18,9 +18,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
-from .backends.base import Backend, Capabilities, GenerationRequest
+from .backends.base import Backend
 from .errors import ModelError
 from .messages import Message, PartLike, assistant
+from .types import Capabilities, GenerationRequest
 
 __all__ = ["ScriptedBackend"]
 

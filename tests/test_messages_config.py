@@ -69,5 +69,5 @@ def test_config_merge_is_deep_and_validated() -> None:
     assert merged.image.steps == 20 and merged.image.guidance_scale == 2.0 and merged.seed == 1
     assert base.merged(GenerationConfig(seed=9)).seed == 9
     assert base.merged(None) is base
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidRequestError, match=r"image\.steps"):
         base.merged({"image": {"steps": -5}})

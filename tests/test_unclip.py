@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from codi2_sdk.model.decoders import UnCLIPImageDecoder, load_decoder
+from codi2_sdk.model.registry import load_kind
+from codi2_sdk.model.unclip import UnCLIPImageDecoder
 
 
 def tiny_unclip_pipeline():
@@ -98,7 +99,7 @@ def test_unclip_decode_can_be_cancelled(decoder: UnCLIPImageDecoder) -> None:
 def test_unclip_folder_round_trip(decoder: UnCLIPImageDecoder, tmp_path: Path) -> None:
     decoder.save_pretrained(tmp_path / "unclip")
     assert (tmp_path / "unclip" / "model_index.json").exists()
-    loaded = load_decoder("unclip_image", tmp_path / "unclip")
+    loaded = load_kind("decoder", "unclip_image", tmp_path / "unclip")
     cond = torch.randn(1, decoder.cond_dim)
     a = decoder.sample(cond, steps=2, guidance_scale=1.0, generator=torch.Generator().manual_seed(1))
     b = loaded.sample(cond, steps=2, guidance_scale=1.0, generator=torch.Generator().manual_seed(1))

@@ -51,8 +51,9 @@ from codi2_sdk.mini.world import (  # noqa: E402
     render_sound,
 )
 from codi2_sdk.model import CoDi2Model, TrainingExample  # noqa: E402
-from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder, build_decoder  # noqa: E402
+from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder  # noqa: E402
 from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder  # noqa: E402
+from codi2_sdk.model.registry import build_kind  # noqa: E402
 from codi2_sdk.model.tokenizer import build_word_tokenizer  # noqa: E402
 from codi2_sdk.train import TrainingLog, finetune  # noqa: E402
 
@@ -229,7 +230,7 @@ def decoder_space(modality: str, decoder: object, items: list, rng: np.random.Ge
 
 
 def fresh_decoder(modality: str) -> ImageDecoder | AudioDecoder:
-    return build_decoder(CONFIG.decoders[modality].kind, CONFIG.decoders[modality].args)  # type: ignore[return-value]
+    return build_kind("decoder", CONFIG.decoders[modality].kind, CONFIG.decoders[modality].args)  # type: ignore[return-value]
 
 
 def probe_outputs(modality: str, decoder: ImageDecoder | AudioDecoder, outputs: torch.Tensor, items: list) -> float:

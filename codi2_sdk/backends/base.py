@@ -1,4 +1,6 @@
-"""The one interface every way of running CoDi-2 implements, and the types it speaks.
+"""The one interface every way of running CoDi-2 implements.
+
+The types it speaks live in :mod:`codi2_sdk.types` (re-exported here).
 
 A :class:`Backend` turns a :class:`GenerationRequest` (in-context examples, the conversation so far
 and the new user turn, and a :class:`~codi2_sdk.config.GenerationConfig`) into the assistant's
@@ -21,15 +23,22 @@ import contextlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from .. import _media
-from ..config import GenerationConfig
-from ..content import Audio, Image, Text
 from ..errors import InvalidRequestError
-from ..messages import Example, Message
+from ..messages import Message
+from ..types import (
+    Capabilities,
+    Done,
+    ErrorEvent,
+    Event,
+    GenerationRequest,
+    MediaDone,
+    Modality,
+    Progress,
+    TextDelta,
+    events_from_message,
+)
 
 __all__ = [
     "Backend",
@@ -43,106 +52,6 @@ __all__ = [
     "Progress",
     "TextDelta",
 ]
-
-Modality = Literal["text", "image", "audio"]
-
-
-class Capabilities(BaseModel):
-    """What a backend's model reads and writes, and the limits it enforces."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
-
-    model: str
-    """The model's name."""
-    input_modalities: list[Modality] = ["text", "image", "audio"]
-    output_modalities: list[Modality] = ["text", "image", "audio"]
-    max_examples: int | None = None
-    """Most in-context examples in one request, if limited."""
-    context_length: int | None = None
-    """Most tokens (media included) the model attends to."""
-    max_media_bytes: int = _media.MAX_MEDIA_BYTES
-    max_image_pixels: int = _media.MAX_IMAGE_PIXELS
-    max_audio_seconds: float = _media.MAX_AUDIO_SECONDS
-    defaults: GenerationConfig = GenerationConfig()
-    """The settings used where a request's config leaves a field at ``None``."""
-
-
-class GenerationRequest(BaseModel):
-    """Everything a backend needs for one answer: examples, the conversation, and the settings.
-
-    ``messages`` may start with one system message and must end with a user message.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    examples: list[Example] = Field(default_factory=list)
-    messages: list[Message] = Field(min_length=1)
-    config: GenerationConfig = GenerationConfig()
-
-    @model_validator(mode="after")
-    def _check_roles(self) -> GenerationRequest:
-        if self.messages[-1].role != "user":
-            raise ValueError("the last message of a request must be a user message")
-        if any(m.role == "system" for m in self.messages[1:]):
-            raise ValueError("a system message may only come first")
-        return self
-
-
-class TextDelta(BaseModel):
-    """A piece of answer text, as soon as it is produced."""
-
-    type: Literal["text_delta"] = "text_delta"
-    text: str
-
-
-class Progress(BaseModel):
-    """One diffusion step of a medium being decoded."""
-
-    type: Literal["progress"] = "progress"
-    modality: Literal["image", "audio"]
-    part_index: int
-    """Index of the part being made in the answer's ``parts``."""
-    step: int
-    """Steps done so far (1 to ``total``)."""
-    total: int
-
-
-class MediaDone(BaseModel):
-    """A finished medium of the answer."""
-
-    type: Literal["media_done"] = "media_done"
-    part_index: int
-    part: Annotated[Image | Audio, Field(discriminator="type")]
-
-
-class Done(BaseModel):
-    """The complete answer; always the last event of a successful stream."""
-
-    type: Literal["done"] = "done"
-    message: Message
-
-
-class ErrorEvent(BaseModel):
-    """A failure reported by a server mid-stream (in-process streams raise instead)."""
-
-    type: Literal["error"] = "error"
-    code: str
-    message: str
-
-
-Event = Annotated[TextDelta | Progress | MediaDone | Done | ErrorEvent, Field(discriminator="type")]
-"""Any stream event; pydantic picks the class from ``type``."""
-
-
-def events_from_message(message: Message) -> Iterator[TextDelta | MediaDone | Done]:
-    """The events that a stream of an already finished ``message`` would carry."""
-    for index, part in enumerate(message.parts):
-        if isinstance(part, Text):
-            yield TextDelta(text=part.text)
-        else:
-            yield MediaDone(part_index=index, part=part)
-    yield Done(message=message)
-
 
 _END = object()
 

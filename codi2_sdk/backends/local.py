@@ -15,7 +15,8 @@ import torch
 
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
-from .base import Backend, Capabilities, Done, Event, GenerationRequest
+from ..types import Capabilities, Done, Event, GenerationRequest
+from .base import Backend
 
 __all__ = ["LocalBackend"]
 

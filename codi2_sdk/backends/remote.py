@@ -1,8 +1,10 @@
 """RemoteBackend: a CoDi-2 model behind a codi2-sdk server, over HTTP (httpx + tenacity, no torch).
 
-Retries: connection errors and timeouts, 408, 429 and 5xx are retried up to ``max_retries`` times
-with exponential backoff and jitter; a ``Retry-After`` header is honoured (up to ``max_retry_wait``).
-Other 4xx are not retried. A stream is retried only until it opens; once events flow, a broken
+Retries: connection errors and timeouts, and the answers that :data:`~codi2_sdk.errors.ERROR_CODES` marks
+retryable (``queue_full`` 429, ``internal_error`` 500, ``loading`` 503; for an answer without a known
+code, 408, 429 and 5xx) are retried up to ``max_retries`` times with exponential backoff and jitter; a
+``Retry-After`` header is honoured (up to ``max_retry_wait``). Other 4xx and ``model_error`` (the same
+request would fail the same way) are not retried. A stream is retried only until it opens; once events flow, a broken
 connection raises :class:`~codi2_sdk.errors.APIConnectionError`.
 
 >>> from codi2_sdk import Conversation, RemoteBackend
@@ -36,25 +38,18 @@ from ..errors import (
     APIStatusError,
     APITimeoutError,
     Codi2Error,
-    InvalidMediaError,
-    InvalidRequestError,
-    MediaTooLargeError,
     ModelError,
-    status_error_class,
+    error_from_code,
+    is_retryable,
+    status_error,
 )
 from ..messages import Message
-from .base import Backend, Capabilities, Done, ErrorEvent, Event, GenerationRequest
+from ..types import Capabilities, Done, ErrorEvent, Event, GenerationRequest
+from .base import Backend
 
 __all__ = ["RemoteBackend"]
 
-RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 _backoff = wait_exponential_jitter(multiplier=0.5, max=8.0, jitter=0.5)
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, APIStatusError):
-        return exc.status_code in RETRY_STATUSES
-    return isinstance(exc, APIConnectionError)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -78,17 +73,7 @@ def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
         code, message = detail.get("code"), detail.get("message", message)
     except (ValueError, KeyError, TypeError):
         pass
-    cls = status_error_class(response.status_code)
-    return cls(message, status_code=response.status_code, code=code, retry_after=_retry_after(response))
-
-
-def _stream_error(event: ErrorEvent) -> Codi2Error:
-    kinds: dict[str, type[Codi2Error]] = {
-        "invalid_media": InvalidMediaError,
-        "media_too_large": MediaTooLargeError,
-        "invalid_request": InvalidRequestError,
-    }
-    return kinds.get(event.code, ModelError)(f"{event.code}: {event.message}")
+    return status_error(response.status_code, message, code=code, retry_after=_retry_after(response))
 
 
 class RemoteBackend(Backend):
@@ -142,7 +127,7 @@ class RemoteBackend(Backend):
         return Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(is_retryable),
             reraise=True,
         )
 
@@ -150,7 +135,7 @@ class RemoteBackend(Backend):
         return AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(is_retryable),
             reraise=True,
         )
 
@@ -228,7 +213,7 @@ class RemoteBackend(Backend):
         except (ValidationError, Codi2Error) as exc:
             raise ModelError(f"the server sent an invalid {name!r} event: {exc}") from exc
         if isinstance(event, ErrorEvent):
-            raise _stream_error(event)
+            raise error_from_code(event.code, event.message)
         return event
 
     # -- Backend ---------------------------------------------------------------------------------

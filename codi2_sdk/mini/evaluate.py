@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..backends.base import Backend, GenerationRequest
+from ..backends.base import Backend
 from ..config import GenerationConfig
 from ..conversation import Conversation
 from ..errors import Codi2Error
 from ..messages import Message, assistant
+from ..types import GenerationRequest
 from .tasks import LORA_TASK, TASKS, Case, TaskSampler, score_answer
 from .world import PICTURE_ATTRIBUTES, SOUND_ATTRIBUTES, Picture
 

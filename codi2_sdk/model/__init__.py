@@ -6,6 +6,7 @@ Importing this package imports torch, transformers and diffusers; ``import codi2
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .generation import generate_events
 from .modeling import CoDi2Model, CoDi2Output, FeatureWhitening, Projector, TrainingExample
+from .unclip import UnCLIPImageDecoder  # importing it registers the unclip_image decoder kind
 
 __all__ = [
     "CoDi2Config",
@@ -18,5 +19,6 @@ __all__ = [
     "LossWeights",
     "Projector",
     "TrainingExample",
+    "UnCLIPImageDecoder",
     "generate_events",
 ]

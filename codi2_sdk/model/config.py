@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config import AudioConfig, GenerationConfig, ImageConfig
+from ..content import MediaModality
 
 __all__ = [
     "DIFFUSION_SCHEDULE",
@@ -25,7 +26,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION: Literal[1] = 1
-MediaModality = Literal["image", "audio"]
 
 
 class _Spec(BaseModel):
@@ -35,14 +35,16 @@ class _Spec(BaseModel):
 class EncoderSpec(_Spec):
     """One input encoder: its kind and the keyword arguments that build it."""
 
-    kind: Literal["cnn_image", "cnn_audio", "clip_image"]
+    kind: str
+    """A registered encoder kind (:data:`~codi2_sdk.model.registry.ENCODER_KINDS`), e.g. ``"cnn_image"``."""
     args: dict[str, Any] = {}
 
 
 class DecoderSpec(_Spec):
     """One diffusion decoder: its kind and the arguments of its parts (diffusers configs)."""
 
-    kind: Literal["latent_image", "latent_audio", "unclip_image"]
+    kind: str
+    """A registered decoder kind (:data:`~codi2_sdk.model.registry.DECODER_KINDS`), e.g. ``"latent_image"``."""
     args: dict[str, Any] = {}
 
 

@@ -1,13 +1,19 @@
-"""Diffusion decoders: conditioning features in, images or audio out.
+"""Diffusion decoders: conditioning features in, finished image or audio parts out.
+
+Every decoder is a :class:`DiffusionDecoder`: :meth:`~DiffusionDecoder.iter_decode` runs the diffusion a
+step at a time (yielding each step, so callers stream progress and cancel by closing it) and builds each
+part once, at the requested size or duration, with its :class:`~codi2_sdk.content.Provenance`.
 
 :class:`LatentDiffusionDecoder` is latent diffusion built from diffusers parts: an ``AutoencoderKL``, a
 ``UNet2DConditionModel`` conditioned on the feature vector twice (``class_embed_type="projection"`` and
 one cross-attention token), and a diffusers scheduler (DDIM by default), with classifier-free guidance
 against the zero vector (the decoder is trained with condition dropout to zeros).
 :class:`ImageDecoder` turns its output into pictures; :class:`AudioDecoder` runs it over normalised
-log-mel spectrograms and inverts them with Griffin-Lim.
+log-mel spectrograms and inverts them with Griffin-Lim. The paper's image decoder, SD-2.1 unCLIP, is in
+:mod:`.unclip`.
 
-A decoder folder has the diffusers layout: ``vae/``, ``unet/``, ``scheduler/``, plus ``decoder.json``.
+A latent decoder's folder is a diffusers pipeline folder (``model_index.json``, ``vae/``, ``unet/``,
+``scheduler/``, written and read by :class:`LatentDiffusionPipeline`), plus ``decoder.json``.
 """
 
 from __future__ import annotations
@@ -17,40 +23,47 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import diffusers
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
+from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from ..content import Audio, Image
+from ..config import AudioConfig, ImageConfig
+from ..content import Audio, Image, MediaModality, Provenance
 from .audio_features import LogMel, griffin_lim
 from .encoders import LOG_MEL_MEAN, LOG_MEL_STD
+from .registry import register_decoder
 
 __all__ = [
     "AudioDecoder",
     "DiffusionDecoder",
     "ImageDecoder",
     "LatentDiffusionDecoder",
+    "LatentDiffusionPipeline",
     "StepCallback",
-    "UnCLIPImageDecoder",
-    "build_decoder",
-    "load_decoder",
+    "pixels_to_images",
 ]
 
 StepCallback = Callable[[int, int], None]
 """Called after each diffusion step with ``(step, total)``; raising from it cancels the decode."""
 
-_SCHEDULERS: dict[str, Any] = {
-    "DDIMScheduler": DDIMScheduler,
-    "DPMSolverMultistepScheduler": DPMSolverMultistepScheduler,
-}
+MediaSettings = ImageConfig | AudioConfig
 
 
 class DiffusionDecoder(nn.Module):
-    """What the model needs of a decoder: a conditioning width, stepwise sampling, and media out."""
+    """What the model needs of a decoder: a conditioning width, stepwise sampling, and parts out.
+
+    Subclasses set ``kind`` (their registry name), ``modality``, and ``options``: the fields of the
+    modality's settings that only this kind reads (passed to :meth:`iter_sample` as keywords).
+    """
 
     kind: ClassVar[str] = ""
+    modality: ClassVar[MediaModality]
+    options: ClassVar[tuple[str, ...]] = ()
     cond_dim: int
 
     def iter_sample(
@@ -84,15 +97,68 @@ class DiffusionDecoder(nn.Module):
             if callback is not None:
                 callback(step, steps)
 
-    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Any]:
-        """Turn :meth:`iter_sample`'s outputs into SDK parts."""
+    def to_media(
+        self,
+        outputs: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        settings: Any = None,
+        provenance: Provenance | None = None,
+    ) -> list[Any]:
+        """Turn :meth:`iter_sample`'s outputs into finished parts (at ``settings``' size or duration)."""
+        raise NotImplementedError
+
+    def iter_decode(
+        self,
+        cond: torch.Tensor,
+        settings: MediaSettings,
+        *,
+        generator: torch.Generator | None = None,
+        provenance: Provenance | None = None,
+    ) -> Generator[int, None, list[Any]]:
+        """Decode features ``(batch, cond_dim)`` with a modality's settings (steps, guidance, this kind's
+        options, size or duration), yielding each step; returns the finished parts, whose provenance is
+        ``provenance`` completed with the settings used."""
+        steps, guidance = int(settings.steps or 1), float(settings.guidance_scale or 1.0)
+        options = settings.model_dump(include=set(self.options))
+        outputs = yield from self.iter_sample(
+            cond, steps=steps, guidance_scale=guidance, generator=generator, **options
+        )
+        made = (provenance or Provenance()).model_copy(update={"steps": steps, "guidance_scale": guidance, **options})
+        return self.to_media(outputs, generator=generator, settings=settings, provenance=made)
+
+    @classmethod
+    def build(cls, **args: Any) -> DiffusionDecoder:
+        """A random-initialised decoder from its arguments."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> DiffusionDecoder:
+        """Load a decoder from its folder."""
         raise NotImplementedError
 
 
-def pixels_to_images(outputs: torch.Tensor) -> list[Image]:
-    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts."""
+def pixels_to_images(
+    outputs: torch.Tensor, *, size: int | None = None, provenance: Provenance | None = None
+) -> list[Image]:
+    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (resized to a square of
+    side ``size`` when given, bicubic)."""
     pixels = ((outputs.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.from_pil(PIL.Image.fromarray(np.ascontiguousarray(p))) for p in pixels]
+    images = []
+    for p in pixels:
+        pil = PIL.Image.fromarray(np.ascontiguousarray(p))
+        if size is not None and pil.size != (size, size):
+            pil = pil.resize((size, size), PIL.Image.Resampling.BICUBIC)
+        images.append(Image.from_pil(pil, provenance=provenance))
+    return images
+
+
+class LatentDiffusionPipeline(DiffusionPipeline):
+    """The parts of a latent decoder as a diffusers pipeline: how its folder is written and read."""
+
+    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, scheduler: Any) -> None:
+        super().__init__()
+        self.register_modules(vae=vae, unet=unet, scheduler=scheduler)
 
 
 class LatentDiffusionDecoder(DiffusionDecoder):
@@ -107,39 +173,37 @@ class LatentDiffusionDecoder(DiffusionDecoder):
     # -- building and files ----------------------------------------------------------------------
 
     @classmethod
-    def build(
+    def build(  # type: ignore[override]
         cls, *, cond_dim: int, vae: dict[str, Any], unet: dict[str, Any], scheduler: dict[str, Any], **extra: Any
-    ):
-        """A random-initialised decoder from the parts' diffusers configs."""
-        scheduler_cls = _SCHEDULERS[scheduler.pop("class_name", "DDIMScheduler")]
+    ) -> LatentDiffusionDecoder:
+        """A random-initialised decoder from the parts' diffusers configs (a DDIM scheduler unless the
+        scheduler config names its ``_class_name``)."""
+        scheduler_cls = getattr(diffusers, scheduler.get("_class_name", "DDIMScheduler"))
         return cls(
-            AutoencoderKL(**vae), UNet2DConditionModel(**unet), scheduler_cls(**scheduler), cond_dim=cond_dim, **extra
+            AutoencoderKL(**vae),
+            UNet2DConditionModel(**unet),
+            scheduler_cls.from_config(scheduler),
+            cond_dim=cond_dim,
+            **extra,
         )
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``vae/``, ``unet/``, ``scheduler/`` and ``decoder.json``."""
+        """Write the pipeline folder and ``decoder.json``."""
         directory = Path(directory)
-        self.vae.save_pretrained(directory / "vae")
-        self.unet.save_pretrained(directory / "unet")
-        self.scheduler.save_pretrained(directory / "scheduler")
+        LatentDiffusionPipeline(self.vae, self.unet, self.scheduler).save_pretrained(str(directory))
         (directory / "decoder.json").write_text(
             json.dumps({"kind": self.kind, "cond_dim": self.cond_dim, **self.extra})
         )
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path):
-        """Load a decoder written by :meth:`save_pretrained`."""
+    def from_pretrained(cls, directory: str | Path) -> LatentDiffusionDecoder:
+        """Load a decoder written by :meth:`save_pretrained` (never downloads)."""
         directory = Path(directory)
         meta = json.loads((directory / "decoder.json").read_text())
         meta.pop("kind")
-        scheduler_cfg = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
-        scheduler_cls = _SCHEDULERS[scheduler_cfg["_class_name"]]
-        return cls(
-            AutoencoderKL.from_pretrained(directory / "vae"),
-            UNet2DConditionModel.from_pretrained(directory / "unet"),
-            scheduler_cls.from_pretrained(directory / "scheduler"),
-            **meta,
-        )
+        with _quiet_loading():
+            pipeline = LatentDiffusionPipeline.from_pretrained(str(directory), local_files_only=True)
+        return cls(pipeline.vae, pipeline.unet, pipeline.scheduler, **meta)
 
     # -- diffusion -------------------------------------------------------------------------------
 
@@ -184,10 +248,9 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         Closing the generator between steps cancels the decode.
         """
         cond = cond.to(self.unet.dtype)
-        # noise is drawn on the generator's device (CPU by default) so a seed gives the same bytes anywhere
-        noise_device = generator.device if generator is not None else cond.device
-        latents = torch.randn((len(cond), *self.latent_shape), generator=generator, device=noise_device)
-        latents = latents.to(device=cond.device, dtype=cond.dtype)
+        # randn_tensor draws on the generator's device (CPU by default): a seed gives the same bytes anywhere
+        latents = randn_tensor((len(cond), *self.latent_shape), generator=generator, device=cond.device)
+        latents = latents.to(dtype=cond.dtype)
         # a fresh copy: the scheduler keeps per-run state, and one decoder may serve several runs
         scheduler = type(self.scheduler).from_config(self.scheduler.config)
         scheduler.set_timesteps(steps, device=cond.device)
@@ -205,19 +268,30 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         return self.vae.decode(latents / self.vae.config.scaling_factor).sample
 
 
+@register_decoder
 class ImageDecoder(LatentDiffusionDecoder):
     """Latent diffusion to RGB pictures."""
 
     kind = "latent_image"
+    modality = "image"
 
-    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Image]:
-        return pixels_to_images(outputs)
+    def to_media(
+        self,
+        outputs: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        settings: ImageConfig | None = None,
+        provenance: Provenance | None = None,
+    ) -> list[Image]:
+        return pixels_to_images(outputs, size=settings.size if settings else None, provenance=provenance)
 
 
+@register_decoder
 class AudioDecoder(LatentDiffusionDecoder):
     """Latent diffusion to normalised log-mel spectrograms, then Griffin-Lim to waveforms."""
 
     kind = "latent_audio"
+    modality = "audio"
 
     def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, scheduler: Any, *, cond_dim: int, **extra: Any):
         super().__init__(vae, unet, scheduler, cond_dim=cond_dim, **extra)
@@ -234,140 +308,34 @@ class AudioDecoder(LatentDiffusionDecoder):
         """Waveforms ``(batch, samples)`` to the decoder's space: normalised log-mel ``(batch, 1, n_mels, frames)``."""
         return (self.logmel(wave) - LOG_MEL_MEAN) / LOG_MEL_STD
 
-    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Audio]:
+    def to_media(
+        self,
+        outputs: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        settings: AudioConfig | None = None,
+        provenance: Provenance | None = None,
+    ) -> list[Audio]:
         log_mel = outputs.float() * LOG_MEL_STD + LOG_MEL_MEAN
         iterations = int(self.extra.get("griffin_lim_iters", 60))
         waves = griffin_lim(log_mel, self.logmel, iterations=iterations, generator=generator).cpu().numpy()
         rate = int(self.extra["sample_rate"])
-        return [Audio.from_array(np.clip(w, -1.0, 1.0), sample_rate=rate) for w in waves]
+        clips = []
+        for wave in np.clip(waves, -1.0, 1.0):
+            if settings is not None and settings.duration is not None:
+                n = round(settings.duration * rate)
+                wave = wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
+            clips.append(Audio.from_array(wave, sample_rate=rate, provenance=provenance))
+        return clips
 
 
-class UnCLIPImageDecoder(DiffusionDecoder):
-    """Stable Diffusion 2.1 unCLIP (diffusers ``StableUnCLIPImg2ImgPipeline``) as the image decoder, the
-    paper's choice: the predicted feature is given as ``image_embeds`` directly, with an empty prompt.
+class _quiet_loading:
+    """Hide diffusers' "Loading pipeline components" bar while a decoder loads (restored after)."""
 
-    The folder is the pipeline's own diffusers layout (``model_index.json``, ``unet/``, ``vae/``, ...); an
-    empty-prompt embedding is computed with its text encoder, or read from ``prompt_embeds.safetensors``
-    when the pipeline is saved without one. The pipeline runs in a worker thread so that progress
-    events stream out step by step; closing the iterator stops it at the next step.
-    """
+    def __enter__(self) -> None:
+        self.was_enabled = diffusers_logging.is_progress_bar_enabled()
+        diffusers_logging.disable_progress_bar()
 
-    kind: ClassVar[str] = "unclip_image"
-    PROMPT_FILE = "prompt_embeds.safetensors"
-    prompt_embeds: torch.Tensor
-
-    def __init__(self, pipeline: Any, prompt_embeds: torch.Tensor | None = None) -> None:
-        super().__init__()
-        self.pipeline = pipeline
-        self.unet = pipeline.unet  # registered, so .to() and .parameters() see the weights
-        self.vae = pipeline.vae
-        self.image_normalizer = pipeline.image_normalizer
-        self.cond_dim = int(pipeline.image_normalizer.mean.shape[-1])
-        if prompt_embeds is None:
-            prompt_embeds, _ = pipeline.encode_prompt("", "cpu", 1, False)
-        self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        from safetensors.torch import save_file
-
-        self.pipeline.save_pretrained(str(directory))
-        save_file({"prompt_embeds": self.prompt_embeds.contiguous().cpu()}, str(Path(directory) / self.PROMPT_FILE))
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> UnCLIPImageDecoder:
-        from diffusers import StableUnCLIPImg2ImgPipeline
-        from safetensors.torch import load_file
-
-        index = json.loads((Path(directory) / "model_index.json").read_text())
-        absent = {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
-        pipeline = StableUnCLIPImg2ImgPipeline.from_pretrained(str(directory), local_files_only=True, **absent)
-        pipeline.set_progress_bar_config(disable=True)
-        saved = Path(directory) / cls.PROMPT_FILE
-        embeds = load_file(str(saved))["prompt_embeds"] if saved.exists() and pipeline.text_encoder is None else None
-        return cls(pipeline, embeds)
-
-    def iter_sample(
-        self,
-        cond: torch.Tensor,
-        *,
-        steps: int,
-        guidance_scale: float,
-        generator: torch.Generator | None = None,
-        noise_level: int | None = None,
-        **options: Any,
-    ) -> Generator[int, None, torch.Tensor]:
-        """Like :meth:`LatentDiffusionDecoder.iter_sample`; ``noise_level`` is unCLIP's (0 to 1000)."""
-        import queue
-        import threading
-
-        updates: queue.Queue[tuple[str, Any]] = queue.Queue()
-        stop = threading.Event()
-
-        def on_step(step: int, timestep: Any, latents: Any) -> None:
-            if stop.is_set():
-                raise _Cancelled
-            updates.put(("step", step + 1))
-
-        def run() -> None:
-            embeds = self.prompt_embeds.to(cond.device).expand(len(cond), -1, -1)
-            try:
-                out = self.pipeline(
-                    prompt_embeds=embeds,
-                    negative_prompt_embeds=torch.zeros_like(embeds),
-                    image_embeds=cond,
-                    num_inference_steps=steps,
-                    guidance_scale=guidance_scale,
-                    noise_level=int(noise_level or 0),
-                    generator=generator,
-                    output_type="pt",
-                    callback=on_step,
-                    callback_steps=1,
-                )
-                updates.put(("done", out.images * 2 - 1))
-            except _Cancelled:
-                updates.put(("cancelled", None))
-            except BaseException as exc:
-                updates.put(("error", exc))
-
-        worker = threading.Thread(target=run, name="unclip-decode", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, value = updates.get()
-                if kind == "step":
-                    yield int(value)
-                elif kind == "done":
-                    return value
-                elif kind == "error":
-                    raise value
-                else:
-                    raise RuntimeError("the decode was cancelled")
-        finally:
-            stop.set()
-            worker.join()
-
-    def to_media(self, outputs: torch.Tensor, *, generator: torch.Generator | None = None) -> list[Image]:
-        return pixels_to_images(outputs)
-
-
-class _Cancelled(Exception):
-    pass
-
-
-_KINDS: dict[str, Any] = {
-    "latent_image": ImageDecoder,
-    "latent_audio": AudioDecoder,
-    "unclip_image": UnCLIPImageDecoder,
-}
-
-
-def build_decoder(kind: str, args: dict[str, Any]) -> LatentDiffusionDecoder:
-    """A random-initialised decoder of ``kind`` (latent decoders; unCLIP pipelines load from a folder)."""
-    if kind == UnCLIPImageDecoder.kind:
-        raise ValueError("an unclip_image decoder is loaded from a diffusers folder, not built from arguments")
-    return _KINDS[kind].build(**json.loads(json.dumps(args)))
-
-
-def load_decoder(kind: str, directory: Path) -> Any:
-    """Load a decoder of ``kind`` from ``directory``."""
-    return _KINDS[kind].from_pretrained(directory)
+    def __exit__(self, *exc: object) -> None:
+        if self.was_enabled:
+            diffusers_logging.enable_progress_bar()

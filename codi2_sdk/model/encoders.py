@@ -23,6 +23,7 @@ from torch import nn
 
 from ..content import Audio, Image
 from .audio_features import LogMel
+from .registry import register_encoder
 
 __all__ = [
     "CLIPImageEncoder",
@@ -30,9 +31,7 @@ __all__ = [
     "CNNImageEncoder",
     "MediaEncoder",
     "audio_to_tensor",
-    "build_encoder",
     "image_to_tensor",
-    "load_encoder",
 ]
 
 #: Normalisation of log-mel values (log of mel energy), shared by the audio encoder and decoder.
@@ -99,6 +98,11 @@ class _GridEncoder(ModelMixin, ConfigMixin):
 
     modality = ""
 
+    @classmethod
+    def build(cls, **args: Any) -> _GridEncoder:
+        """A random-initialised encoder from its constructor's arguments."""
+        return cls(**args)
+
     def _build(self, in_channels: int, channels: list[int], grid: int, width: int) -> None:
         self.convs = _conv_stack(in_channels, channels)
         self.pool = nn.AdaptiveAvgPool2d(grid)
@@ -121,9 +125,11 @@ class _GridEncoder(ModelMixin, ConfigMixin):
         return torch.cat([pooled[:, None], self.token_proj(grid)], dim=1)
 
 
+@register_encoder
 class CNNImageEncoder(_GridEncoder):
     """A small convolutional image encoder (codi2-mini)."""
 
+    kind = "cnn_image"
     modality = "image"
 
     @register_to_config
@@ -140,9 +146,11 @@ class CNNImageEncoder(_GridEncoder):
         return self._encode(pixels)
 
 
+@register_encoder
 class CNNAudioEncoder(_GridEncoder):
     """A small convolutional encoder over normalised log-mel spectrograms (codi2-mini)."""
 
+    kind = "cnn_audio"
     modality = "audio"
 
     @register_to_config
@@ -172,12 +180,14 @@ class CNNAudioEncoder(_GridEncoder):
         return self._encode(mel)
 
 
+@register_encoder
 class CLIPImageEncoder(nn.Module):
     """All tokens (CLS first) of a CLIP vision tower, through its projection.
 
     For OpenCLIP ViT-H/14 (ImageBind-H's vision tower) that is 257 tokens of 1024 per 224 x 224 image.
     """
 
+    kind = "clip_image"
     modality = "image"
     _MEAN = (0.48145466, 0.4578275, 0.40821073)
     _STD = (0.26862954, 0.26130258, 0.27577711)
@@ -192,6 +202,8 @@ class CLIPImageEncoder(nn.Module):
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
         return cls(CLIPVisionModelWithProjection(CLIPVisionConfig(**clip_vision_args)))
+
+    build = from_config
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> CLIPImageEncoder:
@@ -223,18 +235,3 @@ class CLIPImageEncoder(nn.Module):
         # Every token through the final layer norm and the projection, as CLIP does for CLS alone.
         tokens = self.model.vision_model.post_layernorm(vision.last_hidden_state)
         return self.model.visual_projection(tokens)
-
-
-_KINDS: dict[str, Any] = {"cnn_image": CNNImageEncoder, "cnn_audio": CNNAudioEncoder, "clip_image": CLIPImageEncoder}
-
-
-def build_encoder(kind: str, args: dict[str, Any]) -> nn.Module:
-    """A random-initialised encoder of ``kind``."""
-    cls = _KINDS[kind]
-    return cls.from_config(**args) if cls is CLIPImageEncoder else cls(**args)
-
-
-def load_encoder(kind: str, directory: Path) -> nn.Module:
-    """Load an encoder of ``kind`` from ``directory``."""
-    cls = _KINDS[kind]
-    return cls.from_pretrained(directory)

@@ -35,9 +35,9 @@ from ..content import Audio, Image
 from ..errors import ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from .config import CoDi2Config, LoraSpec
-from .decoders import DiffusionDecoder, build_decoder, load_decoder
-from .encoders import build_encoder, load_encoder
+from .decoders import DiffusionDecoder
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
+from .registry import build_kind, load_kind
 from .tokenizer import build_word_tokenizer, load_tokenizer
 
 __all__ = [
@@ -89,7 +89,8 @@ class FeatureWhitening(nn.Module):
         mean = features.mean(0)
         centered = features - mean
         values, vectors = torch.linalg.eigh(centered.T @ centered / (len(features) - 1))
-        if float(values.max()) <= 0:
+        # identical media can differ by float32 rounding in a batched forward: that is no variation
+        if float(values.max()) <= 1e-10 * float(mean.square().mean()):
             raise ValueError("cannot fit a whitening to features that do not vary")
         values = values.clamp(min=0) + eps * values.max()
         whitening = cls(features.shape[1])
@@ -206,8 +207,8 @@ class CoDi2Model(nn.Module):
             **config.llm,
         )
         llm = LlamaForCausalLM(llm_config)
-        encoders = {m: build_encoder(spec.kind, spec.args) for m, spec in config.encoders.items()}
-        decoders = {m: build_decoder(spec.kind, spec.args) for m, spec in config.decoders.items()}
+        encoders = {m: build_kind("encoder", spec.kind, spec.args) for m, spec in config.encoders.items()}
+        decoders = {m: build_kind("decoder", spec.kind, spec.args) for m, spec in config.decoders.items()}
         model = cls(config, llm, tokenizer, encoders, decoders)
         if config.lora is not None:
             model.add_lora(config.lora)
@@ -278,6 +279,21 @@ class CoDi2Model(nn.Module):
             return whitening.unwhiten(unit_feature * whitening.norm)
         norms: Mapping[Any, float] = self.config.feature_norms
         return unit_feature * norms.get(modality, 1.0)
+
+    def write_medium(self, state: Any, modality: str) -> torch.Tensor:
+        """Write a medium into the LLM's context at the current position, as the paper's model does.
+
+        ``state`` is the generation's LLM state (it has ``feed``, ``feed_token`` and ``hidden``). The start tag
+        is fed and the output head reads its hidden state; the predicted feature (scale restored) is fed back
+        through the input projector into the medium's slot, so what comes after conditions on it (the
+        reference code drops it); then the end tag is fed. Returns the feature, for the decoder.
+        """
+        state.feed_token(self.prompts.start_ids[modality])
+        feature = self.restore_scale(modality, self.predict_feature(modality, state.hidden))
+        embed_dtype = self.llm.get_input_embeddings().weight.dtype
+        state.feed(self.feature_to_input(modality, feature)[None, None].to(embed_dtype))
+        state.feed_token(self.prompts.close_ids[modality])
+        return feature
 
     def fit_whitening(self, modality: str, parts: Sequence[Image | Audio], *, eps: float = 0.02) -> None:
         """Fit the regression space of ``modality`` to the encoder's pooled features of ``parts``."""
@@ -432,10 +448,12 @@ class CoDi2Model(nn.Module):
                 f"{llm.get_input_embeddings().num_embeddings}"
             )
         encoders = {
-            m: load_part(f"encoders/{m}", lambda p, s=s: load_encoder(s.kind, p)) for m, s in config.encoders.items()
+            m: load_part(f"encoders/{m}", lambda p, s=s: load_kind("encoder", s.kind, p))
+            for m, s in config.encoders.items()
         }
         decoders = {
-            m: load_part(f"decoders/{m}", lambda p, s=s: load_decoder(s.kind, p)) for m, s in config.decoders.items()
+            m: load_part(f"decoders/{m}", lambda p, s=s: load_kind("decoder", s.kind, p))
+            for m, s in config.decoders.items()
         }
         model = cls(config.model_copy(update={"lora": None}), llm, tokenizer, encoders, decoders)
         projectors = load_part(PROJECTORS_FILE, lambda p: load_file(str(p)))

@@ -11,9 +11,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..content import MEDIA_MODALITIES
+
 __all__ = ["ROLE_TOKENS", "SPECIAL_TOKENS", "add_special_tokens", "build_word_tokenizer", "load_tokenizer"]
 
-MEDIA_TAGS = {"image": ("<image>", "</image>"), "audio": ("<audio>", "</audio>")}
+MEDIA_TAGS = {m: (f"<{m}>", f"</{m}>") for m in MEDIA_MODALITIES}
+"""Each medium's start and end tags, from the one list of media kinds."""
 MEDIA_SLOT = "<|media|>"
 ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>"}
 END_OF_TURN = "<|end|>"

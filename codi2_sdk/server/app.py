@@ -26,10 +26,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException
 
-from .._protocol import API_PREFIX, ERROR_STATUS, ErrorBody, ErrorDetail, GenerateBody, sse_frame
-from ..backends.base import Backend, Done, ErrorEvent, GenerationRequest
-from ..errors import Codi2Error, InvalidMediaError, InvalidRequestError, MediaTooLargeError
+from .._protocol import API_PREFIX, ErrorBody, ErrorDetail, GenerateBody, sse_frame
+from ..backends.base import Backend
+from ..errors import ERROR_CODES, Codi2Error, error_code_of
+from ..types import Done, ErrorEvent, GenerationRequest
 from .settings import ServerSettings
 
 __all__ = ["create_app"]
@@ -37,27 +39,33 @@ __all__ = ["create_app"]
 log = logging.getLogger("codi2_sdk.server")
 
 
-class APIError(Exception):
-    """An error answer: a code from ERROR_STATUS and a message."""
+class ErrorAnswer(Exception):
+    """Raised inside a route to answer with an error: a code from :data:`~codi2_sdk.errors.ERROR_CODES`."""
 
     def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.headers = code, message, headers or {}
 
+    @classmethod
+    def of(cls, exc: Codi2Error) -> ErrorAnswer:
+        """The answer for an SDK error, by the error table."""
+        return cls(error_code_of(exc), str(exc))
+
 
 def _error_response(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()
-    return JSONResponse(body, status_code=ERROR_STATUS[code], headers=headers)
+    return JSONResponse(body, status_code=ERROR_CODES[code].status, headers=headers)
 
 
-def _error_code(exc: Codi2Error) -> str:
-    if isinstance(exc, MediaTooLargeError):
-        return "media_too_large"
-    if isinstance(exc, InvalidMediaError):
-        return "invalid_media"
-    if isinstance(exc, InvalidRequestError):
-        return "invalid_request"
-    return "model_error"
+# the code for a status that routing or the framework answers with on its own
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_schema",
+}
 
 
 class _Model:
@@ -87,15 +95,15 @@ class _Model:
 
     def ready(self) -> Backend:
         if self.load_error is not None:
-            raise APIError("model_error", f"the model failed to load: {self.load_error}")
+            raise ErrorAnswer("model_error", f"the model failed to load: {self.load_error}")
         if self.backend is None:
-            raise APIError("loading", "the model is still loading", {"Retry-After": str(self.settings.retry_after)})
+            raise ErrorAnswer("loading", "the model is still loading", {"Retry-After": str(self.settings.retry_after)})
         return self.backend
 
     def admit(self) -> Callable[[], None]:
         """Take a place in the queue, or refuse with 429; returns the (idempotent) release."""
         if self.admitted >= self.settings.max_queue:
-            raise APIError(
+            raise ErrorAnswer(
                 "queue_full",
                 f"{self.admitted} requests are already queued; retry later",
                 {"Retry-After": str(self.settings.retry_after)},
@@ -123,12 +131,12 @@ class _Model:
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise APIError("body_too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+        raise ErrorAnswer("body_too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise APIError("body_too_large", f"the body is over the limit of {limit:,} bytes")
+            raise ErrorAnswer("body_too_large", f"the body is over the limit of {limit:,} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -138,9 +146,9 @@ def _parse(raw: bytes) -> GenerateBody:
         return GenerateBody.model_validate_json(raw)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise APIError("invalid_schema", f"the request does not match the protocol: {problems}") from None
+        raise ErrorAnswer("invalid_schema", f"the request does not match the protocol: {problems}") from None
     except Codi2Error as exc:
-        raise APIError(_error_code(exc), str(exc)) from None
+        raise ErrorAnswer.of(exc) from None
 
 
 def create_app(backend: Backend | Callable[[], Backend], settings: ServerSettings | None = None) -> FastAPI:
@@ -162,20 +170,30 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected_key):
-            raise APIError("unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')")
+            raise ErrorAnswer("unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')")
 
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+    @app.exception_handler(ErrorAnswer)
+    async def error_answer(request: Request, exc: ErrorAnswer) -> JSONResponse:
         return _error_response(exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # routing's and the framework's own refusals (404, 405, ...), in the same error shape
+        code = _HTTP_CODES.get(exc.status_code, "internal_error" if exc.status_code >= 500 else "invalid_request")
+        if exc.status_code == 404:
+            message = f"no endpoint {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}"
+        else:
+            message = str(exc.detail)
+        response = _error_response(code, message, dict(exc.headers or {}))
+        response.status_code = exc.status_code
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         return _error_response("internal_error", "internal server error")
-
-    @app.exception_handler(404)
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return _error_response("not_found", f"no endpoint {request.method} {request.url.path}")
 
     @app.get(f"{API_PREFIX}/health")
     async def health() -> Response:
@@ -199,7 +217,7 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
         try:
             backend.check_request(generation)
         except Codi2Error as exc:
-            raise APIError(_error_code(exc), str(exc)) from None
+            raise ErrorAnswer.of(exc) from None
         if body.stream:
             return await _stream(request, backend, generation)
         async with state.admission(), state.running:
@@ -217,7 +235,7 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
                         async for event in events:
                             yield sse_frame(event)
                     except Codi2Error as exc:
-                        yield sse_frame(ErrorEvent(code=_error_code(exc), message=str(exc)))
+                        yield sse_frame(ErrorEvent(code=error_code_of(exc), message=str(exc)))
                     except Exception:
                         log.exception("generation failed mid-stream")
                         yield sse_frame(ErrorEvent(code="internal_error", message="internal server error"))
@@ -240,10 +258,10 @@ async def _final_message(backend: Backend, generation: GenerationRequest) -> Any
             if isinstance(event, Done):
                 return event.message
     except Codi2Error as exc:
-        raise APIError(_error_code(exc), str(exc)) from None
+        raise ErrorAnswer.of(exc) from None
     finally:
         await events.aclose()  # type: ignore[attr-defined]
-    raise APIError("model_error", "the model ended without an answer")
+    raise ErrorAnswer("model_error", "the model ended without an answer")
 
 
 async def _until_disconnect(request: Request, work: Any) -> Any:
@@ -258,7 +276,7 @@ async def _until_disconnect(request: Request, work: Any) -> Any:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                raise APIError("model_error", "the client disconnected")
+                raise ErrorAnswer("model_error", "the client disconnected")
     finally:
         if not task.done():
             task.cancel()

@@ -18,12 +18,13 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from ..backends.base import Backend, Done, GenerationRequest, MediaDone, TextDelta
+from ..backends.base import Backend
 from ..config import GenerationConfig
 from ..content import Text
 from ..errors import InvalidRequestError
 from ..integrations.langchain import from_langchain_blocks, to_langchain_blocks
 from ..messages import Message
+from ..types import Done, GenerationRequest, MediaDone, TextDelta
 
 __all__ = ["ChatCoDi2"]
 

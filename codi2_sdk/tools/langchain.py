@@ -19,17 +19,16 @@ from typing import Any, Literal
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..backends.base import Backend, GenerationRequest
+from ..backends.base import Backend
 from ..config import GenerationConfig
-from ..content import Audio, Image, Part
-from ..errors import Codi2Error
+from ..content import Audio, Image, MediaModality, Part
+from ..errors import Codi2Error, InvalidRequestError
 from ..integrations.langchain import to_langchain_blocks
 from ..messages import Example, Message, user
+from ..types import GenerationRequest
 from .store import MediaStore
 
 __all__ = ["Codi2Tool", "codi2_toolkit"]
-
-Kind = Literal["image", "audio"]
 
 
 class _MediaOut(BaseModel):
@@ -72,7 +71,7 @@ class Codi2Tool(BaseTool):
     config: GenerationConfig = Field(default_factory=GenerationConfig, exclude=True)
     """Settings for every call (steps, guidance, ...); a call's seed and the output medium go on top."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
-    produces: Kind | None = None
+    produces: MediaModality | None = None
 
     def _request(self, **kwargs: Any) -> GenerationRequest:
         raise NotImplementedError
@@ -134,7 +133,7 @@ class GenerateImageTool(Codi2Tool):
         "Returns the new image's id (like 'image_1') for use in later calls."
     )
     args_schema: type[BaseModel] = GenerateArgs
-    produces: Kind | None = "image"
+    produces: MediaModality | None = "image"
 
     def _request(  # type: ignore[override]
         self, prompt: str, inputs: list[str] | None = None, seed: int | None = None, **_: Any
@@ -149,7 +148,7 @@ class GenerateAudioTool(GenerateImageTool):
         "Make an audio clip from a text prompt, optionally conditioned on other media (for example the "
         "sound of an image: inputs=['image_1'], prompt='what does it sound like?'). Returns the clip's id."
     )
-    produces: Kind | None = "audio"
+    produces: MediaModality | None = "audio"
 
 
 class EditImageInContextTool(Codi2Tool):
@@ -159,7 +158,7 @@ class EditImageInContextTool(Codi2Tool):
         "(CoDi-2's in-context learning). Returns the edited image's id."
     )
     args_schema: type[BaseModel] = EditArgs
-    produces: Kind | None = "image"
+    produces: MediaModality | None = "image"
 
     def _get(self, ref: str) -> Image | Audio:
         return self.store.get_image(ref) if self.produces == "image" else self.store.get_audio(ref)
@@ -178,7 +177,7 @@ class EditAudioInContextTool(EditImageInContextTool):
         "Edit an audio clip the way the before/after example pairs show (in-context learning). "
         "Returns the edited clip's id."
     )
-    produces: Kind | None = "audio"
+    produces: MediaModality | None = "audio"
 
 
 class DescribeMediaTool(Codi2Tool):
@@ -207,7 +206,7 @@ def codi2_toolkit(
         handle_tool_error: return tool errors to the agent as text instead of raising ``ToolException``.
     """
     if not isinstance(backend, Backend):
-        raise TypeError(f"backend must be a codi2_sdk Backend, not {type(backend).__name__}")
+        raise InvalidRequestError(f"backend must be a codi2_sdk Backend, not {type(backend).__name__}")
     store = store if store is not None else MediaStore()
     kinds = (GenerateImageTool, GenerateAudioTool, EditImageInContextTool, EditAudioInContextTool, DescribeMediaTool)
     settings = GenerationConfig().merged(config)

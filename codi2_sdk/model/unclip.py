@@ -1,0 +1,141 @@
+"""Stable Diffusion 2.1 unCLIP as the image decoder, the paper's choice (diffusers ``StableUnCLIPImg2ImgPipeline``)."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import ImageConfig
+from ..content import Image, Provenance
+from ..errors import ModelError
+from .decoders import DiffusionDecoder, pixels_to_images
+from .registry import register_decoder
+
+__all__ = ["UnCLIPImageDecoder"]
+
+
+@register_decoder
+class UnCLIPImageDecoder(DiffusionDecoder):
+    """Stable Diffusion 2.1 unCLIP (diffusers ``StableUnCLIPImg2ImgPipeline``) as the image decoder, the
+    paper's choice: the predicted feature is given as ``image_embeds`` directly, with an empty prompt.
+
+    The folder is the pipeline's own diffusers layout (``model_index.json``, ``unet/``, ``vae/``, ...); an
+    empty-prompt embedding is computed with its text encoder, or read from ``prompt_embeds.safetensors``
+    when the pipeline is saved without one. The pipeline runs in a worker thread so that progress
+    events stream out step by step; closing the iterator stops it at the next step.
+    """
+
+    kind: ClassVar[str] = "unclip_image"
+    modality = "image"
+    options = ("noise_level",)
+    PROMPT_FILE = "prompt_embeds.safetensors"
+    prompt_embeds: torch.Tensor
+
+    def __init__(self, pipeline: Any, prompt_embeds: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.unet = pipeline.unet  # registered, so .to() and .parameters() see the weights
+        self.vae = pipeline.vae
+        self.image_normalizer = pipeline.image_normalizer
+        self.cond_dim = int(pipeline.image_normalizer.mean.shape[-1])
+        if prompt_embeds is None:
+            prompt_embeds, _ = pipeline.encode_prompt("", "cpu", 1, False)
+        self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
+
+    @classmethod
+    def build(cls, **args: Any) -> UnCLIPImageDecoder:
+        raise ModelError("an unclip_image decoder is loaded from a diffusers folder, not built from arguments")
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.pipeline.save_pretrained(str(directory))
+        save_file({"prompt_embeds": self.prompt_embeds.contiguous().cpu()}, str(Path(directory) / self.PROMPT_FILE))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> UnCLIPImageDecoder:
+        from diffusers import StableUnCLIPImg2ImgPipeline
+
+        index = json.loads((Path(directory) / "model_index.json").read_text())
+        absent = {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
+        pipeline = StableUnCLIPImg2ImgPipeline.from_pretrained(str(directory), local_files_only=True, **absent)
+        pipeline.set_progress_bar_config(disable=True)
+        saved = Path(directory) / cls.PROMPT_FILE
+        embeds = load_file(str(saved))["prompt_embeds"] if saved.exists() and pipeline.text_encoder is None else None
+        return cls(pipeline, embeds)
+
+    def iter_sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None = None,
+        noise_level: int | None = None,
+        **options: Any,
+    ) -> Generator[int, None, torch.Tensor]:
+        """Like :meth:`LatentDiffusionDecoder.iter_sample`; ``noise_level`` is unCLIP's (0 to 1000)."""
+        updates: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def on_step(step: int, timestep: Any, latents: Any) -> None:
+            if stop.is_set():
+                raise _Cancelled
+            updates.put(("step", step + 1))
+
+        def run() -> None:
+            embeds = self.prompt_embeds.to(cond.device).expand(len(cond), -1, -1)
+            try:
+                out = self.pipeline(
+                    prompt_embeds=embeds,
+                    negative_prompt_embeds=torch.zeros_like(embeds),
+                    image_embeds=cond,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance_scale,
+                    noise_level=int(noise_level or 0),
+                    generator=generator,
+                    output_type="pt",
+                    callback=on_step,
+                    callback_steps=1,
+                )
+                updates.put(("done", out.images * 2 - 1))
+            except _Cancelled:
+                updates.put(("cancelled", None))
+            except BaseException as exc:
+                updates.put(("error", exc))
+
+        worker = threading.Thread(target=run, name="unclip-decode", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = updates.get()
+                if kind == "step":
+                    yield int(value)
+                elif kind == "done":
+                    return value
+                elif kind == "error":
+                    raise value
+                else:
+                    raise RuntimeError("the decode was cancelled")
+        finally:
+            stop.set()
+            worker.join()
+
+    def to_media(
+        self,
+        outputs: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        settings: ImageConfig | None = None,
+        provenance: Provenance | None = None,
+    ) -> list[Image]:
+        return pixels_to_images(outputs, size=settings.size if settings else None, provenance=provenance)
+
+
+class _Cancelled(Exception):
+    pass
