@@ -52,15 +52,16 @@ from codi2_sdk.mini.world import (  # noqa: E402
 )
 from codi2_sdk.model import CoDi2Model, TrainingExample  # noqa: E402
 from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder  # noqa: E402
-from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder  # noqa: E402
+from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder, image_to_tensor  # noqa: E402
 from codi2_sdk.model.registry import build_kind  # noqa: E402
 from codi2_sdk.model.tokenizer import build_word_tokenizer  # noqa: E402
-from codi2_sdk.train import TrainingLog, finetune  # noqa: E402
+from codi2_sdk.train import StepLog, TrainingLog, finetune, train_loop  # noqa: E402
 
 OUT = ROOT / "codi2_sdk" / "weights" / "codi2-mini"
 RUNS = ROOT / "runs" / "mini"
 LOGS = OUT / "training"
 CONFIG = mini_config()
+SEED = 0  # --seed: offsets every stage's data seed and seeds torch (weights' init, noise)
 TRAIN_PICTURES = [p for p in all_pictures() if not is_heldout(p)]
 TRAIN_SOUNDS = [s for s in all_sounds() if not is_heldout(s)]
 PAIRED_PICTURES = [p for p in TRAIN_PICTURES if not is_heldout(picture_to_sound(p))]
@@ -85,8 +86,8 @@ class Log:
 
 
 def pictures_tensor(pictures: list[Picture], rng: np.random.Generator) -> torch.Tensor:
-    arrays = [np.asarray(render_picture(p, rng), dtype=np.float32) / 127.5 - 1.0 for p in pictures]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    renders = [render_picture(p, rng) for p in pictures]
+    return image_to_tensor(renders, renders[0].width)
 
 
 def sounds_tensor(sounds: list[Sound], rng: np.random.Generator) -> torch.Tensor:
@@ -101,10 +102,10 @@ def attribute_labels(items: list, attributes: dict[str, tuple]) -> dict[str, tor
     return {a: torch.tensor([values.index(getattr(i, a)) for i in items]) for a, values in attributes.items()}
 
 
-# -- resumable loop --------------------------------------------------------------------------------
+# -- the loop ------------------------------------------------------------------------------------
 
 
-def train_loop(
+def run_stage(
     stage: str,
     modules: torch.nn.Module,
     step_fn: Callable[[int, np.random.Generator], torch.Tensor],
@@ -116,55 +117,24 @@ def train_loop(
     every: int = 50,
     save_every: int = 250,
 ) -> None:
-    """AdamW with warm-up and cosine decay, resumable from runs/mini/<stage>/state.pt."""
-    from transformers import get_cosine_schedule_with_warmup
+    """The project's training loop on a stage: resumable from runs/mini/<stage>/state.pt, seeded per stage."""
 
-    params = [p for p in modules.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(100, steps // 10), steps)
-    state_path = RUNS / stage / "state.pt"
-    rng = np.random.default_rng(zlib.crc32(stage.encode()))
-    start = 0
-    if state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        modules.load_state_dict(state["modules"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])  # type: ignore[attr-defined]
-        start = state["step"]
-        log(f"resumed at step {start}")
-    began, running = time.perf_counter(), 0.0
-    for step in range(start, steps):
-        loss = step_fn(step, rng)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if ema is not None:
-            ema.step(params)  # type: ignore[attr-defined]
-        value = float(loss.detach())
-        running = 0.9 * running + 0.1 * value if step > start else value
-        if (step + 1) % every == 0:
-            rate = (time.perf_counter() - began) / (step + 1 - start)
-            log(f"step {step + 1}/{steps} loss {running:.5f} lr {schedule.get_last_lr()[0]:.2e} {rate:.2f}s/step")
-        if (step + 1) % save_every == 0 or step + 1 == steps:
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            state = {
-                "modules": modules.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "step": step + 1,
-            }
-            if ema is not None:
-                state["ema"] = ema.state_dict()  # type: ignore[attr-defined]
-            torch.save(state, state_path.with_suffix(".tmp"))
-            state_path.with_suffix(".tmp").replace(state_path)
+    def report(entry: StepLog) -> None:
+        log(f"step {entry.step}/{steps} loss {entry.loss:.5f} lr {entry.lr:.2e} ({entry.seconds:.0f} s in this run)")
+
+    train_loop(
+        modules,
+        step_fn,
+        steps=steps,
+        lr=lr,
+        rng=np.random.default_rng(zlib.crc32(stage.encode()) + SEED),
+        warmup_steps=min(100, steps // 10),
+        state_path=RUNS / stage / "state.pt",
+        save_every=save_every,
+        ema=ema,
+        log=report,
+        log_every=every,
+    )
 
 
 # -- stages ----------------------------------------------------------------------------------------
@@ -202,7 +172,7 @@ def stage_encoders(steps: int, log: Log) -> None:
         )
         return loss
 
-    train_loop("encoders", modules, step_fn, steps=steps, lr=2e-3, log=log)
+    run_stage("encoders", modules, step_fn, steps=steps, lr=2e-3, log=log)
     image_encoder.eval(), audio_encoder.eval()
     rng = np.random.default_rng(7)
     with torch.no_grad():
@@ -260,7 +230,7 @@ def stage_vae(modality: str, steps: int, log: Log) -> None:
         error = y - x
         return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
 
-    train_loop(f"vae-{modality}", vae, step_fn, steps=steps, lr=1e-3, log=log)
+    run_stage(f"vae-{modality}", vae, step_fn, steps=steps, lr=1e-3, log=log)
     vae.eval()
     rng = np.random.default_rng(11)
     with torch.no_grad():
@@ -317,7 +287,7 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
         t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
         return decoder.diffusion_loss(z, cond, noise, t)
 
-    train_loop(f"unet-{modality}", unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema)
+    run_stage(f"unet-{modality}", unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema)
     ema.copy_to(unet.parameters())
     unet.eval()
     rng = np.random.default_rng(13)
@@ -364,7 +334,7 @@ def stage_llm(steps: int, log: Log) -> None:
     """The tiny Llama, trained from scratch on the task mix with the frozen encoders."""
     norms = json.loads((LOGS / "feature_norms.json").read_text())
     config = CONFIG.model_copy(update={"feature_norms": norms})
-    model = CoDi2Model.from_config(config, tokenizer=build_word_tokenizer(vocabulary()), seed=0)
+    model = CoDi2Model.from_config(config, tokenizer=build_word_tokenizer(vocabulary()), seed=SEED)
     for modality, encoder_cls in (("image", CNNImageEncoder), ("audio", CNNAudioEncoder)):
         model.encoders[modality] = encoder_cls.from_pretrained(OUT / "encoders" / modality).eval().requires_grad_(False)
     # The output head regresses whitened image features (size lies in a direction of small variance).
@@ -380,6 +350,7 @@ def stage_llm(steps: int, log: Log) -> None:
         lr=1e-3,
         lora=None,
         warmup_steps=100,
+        seed=SEED,
         checkpoint_dir=RUNS / "llm",
         checkpoint_every=100,
         log=lambda e: log(e.to_json()),
@@ -416,6 +387,7 @@ def stage_lora(steps: int, log: Log) -> None:
         batch_size=32,
         lr=1e-3,
         lora=LORA,
+        seed=SEED,
         checkpoint_dir=RUNS / "lora",
         log=record,
         log_every=25,
@@ -439,7 +411,7 @@ STAGES: dict[str, tuple[Callable[..., None], int]] = {
 
 
 def main() -> None:
-    global OUT, RUNS, LOGS
+    global OUT, RUNS, LOGS, SEED
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=list(STAGES))
     parser.add_argument("--steps", type=int, help="training steps (default: the stage's own)")
@@ -448,7 +420,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="checkpoint folder to write (default: the package's)")
     parser.add_argument("--runs", type=Path, default=RUNS, help="folder for resumable states")
     args = parser.parse_args()
-    OUT, RUNS, LOGS = args.out, args.runs, args.out / "training"
+    OUT, RUNS, LOGS, SEED = args.out, args.runs, args.out / "training", args.seed
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)

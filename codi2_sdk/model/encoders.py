@@ -11,6 +11,7 @@ writes (and example outputs) with the pooled one only, since that is what the ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -57,11 +58,11 @@ class MediaEncoder(Protocol):
     def save_pretrained(self, directory: str | Path) -> None: ...
 
 
-def image_to_tensor(images: list[Image], size: int) -> torch.Tensor:
-    """Decode images to ``(batch, 3, size, size)`` floats in [-1, 1] (RGB, bicubic resize)."""
+def image_to_tensor(images: Sequence[Image | PIL.Image.Image], size: int) -> torch.Tensor:
+    """Decode images (parts or PIL images) to ``(batch, 3, size, size)`` floats in [-1, 1] (RGB, bicubic resize)."""
     arrays = []
     for image in images:
-        pil = image.to_pil().convert("RGB")
+        pil = (image.to_pil() if isinstance(image, Image) else image).convert("RGB")
         if pil.size != (size, size):
             pil = pil.resize((size, size), PIL.Image.Resampling.BICUBIC)
         arrays.append(np.asarray(pil, dtype=np.float32) / 127.5 - 1.0)

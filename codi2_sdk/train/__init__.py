@@ -1,4 +1,4 @@
-"""Fine-tuning a CoDi-2 model's LLM on interleaved conversations (LoRA by default).
+"""Training: the one loop (:func:`train_loop`) and fine-tuning a model's LLM on interleaved conversations.
 
 >>> from codi2_sdk import Conversation
 >>> from codi2_sdk.model import CoDi2Model
@@ -10,5 +10,6 @@
 """
 
 from .finetune import TrainingLog, examples_from_conversation, finetune
+from .loop import StepLog, train_loop
 
-__all__ = ["TrainingLog", "examples_from_conversation", "finetune"]
+__all__ = ["StepLog", "TrainingLog", "examples_from_conversation", "finetune", "train_loop"]

@@ -1,20 +1,18 @@
-"""The LLM training loop: text cross-entropy plus feature regression, AdamW, cosine schedule, resumable."""
+"""Fine-tuning a CoDi-2 model's LLM: text cross-entropy plus feature regression, on :func:`train_loop`."""
 
 from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 from ..conversation import Conversation
 from ..model import CoDi2Model, LoraSpec, TrainingExample
+from .loop import StepLog, train_loop
 
 __all__ = ["TrainingLog", "examples_from_conversation", "finetune"]
 
@@ -35,6 +33,17 @@ class TrainingLog:
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_step(cls, entry: StepLog) -> TrainingLog:
+        return cls(
+            entry.step,
+            entry.loss,
+            entry.terms["text_loss"],
+            entry.terms["feature_loss"],
+            entry.lr,
+            entry.seconds,
+        )
 
 
 def examples_from_conversation(conversation: Conversation) -> list[TrainingExample]:
@@ -77,6 +86,7 @@ def finetune(
         lora: the adapter to add and train (the LLM's own weights stay frozen); ``None`` trains the whole
             LLM (how a small model is trained from scratch).
         train_projectors: also train the input projectors and output heads.
+        seed: seeds the batch draws and torch's generator (dropout).
         checkpoint_dir: where to keep a resumable state every ``checkpoint_every`` steps; a run started
             with the same folder resumes from its last state.
     """
@@ -90,59 +100,26 @@ def finetune(
         for name, param in module.named_parameters():
             if lora is None or module is not model.llm or "lora_" in name:
                 param.requires_grad_(True)
-    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(named.values(), lr=lr, weight_decay=0.01)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(warmup_steps, steps // 10 + 1), steps)
-    rng = random.Random(seed)
     torch.manual_seed(seed)
-    start = 0
-    state_path = Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None
-    if state_path is not None and state_path.exists():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["params"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        start = state["step"]
 
-    logs: list[TrainingLog] = []
-    began = time.perf_counter()
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc="finetune")
-    for step in bar:
+    def step_fn(step: int, rng: random.Random) -> dict[str, torch.Tensor]:
         out = model(_batch(data, rng, batch_size))
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(named.values(), 1.0)
-        optimizer.step()
-        schedule.step()
-        if state_path is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
-            state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            torch.save(
-                {
-                    "params": {n: p.detach() for n, p in named.items()},
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "rng": rng.getstate(),
-                    "torch_rng": torch.get_rng_state(),
-                    "step": step + 1,
-                },
-                tmp,
-            )
-            tmp.replace(state_path)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            entry = TrainingLog(
-                step + 1,
-                float(out.loss.detach()),
-                float(out.text_loss),
-                float(out.feature_loss),
-                schedule.get_last_lr()[0],
-                time.perf_counter() - began,
-            )
-            logs.append(entry)
-            bar.set_postfix(loss=f"{entry.loss:.4f}")
-            if log is not None:
-                log(entry)
+        return {"loss": out.loss, "text_loss": out.text_loss, "feature_loss": out.feature_loss}
+
+    logs = train_loop(
+        model,
+        step_fn,
+        steps=steps,
+        lr=lr,
+        rng=random.Random(seed),
+        weight_decay=0.01,
+        warmup_steps=min(warmup_steps, steps // 10 + 1),
+        state_path=Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None,
+        save_every=checkpoint_every,
+        log=(lambda entry: log(TrainingLog.from_step(entry))) if log is not None else None,
+        log_every=log_every,
+        progress=progress,
+        desc="finetune",
+    )
     model.eval()
-    return logs
+    return [TrainingLog.from_step(entry) for entry in logs]

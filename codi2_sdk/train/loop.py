@@ -1,0 +1,135 @@
+"""The one training loop: AdamW, warm-up and cosine decay, gradient clipping, optional EMA, resumable.
+
+Everything that trains in this project runs through :func:`train_loop`: fine-tuning a model's LLM
+(:func:`~codi2_sdk.train.finetune`) and every stage of codi2-mini's recipe (``tools/train_mini.py``). A step
+function draws its own batch from the loop's random generator and returns the loss; the loop owns the
+optimiser, the schedule, the checkpoint of its state (trainable parameters, optimiser, schedule, both
+random generators, EMA) and the log.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+__all__ = ["StepLog", "train_loop"]
+
+Rng = random.Random | np.random.Generator
+"""The step function's random generator: Python's or numpy's; its state is checkpointed either way."""
+StepFn = Callable[[int, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
+"""``(step, rng) -> loss``, or a mapping with ``"loss"`` and other terms to log."""
+
+
+@dataclass
+class StepLog:
+    """One logged step."""
+
+    step: int
+    loss: float
+    lr: float
+    seconds: float
+    """Since the loop (or its resumption) began."""
+    terms: dict[str, float] = field(default_factory=dict)
+    """Other loss terms the step function returned."""
+
+
+def _rng_state(rng: Rng) -> Any:
+    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
+
+
+def _set_rng_state(rng: Rng, state: Any) -> None:
+    if isinstance(rng, np.random.Generator):
+        rng.bit_generator.state = state
+    else:
+        rng.setstate(state)
+
+
+def train_loop(
+    module: torch.nn.Module,
+    step_fn: StepFn,
+    *,
+    steps: int,
+    lr: float,
+    rng: Rng,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
+    state_path: str | Path | None = None,
+    save_every: int = 100,
+    ema: Any = None,
+    log: Callable[[StepLog], None] | None = None,
+    log_every: int = 10,
+    progress: bool = False,
+    desc: str = "train",
+) -> list[StepLog]:
+    """Train ``module``'s parameters that require grad for ``steps`` steps; returns the logged steps.
+
+    Args:
+        step_fn: draws a batch with ``rng`` and returns its loss (or ``{"loss": ..., other terms}``).
+        rng: the generator ``step_fn`` draws from; seed it for a reproducible run.
+        state_path: where the resumable state is kept every ``save_every`` steps and at the end; a loop
+            started with an existing state resumes from it.
+        ema: a diffusers ``EMAModel`` over the trained parameters, stepped after each update and checkpointed.
+    """
+    named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+    params = list(named.values())
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, steps)
+    path = Path(state_path) if state_path is not None else None
+    start = 0
+    if path is not None and path.exists():
+        state = torch.load(path, weights_only=False)
+        module.load_state_dict(state["params"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        _set_rng_state(rng, state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        start = state["step"]
+
+    logs: list[StepLog] = []
+    began = time.perf_counter()
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=desc)
+    for step in bar:
+        out = step_fn(step, rng)
+        loss = out["loss"] if isinstance(out, Mapping) else out
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        if ema is not None:
+            ema.step(params)
+        if path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state = {
+                "params": {n: p.detach() for n, p in named.items()},
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "rng": _rng_state(rng),
+                "torch_rng": torch.get_rng_state(),
+                "step": step + 1,
+            }
+            if ema is not None:
+                state["ema"] = ema.state_dict()
+            torch.save(state, path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").replace(path)
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            terms = {k: float(v.detach()) for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
+            entry = StepLog(
+                step + 1, float(loss.detach()), schedule.get_last_lr()[0], time.perf_counter() - began, terms
+            )
+            logs.append(entry)
+            bar.set_postfix(loss=f"{entry.loss:.4f}")
+            if log is not None:
+                log(entry)
+    return logs
