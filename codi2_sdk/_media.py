@@ -133,7 +133,7 @@ def inspect_audio(data: bytes) -> AudioInfo:
     except Exception as exc:
         raise InvalidMediaError(f"audio data cannot be decoded ({exc})") from None
     if info.format not in AUDIO_FORMATS:
-        raise InvalidMediaError(f"audio format {info.format} is not supported; use WAV, FLAC or OGG")
+        raise InvalidMediaError(f"audio format {info.format} is not supported; use WAV, FLAC, OGG or MP3")
     if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
         raise InvalidMediaError(
             f"audio sample rate {info.samplerate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"

@@ -238,7 +238,7 @@ class Audio(_Media):
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, provenance: Provenance | None = None) -> Audio:
-        """Read an audio file (WAV, FLAC or OGG); its type is found from its bytes."""
+        """Read an audio file (WAV, FLAC, OGG or MP3); its type is found from its bytes."""
         return cls(data=_read_file(path), provenance=provenance)
 
     @classmethod

@@ -12,7 +12,11 @@ import threading
 from ..errors import ModelError
 from .base import Backend
 
-__all__ = ["Backend", "default_backend"]
+__all__ = ["ALLOW_MODEL_LOADING", "Backend", "default_backend"]
+
+ALLOW_MODEL_LOADING = True
+"""Whether :func:`default_backend` may load the in-process model; tests turn it off with
+:func:`codi2_sdk.testing.block_model_loading`."""
 
 _default: Backend | None = None
 _default_lock = threading.Lock()
@@ -21,6 +25,11 @@ _default_lock = threading.Lock()
 def default_backend() -> Backend:
     """The embedded codi2-mini model in-process, loaded once per process and shared."""
     global _default
+    if not ALLOW_MODEL_LOADING:
+        raise ModelError(
+            "the default model is blocked here (codi2_sdk.testing.block_model_loading): "
+            "give the Conversation a backend, e.g. codi2_sdk.testing.FunctionBackend"
+        )
     with _default_lock:
         if _default is None:
             try:

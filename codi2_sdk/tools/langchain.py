@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.base import Backend
 from ..config import GenerationConfig
 from ..content import Audio, Image, MediaModality, Part
-from ..errors import Codi2Error, InvalidRequestError
+from ..errors import Codi2Error, InvalidRequestError, invalid_request
 from ..integrations.langchain import to_langchain_blocks
 from ..messages import Example, Message, user
 from ..types import GenerationRequest
@@ -82,6 +82,8 @@ class Codi2Tool(BaseTool):
     def _build(self, **kwargs: Any) -> GenerationRequest:
         try:
             return self._request(**kwargs)
+        except ValidationError as exc:
+            raise ToolException(str(invalid_request(exc, "arguments"))) from None
         except Codi2Error as exc:
             raise ToolException(str(exc)) from exc
 
