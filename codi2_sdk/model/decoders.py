@@ -44,6 +44,7 @@ __all__ = [
     "ImageDecoder",
     "LatentDiffusionDecoder",
     "LatentDiffusionPipeline",
+    "PixelOutputs",
     "StepCallback",
     "pixels_to_images",
 ]
@@ -268,12 +269,10 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         return self.vae.decode(latents / self.vae.config.scaling_factor).sample
 
 
-@register_decoder
-class ImageDecoder(LatentDiffusionDecoder):
-    """Latent diffusion to RGB pictures."""
+class PixelOutputs:
+    """For image decoders whose outputs are pixels in [-1, 1]: :meth:`to_media` makes PNG parts."""
 
-    kind = "latent_image"
-    modality = "image"
+    modality: ClassVar[MediaModality] = "image"
 
     def to_media(
         self,
@@ -284,6 +283,13 @@ class ImageDecoder(LatentDiffusionDecoder):
         provenance: Provenance | None = None,
     ) -> list[Image]:
         return pixels_to_images(outputs, size=settings.size if settings else None, provenance=provenance)
+
+
+@register_decoder
+class ImageDecoder(PixelOutputs, LatentDiffusionDecoder):
+    """Latent diffusion to RGB pictures."""
+
+    kind = "latent_image"
 
 
 @register_decoder

@@ -12,17 +12,15 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..config import ImageConfig
-from ..content import Image, Provenance
 from ..errors import ModelError
-from .decoders import DiffusionDecoder, pixels_to_images
+from .decoders import DiffusionDecoder, PixelOutputs
 from .registry import register_decoder
 
 __all__ = ["UnCLIPImageDecoder"]
 
 
 @register_decoder
-class UnCLIPImageDecoder(DiffusionDecoder):
+class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
     """Stable Diffusion 2.1 unCLIP (diffusers ``StableUnCLIPImg2ImgPipeline``) as the image decoder, the
     paper's choice: the predicted feature is given as ``image_embeds`` directly, with an empty prompt.
 
@@ -33,7 +31,6 @@ class UnCLIPImageDecoder(DiffusionDecoder):
     """
 
     kind: ClassVar[str] = "unclip_image"
-    modality = "image"
     options = ("noise_level",)
     PROMPT_FILE = "prompt_embeds.safetensors"
     prompt_embeds: torch.Tensor
@@ -125,16 +122,6 @@ class UnCLIPImageDecoder(DiffusionDecoder):
         finally:
             stop.set()
             worker.join()
-
-    def to_media(
-        self,
-        outputs: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        settings: ImageConfig | None = None,
-        provenance: Provenance | None = None,
-    ) -> list[Image]:
-        return pixels_to_images(outputs, size=settings.size if settings else None, provenance=provenance)
 
 
 class _Cancelled(Exception):
