@@ -395,6 +395,24 @@ class CoDi2Model(nn.Module):
         (directory / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
         return directory
 
+    def _load_projectors(self, projectors: dict[str, torch.Tensor], directory: Path) -> None:
+        """Load the input projectors, output heads and whitenings from ``projectors.safetensors``' tensors."""
+        for key, value in projectors.items():
+            if key.startswith("whitening.") and key.endswith(".mean"):
+                self.whitening[key.split(".")[1]] = FeatureWhitening(value.shape[0])
+        for prefix, module in (
+            ("in_proj.", self.in_proj),
+            ("out_head.", self.out_head),
+            ("whitening.", self.whitening),
+        ):
+            state = {k[len(prefix) :]: v for k, v in projectors.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(state, strict=True)
+            except RuntimeError as exc:
+                raise ModelError(
+                    f"checkpoint {directory}: part '{PROJECTORS_FILE}' does not fit the model: {exc}"
+                ) from exc
+
     @classmethod
     def from_pretrained(
         cls, name_or_path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
@@ -456,22 +474,7 @@ class CoDi2Model(nn.Module):
             for m, s in config.decoders.items()
         }
         model = cls(config.model_copy(update={"lora": None}), llm, tokenizer, encoders, decoders)
-        projectors = load_part(PROJECTORS_FILE, lambda p: load_file(str(p)))
-        for key, value in projectors.items():
-            if key.startswith("whitening.") and key.endswith(".mean"):
-                model.whitening[key.split(".")[1]] = FeatureWhitening(value.shape[0])
-        for prefix, module in (
-            ("in_proj.", model.in_proj),
-            ("out_head.", model.out_head),
-            ("whitening.", model.whitening),
-        ):
-            state = {k[len(prefix) :]: v for k, v in projectors.items() if k.startswith(prefix)}
-            try:
-                module.load_state_dict(state, strict=True)
-            except RuntimeError as exc:
-                raise ModelError(
-                    f"checkpoint {directory}: part '{PROJECTORS_FILE}' does not fit the model: {exc}"
-                ) from exc
+        model._load_projectors(load_part(PROJECTORS_FILE, lambda p: load_file(str(p))), directory)
         if config.lora is not None:
             from peft import PeftModel
 

@@ -42,15 +42,48 @@ class StepLog:
     """Other loss terms the step function returned."""
 
 
-def _rng_state(rng: Rng) -> Any:
-    return rng.bit_generator.state if isinstance(rng, np.random.Generator) else rng.getstate()
+@dataclass
+class _Resumable:
+    """Everything a run's checkpoint holds: trained parameters, optimiser, schedule, generators, EMA."""
 
+    module: torch.nn.Module
+    named: dict[str, torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    rng: Rng
+    ema: Any
 
-def _set_rng_state(rng: Rng, state: Any) -> None:
-    if isinstance(rng, np.random.Generator):
-        rng.bit_generator.state = state
-    else:
-        rng.setstate(state)
+    def save(self, path: Path, step: int) -> None:
+        """Write the state after ``step`` steps (atomically: a crash keeps the previous one)."""
+        rng = self.rng.bit_generator.state if isinstance(self.rng, np.random.Generator) else self.rng.getstate()
+        state = {
+            "params": {n: p.detach() for n, p in self.named.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": rng,
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    def load(self, path: Path) -> int:
+        """Restore a saved state; returns its step."""
+        state = torch.load(path, weights_only=False)
+        self.module.load_state_dict(state["params"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if isinstance(self.rng, np.random.Generator):
+            self.rng.bit_generator.state = state["rng"]
+        else:
+            self.rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        return int(state["step"])
 
 
 def train_loop(
@@ -84,17 +117,8 @@ def train_loop(
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, steps)
     path = Path(state_path) if state_path is not None else None
-    start = 0
-    if path is not None and path.exists():
-        state = torch.load(path, weights_only=False)
-        module.load_state_dict(state["params"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        _set_rng_state(rng, state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start = state["step"]
+    parts = _Resumable(module, named, optimizer, schedule, rng, ema)
+    start = parts.load(path) if path is not None and path.exists() else 0
 
     logs: list[StepLog] = []
     began = time.perf_counter()
@@ -110,19 +134,7 @@ def train_loop(
         if ema is not None:
             ema.step(params)
         if path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            state = {
-                "params": {n: p.detach() for n, p in named.items()},
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "rng": _rng_state(rng),
-                "torch_rng": torch.get_rng_state(),
-                "step": step + 1,
-            }
-            if ema is not None:
-                state["ema"] = ema.state_dict()
-            torch.save(state, path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").replace(path)
+            parts.save(path, step + 1)
         if (step + 1) % log_every == 0 or step + 1 == steps:
             terms = {k: float(v.detach()) for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
             entry = StepLog(
