@@ -26,6 +26,9 @@ MAX_AUDIO_SECONDS = 600.0
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 192_000
 #: Most audio channels.
 MAX_AUDIO_CHANNELS = 8
+#: Most decoded audio samples in one clip (frames x channels): 600 s of 48 kHz stereo, 230 MB as float32.
+#: Compressed formats can claim far more than their bytes hold, so the claim is checked before decoding.
+MAX_AUDIO_SAMPLES = 600 * 48_000 * 2
 
 IMAGE_FORMATS = {
     "PNG": "image/png",
@@ -91,8 +94,8 @@ def _open_image(data: bytes) -> PIL.Image.Image:
         raise InvalidMediaError("image data is not a PNG, JPEG, WebP, GIF or BMP image") from None
 
 
-def inspect_image(data: bytes) -> ImageInfo:
-    """Check that ``data`` is one decodable image within the limits, and say what it is."""
+def image_header(data: bytes) -> tuple[PIL.Image.Image, ImageInfo]:
+    """Open an image without decoding its pixels, and check its size against the limits."""
     check_size(data, "image")
     img = _open_image(data)
     width, height = img.size
@@ -101,12 +104,18 @@ def inspect_image(data: bytes) -> ImageInfo:
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{MAX_IMAGE_PIXELS:,}; it was refused before decoding"
         )
+    assert img.format is not None
+    return img, ImageInfo(IMAGE_FORMATS[img.format], width, height)
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Check that ``data`` is one decodable image within the limits, and say what it is."""
+    img, info = image_header(data)
     try:
         img.load()
     except Exception as exc:
         raise InvalidMediaError(f"image data is corrupt or truncated ({exc})") from None
-    assert img.format is not None
-    return ImageInfo(IMAGE_FORMATS[img.format], width, height)
+    return info
 
 
 def decode_image(data: bytes) -> PIL.Image.Image:
@@ -125,8 +134,8 @@ def encode_image(img: PIL.Image.Image, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-def inspect_audio(data: bytes) -> AudioInfo:
-    """Check that ``data`` is one decodable audio clip within the limits, and say what it is."""
+def audio_header(data: bytes) -> AudioInfo:
+    """Read an audio clip's header only, and check what it claims against the limits (nothing is decoded)."""
     check_size(data, "audio")
     try:
         info = soundfile.info(io.BytesIO(data))
@@ -134,25 +143,48 @@ def inspect_audio(data: bytes) -> AudioInfo:
         raise InvalidMediaError(f"audio data cannot be decoded ({exc})") from None
     if info.format not in AUDIO_FORMATS:
         raise InvalidMediaError(f"audio format {info.format} is not supported; use WAV, FLAC, OGG or MP3")
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+    check_audio_shape(info.frames, info.channels, info.samplerate)
+    return AudioInfo(AUDIO_FORMATS[info.format], info.samplerate, info.frames, info.channels)
+
+
+def check_audio_shape(frames: int, channels: int, sample_rate: int) -> None:
+    """Refuse a clip by its shape alone: rate, channels, length and decoded size (before any allocation)."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise InvalidMediaError(
-            f"audio sample rate {info.samplerate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
+            f"audio sample rate {sample_rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz"
         )
-    if not 1 <= info.channels <= MAX_AUDIO_CHANNELS:
-        raise InvalidMediaError(f"audio has {info.channels} channels; at most {MAX_AUDIO_CHANNELS} are accepted")
-    if info.frames <= 0:
+    if not 1 <= channels <= MAX_AUDIO_CHANNELS:
+        raise InvalidMediaError(f"audio has {channels} channels; at most {MAX_AUDIO_CHANNELS} are accepted")
+    if frames <= 0:
         raise InvalidMediaError("audio clip has no samples")
-    duration = info.frames / info.samplerate
+    duration = frames / sample_rate
     if duration > MAX_AUDIO_SECONDS:
         raise MediaTooLargeError(f"audio is {duration:.1f} s long, over the limit of {MAX_AUDIO_SECONDS:.0f} s")
-    samples = decode_audio(data)  # the header can lie: decode it all once
-    return AudioInfo(AUDIO_FORMATS[info.format], info.samplerate, len(samples), info.channels)
+    if frames * channels > MAX_AUDIO_SAMPLES:
+        raise MediaTooLargeError(
+            f"audio has {frames * channels:,} samples ({frames:,} frames x {channels} channels), over the limit of "
+            f"{MAX_AUDIO_SAMPLES:,}"
+        )
 
 
-def decode_audio(data: bytes) -> np.ndarray:
-    """Decode audio bytes to float32 samples, shape ``(frames,)`` for mono, ``(frames, channels)`` otherwise."""
+def inspect_audio(data: bytes) -> AudioInfo:
+    """Check that ``data`` is one decodable audio clip within the limits, and say what it is.
+
+    The header's claims are checked first; then the clip is decoded once (the header can lie, and a
+    header that claims more frames than the data holds gives the frames that are there).
+    """
+    header = audio_header(data)
+    samples = decode_audio(data, frames=header.frames)
+    if len(samples) == 0:
+        raise InvalidMediaError("audio clip has no samples")
+    return AudioInfo(header.mime_type, header.sample_rate, len(samples), header.channels)
+
+
+def decode_audio(data: bytes, frames: int = -1) -> np.ndarray:
+    """Decode audio bytes to float32 samples, shape ``(frames,)`` for mono, ``(frames, channels)`` otherwise
+    (at most ``frames`` frames when given)."""
     try:
-        samples, _ = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=False)
+        samples, _ = soundfile.read(io.BytesIO(data), frames=frames, dtype="float32", always_2d=False)
     except Exception as exc:
         raise InvalidMediaError(f"audio data is corrupt or truncated ({exc})") from None
     return np.asarray(samples)

@@ -262,18 +262,25 @@ class Audio(_Media):
         provenance: Provenance | None = None,
     ) -> Audio:
         """Encode float samples in [-1, 1], shape ``(frames,)`` or ``(frames, channels)``, as 16-bit WAV."""
-        array = np.asarray(samples, dtype=np.float32)
-        if array.ndim not in (1, 2) or array.size == 0:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
+            raise InvalidMediaError(f"sample_rate must be an int, not {type(sample_rate).__name__}")
+        try:
+            shape = np.shape(samples)  # an array's shape costs nothing; a list's is read without a float copy
+        except (TypeError, ValueError) as exc:
+            raise InvalidMediaError(f"audio samples must be an array of numbers ({exc})") from None
+        if len(shape) not in (1, 2) or 0 in shape:
             raise InvalidMediaError(
-                f"audio samples must be a non-empty (frames,) or (frames, channels) array, got shape {array.shape}"
+                f"audio samples must be a non-empty (frames,) or (frames, channels) array, got shape {shape}"
             )
+        # duration, channels and decoded size are refused from the shape, before any conversion is allocated
+        _media.check_audio_shape(shape[0], shape[1] if len(shape) == 2 else 1, int(sample_rate))
+        try:
+            array = np.asarray(samples, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise InvalidMediaError(f"audio samples must be numbers ({exc})") from None
         if not np.all(np.isfinite(array)):
             raise InvalidMediaError("audio samples contain NaN or infinity")
-        if not _media.MIN_SAMPLE_RATE <= sample_rate <= _media.MAX_SAMPLE_RATE:
-            raise InvalidMediaError(
-                f"sample rate {sample_rate} Hz is outside {_media.MIN_SAMPLE_RATE}..{_media.MAX_SAMPLE_RATE} Hz"
-            )
-        data = _media.encode_audio(np.clip(array, -1.0, 1.0), sample_rate)
+        data = _media.encode_audio(np.clip(array, -1.0, 1.0), int(sample_rate))
         return cls(data=data, provenance=provenance)
 
     def to_numpy(self) -> np.ndarray:

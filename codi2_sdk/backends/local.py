@@ -1,5 +1,8 @@
 """LocalBackend: a CoDi-2 model in this process (torch).
 
+An unexpected exception inside generation (a bug, a device failure) is logged once with its traceback
+and raised as :class:`~codi2_sdk.errors.ModelError`; the SDK's own errors pass through as they are.
+
 One model serves one call at a time: a lock is held for the whole of a generation (a stream holds it
 until it finishes or is closed), so concurrent threads and tasks queue instead of interleaving steps on
 one KV cache. The async methods run the model in a worker thread, never on the event loop.
@@ -7,18 +10,22 @@ one KV cache. The async methods run the model in a worker thread, never on the e
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from ..errors import Codi2Error, ModelError
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
 from ..types import Capabilities, Done, Event, GenerationRequest
 from .base import Backend
 
 __all__ = ["LocalBackend"]
+
+log = logging.getLogger("codi2_sdk.backends.local")
 
 
 class LocalBackend(Backend):
@@ -71,7 +78,13 @@ class LocalBackend(Backend):
     def stream(self, request: GenerationRequest) -> Iterator[Event]:
         self.check_request(request)
         with self._lock:
-            yield from generate_events(self.model, request)
+            try:
+                yield from generate_events(self.model, request)
+            except Codi2Error:
+                raise
+            except Exception as exc:  # a bug or a device failure, not the caller's fault: say so once
+                log.exception("generation failed")
+                raise ModelError(f"the model failed on this request ({type(exc).__name__}: {exc})") from exc
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.model.name!r}, device={self.model.device})"

@@ -128,11 +128,14 @@ class TokenPicker:
             return int(token)
         logits = logits.clone()
         logits[self.banned] = float("-inf")
-        if step == 0 and self.output_modality == "text":
+        if self.output_modality == "text":  # a text-only answer never opens a medium
             logits[self.start_ids] = float("-inf")
         if self.greedy:
             return int(torch.argmax(logits))
-        scores = self.warpers(None, logits[None])  # type: ignore[arg-type]
+        # In float64 (float32 rounds a temperature of 1e-300 to 0) and shifted so the best token scores 0:
+        # dividing by any admitted temperature then gives 0, negative numbers or -inf, never NaN.
+        shifted = (logits.double() - logits.max().double())[None]
+        scores = self.warpers(None, shifted)  # type: ignore[arg-type]
         return int(torch.multinomial(torch.softmax(scores, dim=-1).cpu(), 1, generator=self.generator))
 
 

@@ -1,15 +1,17 @@
 """The FastAPI app that serves any Backend over the protocol in :mod:`codi2_sdk._protocol`.
 
-Robustness rules:
+Robustness rules (docs/server.md, "Limits and hardening", lists every limit and its setting):
 
 - every refusal is a JSON error body with a stable code and the right status, never a crash: 400 bad
-  media or request, 401 key, 413 body or medium too large (the body is counted while it is read, so a
-  lying or absent Content-Length does not help), 422 schema, 429 queue full (with Retry-After), 503
-  while the model loads; 500 only for a bug;
+  media or request, 401 key, 404/405 routing, 413 body or media too large (the body is counted while it is
+  read, so a lying or absent Content-Length does not help), 415 not JSON, 422 schema, 429 queue full (with
+  Retry-After), 503 while the model loads; 500 only for a model failure or a bug;
 - a bounded queue sits in front of the model: at most ``max_queue`` requests are admitted at once and
-  ``max_concurrency`` of them run;
+  ``max_concurrency`` of them run; a body is parsed and its media checked only after admission, in a
+  worker thread that never holds the interpreter's lock for long (:mod:`._parsing`), ``parse_workers`` at a
+  time, within per-request limits on media parts, pixels and seconds of audio;
 - a client that disconnects cancels its generation (its stream is closed, which stops the model at the
-  next token or diffusion step).
+  next token or diffusion step), and is logged as one info line.
 """
 
 from __future__ import annotations
@@ -25,18 +27,30 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from .._protocol import API_PREFIX, ErrorBody, ErrorDetail, GenerateBody, sse_frame
 from ..backends.base import Backend
 from ..errors import ERROR_CODES, Codi2Error, error_code_of
+from ..messages import Message
 from ..types import Done, ErrorEvent, GenerationRequest
+from ._parsing import BodyLimits, Refusal, parse_body
 from .settings import ServerSettings
 
-__all__ = ["create_app"]
+__all__ = ["ErrorAnswer", "create_app"]
 
 log = logging.getLogger("codi2_sdk.server")
+
+# the code for a status that routing or the framework answers with on its own
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_schema",
+}
 
 
 class ErrorAnswer(Exception):
@@ -52,24 +66,15 @@ class ErrorAnswer(Exception):
         return cls(error_code_of(exc), str(exc))
 
 
-def _error_response(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error_response(
+    code: str, message: str, headers: dict[str, str] | None = None, status: int | None = None
+) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message)).model_dump()
-    return JSONResponse(body, status_code=ERROR_CODES[code].status, headers=headers)
-
-
-# the code for a status that routing or the framework answers with on its own
-_HTTP_CODES = {
-    400: "invalid_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_schema",
-}
+    return JSONResponse(body, status_code=status or ERROR_CODES[code].status, headers=headers)
 
 
 class _Model:
-    """The backend (possibly still loading) and the admission queue in front of it."""
+    """The backend (possibly still loading), the admission queue in front of it, and the body parsers."""
 
     def __init__(self, backend: Backend | Callable[[], Backend], settings: ServerSettings) -> None:
         self.settings = settings
@@ -78,6 +83,10 @@ class _Model:
         self.load_error: BaseException | None = None
         self.admitted = 0
         self.running = asyncio.Semaphore(settings.max_concurrency)
+        self.parsing = asyncio.Semaphore(settings.parse_workers)
+        self.limits = BodyLimits(
+            settings.max_media_parts, settings.max_request_pixels, settings.max_request_audio_seconds
+        )
 
     def start_loading(self) -> None:
         if self._loader is None:
@@ -119,59 +128,35 @@ class _Model:
 
         return release
 
-    @contextlib.asynccontextmanager
-    async def admission(self) -> AsyncIterator[None]:
-        release = self.admit()
-        try:
-            yield
-        finally:
-            release()
+    async def parse(self, raw: bytes | bytearray) -> GenerateBody:
+        """Parse and check a body in a worker thread, at most ``parse_workers`` at a time."""
+        async with self.parsing:
+            try:
+                return await asyncio.to_thread(parse_body, raw, self.limits)
+            except Refusal as refusal:
+                raise ErrorAnswer(refusal.code, refusal.message) from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int) -> bytearray:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type not in ("application/json", ""):
+        raise ErrorAnswer("unsupported_media_type", f"send the body as application/json, not {content_type}")
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ErrorAnswer("body_too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
-    chunks, size = [], 0
+    expected = int(declared) if declared is not None and declared.isdigit() else 0
+    if expected > limit:
+        raise ErrorAnswer("body_too_large", f"the body is {expected:,} bytes; the limit is {limit:,}")
+    # Filled in place: joining 60 MiB of chunks at the end would stall the event loop for ~50 ms.
+    body, size = bytearray(expected), 0
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if size + len(chunk) > limit:
             raise ErrorAnswer("body_too_large", f"the body is over the limit of {limit:,} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body[size : size + len(chunk)] = chunk
+        size += len(chunk)
+    del body[size:]  # a Content-Length that claimed more than came
+    return body
 
 
-def _parse(raw: bytes) -> GenerateBody:
-    try:
-        return GenerateBody.model_validate_json(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise ErrorAnswer("invalid_schema", f"the request does not match the protocol: {problems}") from None
-    except Codi2Error as exc:
-        raise ErrorAnswer.of(exc) from None
-
-
-def create_app(backend: Backend | Callable[[], Backend], settings: ServerSettings | None = None) -> FastAPI:
-    """The server app for ``backend`` (or a function that loads it, called in the background at start-up)."""
-    settings = settings or ServerSettings()
-    state = _Model(backend, settings)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.start_loading()
-        yield
-
-    app = FastAPI(title="codi2-sdk server", version="1", lifespan=lifespan)
-    app.state.model = state
-    expected_key = settings.api_key.get_secret_value().encode() if settings.api_key is not None else None
-
-    def authorize(request: Request) -> None:
-        if expected_key is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected_key):
-            raise ErrorAnswer("unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')")
-
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ErrorAnswer)
     async def error_answer(request: Request, exc: ErrorAnswer) -> JSONResponse:
         return _error_response(exc.code, exc.message, exc.headers)
@@ -186,14 +171,40 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
             message = f"{request.method} is not allowed on {request.url.path}"
         else:
             message = str(exc.detail)
-        response = _error_response(code, message, dict(exc.headers or {}))
-        response.status_code = exc.status_code
-        return response
+        return _error_response(code, message, dict(exc.headers or {}), status=exc.status_code)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        log.info("client disconnected during upload to %s", request.url.path)
+        return Response(status_code=400)  # nobody is there to read it
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s", request.url.path)
         return _error_response("internal_error", "internal server error")
+
+
+def create_app(backend: Backend | Callable[[], Backend], settings: ServerSettings | None = None) -> FastAPI:
+    """The server app for ``backend`` (or a function that loads it, called in the background at start-up)."""
+    settings = settings or ServerSettings()
+    state = _Model(backend, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.start_loading()
+        yield
+
+    app = FastAPI(title="codi2-sdk server", version="1", lifespan=lifespan)
+    app.state.model = state
+    _add_error_handlers(app)
+    expected_key = settings.api_key.get_secret_value().encode() if settings.api_key is not None else None
+
+    def authorize(request: Request) -> None:
+        if expected_key is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected_key):
+            raise ErrorAnswer("unauthorized", "missing or wrong API key (send 'Authorization: Bearer <key>')")
 
     @app.get(f"{API_PREFIX}/health")
     async def health() -> Response:
@@ -212,46 +223,58 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
     async def generate(request: Request) -> Response:
         authorize(request)
         backend = state.ready()
-        body = _parse(await _read_body(request, settings.max_body_bytes))
-        generation = GenerationRequest(examples=body.examples, messages=body.messages, config=body.config)
+        raw = await _read_body(request, settings.max_body_bytes)
+        release = state.admit()
         try:
-            backend.check_request(generation)
-        except Codi2Error as exc:
-            raise ErrorAnswer.of(exc) from None
-        if body.stream:
-            return await _stream(request, backend, generation)
-        async with state.admission(), state.running:
-            message = await _until_disconnect(request, _final_message(backend, generation))
-        return JSONResponse(message.model_dump(mode="json"))
-
-    async def _stream(request: Request, backend: Backend, generation: GenerationRequest) -> StreamingResponse:
-        release = state.admit()  # a full queue is refused before the stream starts (429, not 200)
-
-        async def frames() -> AsyncIterator[bytes]:
+            body = await state.parse(raw)
+            generation = GenerationRequest(examples=body.examples, messages=body.messages, config=body.config)
             try:
-                async with state.running:
-                    events = backend.astream(generation)
-                    try:
-                        async for event in events:
-                            yield sse_frame(event)
-                    except Codi2Error as exc:
-                        yield sse_frame(ErrorEvent(code=error_code_of(exc), message=str(exc)))
-                    except Exception:
-                        log.exception("generation failed mid-stream")
-                        yield sse_frame(ErrorEvent(code="internal_error", message="internal server error"))
-                    finally:
-                        await events.aclose()  # type: ignore[attr-defined]
-            finally:
-                release()
-
-        body = frames()
-        weakref.finalize(body, release)  # a stream dropped before it started still gives its place back
-        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+                backend.check_request(generation)
+            except Codi2Error as exc:
+                raise ErrorAnswer.of(exc) from None
+            if body.stream:
+                response = _stream(state, backend, generation, release)
+                release = _handed_over
+                return response
+            async with state.running:
+                message = await _until_disconnect(request, _final_message(backend, generation))
+            return JSONResponse(message.model_dump(mode="json"))
+        finally:
+            release()
 
     return app
 
 
-async def _final_message(backend: Backend, generation: GenerationRequest) -> Any:
+def _handed_over() -> None:
+    """The release of a request whose stream now owns its place in the queue."""
+
+
+def _stream(state: _Model, backend: Backend, generation: GenerationRequest, release: Callable[[], None]):
+    """The answer as server-sent events; the stream gives the request's queue place back when it ends."""
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            async with state.running:
+                events = backend.astream(generation)
+                try:
+                    async for event in events:
+                        yield sse_frame(event)
+                except Codi2Error as exc:
+                    yield sse_frame(ErrorEvent(code=error_code_of(exc), message=str(exc)))
+                except Exception:
+                    log.exception("generation failed mid-stream")
+                    yield sse_frame(ErrorEvent(code="internal_error", message="internal server error"))
+                finally:
+                    await events.aclose()  # type: ignore[attr-defined]
+        finally:
+            release()
+
+    body = frames()
+    weakref.finalize(body, release)  # a stream dropped before it started still gives its place back
+    return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+
+async def _final_message(backend: Backend, generation: GenerationRequest) -> Message:
     events = backend.astream(generation)
     try:
         async for event in events:
@@ -276,6 +299,7 @@ async def _until_disconnect(request: Request, work: Any) -> Any:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+                log.info("client disconnected from %s; its generation was cancelled", request.url.path)
                 raise ErrorAnswer("model_error", "the client disconnected")
     finally:
         if not task.done():

@@ -30,3 +30,11 @@ class ServerSettings(BaseSettings):
     """Requests the model works on at the same time (one for a single in-process model)."""
     retry_after: int = Field(1, ge=0)
     """Seconds a client is told to wait (Retry-After) on 429 and 503."""
+    max_media_parts: int = Field(32, ge=0)
+    """Most images and audio clips in one request (examples included); more get 413 before any is decoded."""
+    max_request_pixels: int = Field(4 * 4096 * 4096, ge=1)
+    """Most image pixels in one request, summed from the images' headers before decoding; more get 413."""
+    max_request_audio_seconds: float = Field(1200.0, gt=0)
+    """Most seconds of audio in one request, summed from the clips' headers before decoding; more get 413."""
+    parse_workers: int = Field(2, ge=1, le=64)
+    """Bodies parsed (and their media checked) at once, each in a worker thread; more wait their turn."""
