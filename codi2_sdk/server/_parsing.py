@@ -56,7 +56,7 @@ def split_long_strings(raw: bytes | bytearray) -> tuple[bytes, str, list[tuple[i
     if raw.count(b'"') > MAX_STRINGS:
         raise Refusal("invalid_schema", f"the body has over {MAX_STRINGS:,} quote characters")
     marker = f"\\u0000{secrets.token_hex(8)}:"  # as JSON text: a NUL and a nonce
-    pieces: list[bytes] = []
+    pieces: list[bytes | bytearray] = []
     spans: list[tuple[int, int]] = []
     done = position = 0
     while (start := raw.find(b'"', position)) >= 0:
