@@ -275,7 +275,8 @@ class Audio(_Media):
         # duration, channels and decoded size are refused from the shape, before any conversion is allocated
         _media.check_audio_shape(shape[0], shape[1] if len(shape) == 2 else 1, int(sample_rate))
         try:
-            array = np.asarray(samples, dtype=np.float32)
+            with np.errstate(over="ignore", invalid="ignore"):  # what does not fit is refused just below
+                array = np.asarray(samples, dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise InvalidMediaError(f"audio samples must be numbers ({exc})") from None
         if not np.all(np.isfinite(array)):

@@ -16,9 +16,13 @@ A conversation is not safe to share between threads or concurrent tasks: give ea
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
-import tempfile
+import secrets
+import stat
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -216,22 +220,30 @@ class Conversation:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the conversation (system text, settings, examples, history with media) as JSON.
 
-        The write is atomic: a crash mid-save leaves the previous file intact.
+        The write is atomic: the file is written beside the target under a temporary name, flushed to disk,
+        then renamed over it, so a crash mid-save leaves the previous file intact. An existing file keeps
+        its permissions; a new one gets the usual ones (umask). Temporary files that an earlier save left
+        behind when it crashed are removed.
         """
         path = Path(path)
         record = _ConversationFile(
             system=self.system, config=self.config, examples=self._examples, history=self._history
         )
         payload = record.model_dump_json(indent=1).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _remove_stale_temp_files(path)
+        tmp = path.parent / f"{_TEMP_PREFIX.format(name=path.name)}{secrets.token_hex(6)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
         try:
+            if os.name == "posix":
+                with contextlib.suppress(FileNotFoundError):  # a new file keeps the umask's permissions
+                    os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         _fsync_directory(path.parent)
         return path
@@ -245,10 +257,11 @@ class Conversation:
                 holds invalid messages or media.
         """
         path = Path(path)
+        data = path.read_bytes()  # a missing file is FileNotFoundError, as for open()
         try:
-            raw = json.loads(path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ConversationFileError(f"{path} is not a conversation file: {exc}") from exc
+            raw = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or nested too deeply to parse
+            raise ConversationFileError(f"{path} is not a conversation file: {str(exc)[:200]}") from None
         version = raw.get("schema_version") if isinstance(raw, dict) else None
         if version != SCHEMA_VERSION:
             raise ConversationFileError(
@@ -256,8 +269,8 @@ class Conversation:
             )
         try:
             record = _ConversationFile.model_validate(raw)
-        except (ValidationError, Codi2Error) as exc:
-            raise ConversationFileError(f"{path} holds an invalid conversation: {exc}") from exc
+        except (ValidationError, Codi2Error, RecursionError) as exc:
+            raise ConversationFileError(f"{path} holds an invalid conversation: {str(exc)[:500]}") from None
         conv = cls(backend, system=record.system, config=record.config)
         conv._examples = list(record.examples)
         conv._history = list(record.history)
@@ -286,6 +299,21 @@ def _as_sequence(value: PartLike | Sequence[PartLike]) -> Sequence[PartLike]:
     if isinstance(value, (str, Text, Image, Audio)):
         return [value]
     return value
+
+
+_TEMP_PREFIX = ".{name}."
+_STALE_AFTER_SECONDS = 60.0
+
+
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove what a save of ``path`` that crashed left behind (a minute old: a save in progress is younger)."""
+    prefix = _TEMP_PREFIX.format(name=path.name)
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for leftover in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - leftover.stat().st_mtime > _STALE_AFTER_SECONDS:
+                    leftover.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from codi2_sdk import (
     TextDelta,
     assistant,
 )
-from codi2_sdk.testing import ScriptedBackend
+from codi2_sdk.testing import FunctionBackend, ScriptedBackend
 
 
 def test_send_appends_turn_and_answer(image: Image) -> None:
@@ -207,3 +210,62 @@ def test_scripted_backend_checks_its_script() -> None:
         ScriptedBackend([Message(role="user", parts=[])])
     backend = ScriptedBackend([assistant("x")])
     assert backend.remaining == 1
+
+
+def test_a_crash_mid_save_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "conv.json"
+    conv = Conversation(backend=ScriptedBackend(["first", "second"]))
+    conv.send("one")
+    conv.save(path)
+    before = path.read_bytes()
+    conv.send("two")
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        conv.save(path)
+    assert path.read_bytes() == before  # the old conversation, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.json"]  # and no temp file
+
+
+def test_save_keeps_the_file_mode_and_cleans_up_after_a_crashed_save(tmp_path: Path) -> None:
+    path = tmp_path / "conv.json"
+    conv = Conversation(backend=ScriptedBackend(["x"]))
+    conv.save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # a new file: the usual permissions
+    path.chmod(0o640)
+    stale, fresh = tmp_path / ".conv.json.0a1b2c.tmp", tmp_path / ".conv.json.3d4e5f.tmp"
+    stale.write_bytes(b"{half a conv")
+    fresh.write_bytes(b"{being written")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    conv.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert not stale.exists() and fresh.exists()  # a save in progress elsewhere is left alone
+
+
+def test_loading_deeply_nested_json_is_a_file_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    for content in (
+        b"[" * 200_000 + b"]" * 200_000,
+        b'{"schema_version": 1, "system": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ):
+        path.write_bytes(content)
+        with pytest.raises(ConversationFileError):
+            Conversation.load(path)
+
+
+def test_a_stream_that_fails_midway_leaves_the_conversation_unchanged() -> None:
+    def stream(request):
+        yield "half an answer"
+        raise ModelError("the decoder ran out of memory")
+
+    conv = Conversation(backend=FunctionBackend(stream_fn=stream))
+    seen = []
+    with pytest.raises(ModelError, match="out of memory"):
+        for event in conv.stream("hi"):
+            seen.append(event)
+    assert [type(e).__name__ for e in seen] == ["TextDelta"] and conv.history == []

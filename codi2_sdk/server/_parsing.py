@@ -94,7 +94,11 @@ def _decode_base64(text: bytes | bytearray) -> bytes:
 def _restore(node: Any, raw: bytes | bytearray, marker: str, spans: list[tuple[int, int]], key: str = "") -> Any:
     """Put the cut strings back into a parsed body: media ``data`` as bytes, anything else as text."""
     if isinstance(node, dict):
-        return {k: _restore(v, raw, marker, spans, k) for k, v in node.items()}
+        restored = {}
+        for k, v in node.items():
+            k = _restore(k, raw, marker, spans)
+            restored[k] = _restore(v, raw, marker, spans, k)
+        return restored
     if isinstance(node, list):
         return [_restore(v, raw, marker, spans) for v in node]
     if not (isinstance(node, str) and node.startswith(marker)):

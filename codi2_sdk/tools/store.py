@@ -20,6 +20,8 @@ from ..errors import InvalidMediaError, MediaReferenceError
 __all__ = ["MediaStore"]
 
 _ID = re.compile(r"^(image|audio)_\d+$")
+MAX_REFERENCE_LENGTH = 4096
+"""Longest reference accepted (a path, or an id)."""
 
 
 class MediaStore:
@@ -60,9 +62,18 @@ class MediaStore:
         return len(self._items)
 
     def get(self, ref: str) -> Image | Audio:
-        """The medium for an id, or for a file under an allowed folder."""
+        """The medium for an id, or for a file under an allowed folder.
+
+        Raises:
+            MediaReferenceError: for any reference that does not name a stored medium or a readable medium
+                file under an allowed folder (whatever the string: empty, over-long, with NUL bytes, ...).
+        """
         if not isinstance(ref, str) or not ref.strip():
             raise MediaReferenceError("a media reference must be an id like 'image_1' or a file path")
+        if len(ref) > MAX_REFERENCE_LENGTH:
+            raise MediaReferenceError(f"a media reference is at most {MAX_REFERENCE_LENGTH} characters long")
+        if "\x00" in ref:
+            raise MediaReferenceError("a media reference cannot contain a NUL character")
         ref = ref.strip()
         if ref in self._items:
             return self._items[ref]
@@ -86,18 +97,27 @@ class MediaStore:
         return part
 
     def _open(self, ref: str) -> Image | Audio:
-        path = Path(ref).expanduser()
-        if not path.is_absolute() and len(self.allowed_roots) == 1:
-            path = self.allowed_roots[0] / path
-        resolved = path.resolve()  # follows symlinks, so a link cannot lead outside a root
+        try:
+            resolved = self._resolve(ref)
+            is_file = resolved.is_file()
+        except (OSError, ValueError, RuntimeError) as exc:  # too long, undecodable, ~nobody, ... for this system
+            raise MediaReferenceError(f"'{ref[:200]}' is not a usable file path ({type(exc).__name__})") from None
         if not any(resolved.is_relative_to(root) for root in self.allowed_roots):
             roots = ", ".join(str(r) for r in self.allowed_roots) or "none are configured"
-            raise MediaReferenceError(f"'{ref}' is outside the folders media may be read from ({roots})")
-        if not resolved.is_file():
-            raise MediaReferenceError(f"no file at '{ref}'")
+            raise MediaReferenceError(f"'{ref[:200]}' is outside the folders media may be read from ({roots})")
+        if not is_file:
+            raise MediaReferenceError(f"no file at '{ref[:200]}'")
         try:
             if resolved.suffix.lower() in IMAGE_SUFFIXES:
                 return Image.open(resolved)
             return Audio.open(resolved)
         except InvalidMediaError as exc:
             raise MediaReferenceError(f"'{ref}' is not a usable medium: {exc}") from exc
+        except OSError as exc:  # unreadable: permissions, a folder swapped in, ...
+            raise MediaReferenceError(f"'{ref}' cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+    def _resolve(self, ref: str) -> Path:
+        path = Path(ref).expanduser()
+        if not path.is_absolute() and len(self.allowed_roots) == 1:
+            path = self.allowed_roots[0] / path
+        return path.resolve()  # follows symlinks, so a link cannot lead outside a root
