@@ -3,6 +3,7 @@ raise an error of its own tree, never anything else."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -32,9 +33,7 @@ def corrupted(original: bytes) -> st.SearchStrategy[bytes]:
     """A valid file with some bytes changed, cut short, or padded: the inputs a decoder finds hardest."""
     edits = st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(0, 255)), max_size=8)
     return st.builds(
-        lambda changes, cut, tail: (
-            bytes(b if i not in dict(changes) else dict(changes)[i] for i, b in enumerate(original))[:cut] + tail
-        ),
+        lambda changes, cut, tail: bytes(dict(changes).get(i, b) for i, b in enumerate(original))[:cut] + tail,
         edits,
         st.integers(0, len(original)),
         st.binary(max_size=16),
@@ -45,10 +44,8 @@ def corrupted(original: bytes) -> st.SearchStrategy[bytes]:
 @given(st.binary(max_size=512) | corrupted(PNG) | corrupted(WAV))
 def test_media_from_any_bytes_is_a_part_or_a_media_error(data: bytes) -> None:
     for make in (Image.from_bytes, Audio.from_bytes):
-        try:
+        with contextlib.suppress(Codi2Error):
             make(data)
-        except Codi2Error:
-            pass
 
 
 @BOUNDED
@@ -60,10 +57,8 @@ def test_media_from_any_bytes_is_a_part_or_a_media_error(data: bytes) -> None:
     st.integers(-10, 400_000),
 )
 def test_audio_from_any_array_is_a_clip_or_a_media_error(samples: np.ndarray, rate: int) -> None:
-    try:
+    with contextlib.suppress(Codi2Error):
         Audio.from_array(samples, sample_rate=rate)
-    except Codi2Error:
-        pass
 
 
 def request_body(parts: list) -> dict:
@@ -105,10 +100,8 @@ def test_cut_out_strings_come_back_unchanged(monkeypatch, texts: list[str], asci
 def test_loading_any_file_is_a_conversation_or_a_file_error(tmp_path: Path, data: bytes) -> None:
     path = tmp_path / "conv.json"
     path.write_bytes(data)
-    try:
+    with contextlib.suppress(ConversationFileError):
         Conversation.load(path)
-    except ConversationFileError:
-        pass
     assert path.read_bytes() == data
 
 
@@ -117,10 +110,8 @@ def test_loading_any_file_is_a_conversation_or_a_file_error(tmp_path: Path, data
 def test_any_reference_resolves_or_is_a_reference_error(tmp_path: Path, ref: str) -> None:
     (tmp_path / "ok.png").write_bytes(PNG)
     store = MediaStore(allowed_roots=[tmp_path])
-    try:
+    with contextlib.suppress(MediaReferenceError):
         store.get(ref)
-    except MediaReferenceError:
-        pass
 
 
 @pytest.mark.parametrize("ref", ["a\x00b", "x" * 100_000, "/" + "y" * 300, "~nobody-here/x.png", "\udcff.png"])
