@@ -9,6 +9,7 @@ ToolMessage with the media as its artifact; the media land in ./out/agent_tools/
     python examples/agent_tools.py
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from codi2_sdk import Image
 from codi2_sdk.backends.local import LocalBackend
-from codi2_sdk.mini.world import Picture, render_picture
+from codi2_sdk.mini.probes import probe_picture, probe_sound
+from codi2_sdk.mini.world import Picture, picture_to_sound, render_picture
 from codi2_sdk.tools import MediaStore, codi2_toolkit
 
 out = Path("out/agent_tools")
@@ -84,3 +86,16 @@ while True:
         print(f"{tool_call['name']}({tool_call['args']}) -> {result.content}")
 
 print(f"media written to {store.directory}: {sorted(p.name for p in store.directory.iterdir())}")
+
+# Read the media back with the mini world's probes: a wrong picture or sound fails the run.
+drawn, edited = (probe_picture(store.get_image(ref).to_pil()) for ref in ("image_1", "image_2"))
+heard = probe_sound(store.get_audio("audio_1").to_numpy())
+checks = {
+    "image_1 is a large red circle in the center": drawn == Picture("circle", "red", "large", "center"),
+    "image_2 is image_1 made small": edited == Picture("circle", "red", "small", "center"),
+    "audio_1 is the sound of image_2": heard == picture_to_sound(edited),
+}
+for claim, right in checks.items():
+    print(f"{'right' if right else 'WRONG'}: {claim}")
+# (describe_media's words are not checked: codi2-mini still miscounts the beeps of its own clips)
+sys.exit(0 if all(checks.values()) else 1)

@@ -4,6 +4,7 @@
 python examples/few_shot_audio_edit.py
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,3 +34,4 @@ expected = Sound("mi", "sawtooth", 2)
 heard = probe_sound(answer.audios[0].to_numpy())
 print(f"answer: {heard} ({'right' if heard == expected else 'wrong'}; expected {expected})")
 print(f"files in {out}/")
+sys.exit(0 if heard == expected else 1)  # a wrong answer fails the run

@@ -3,11 +3,12 @@
 
 The edit (here: "make it blue") is never said in words; the model infers it from the examples, as
 CoDi-2 does. Writes the inputs and the answer to ./out/few_shot_image_edit/ and says whether the
-answer is right (read back with the mini world's probe).
+answer is right (read back with the mini world's probe); exits 1 if it is not.
 
     python examples/few_shot_image_edit.py
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,4 @@ seen = probe_picture(edited.to_pil())
 print(f"query: {probe_picture(query.to_pil())}")
 print(f"answer: {seen} ({'right' if seen == expected else 'wrong'}; expected {expected})")
 print(f"files in {out}/")
+sys.exit(0 if seen == expected else 1)  # a wrong answer fails the run (the tests run every example)

@@ -1,0 +1,93 @@
+"""The ``codi2`` command, run as a user would: ``codi2 eval`` and ``codi2 serve`` (flags and ``CODI2_*``
+variables) in their own processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from codi2_sdk import AuthenticationError, Conversation, RemoteBackend
+
+CODI2 = [sys.executable, "-m", "codi2_sdk.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_eval_prints_a_scored_table_as_json() -> None:
+    out = subprocess.run(
+        [*CODI2, "eval", "--cases", "1", "--tasks", "image_to_text,text_to_audio", "--json", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    assert result["model"] == "codi2-mini" and set(result["tasks"]) == {"image_to_text", "text_to_audio"}
+    for row in result["tasks"].values():
+        assert 0.0 <= row["accuracy"] <= 1.0 and row["baseline_kind"] == "chance"
+
+
+def test_eval_refuses_unknown_tasks() -> None:
+    out = subprocess.run([*CODI2, "eval", "--tasks", "juggling"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "unknown tasks: juggling" in out.stderr
+
+
+def start(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen:
+    server = subprocess.Popen(
+        args, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health").status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"the server did not start: {server.communicate()[0][-2000:]}")
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("entry", ["codi2 serve", "python -m codi2_sdk.server"])
+def test_serve_takes_flags_and_codi2_variables(tiny_checkpoint: Path, entry: str) -> None:
+    port = free_port()
+    command = [*CODI2, "serve"] if entry == "codi2 serve" else [sys.executable, "-m", "codi2_sdk.server"]
+    env = {"CODI2_API_KEY": "from-the-environment", "CODI2_PORT": str(port), "CODI2_MAX_QUEUE": "3"}
+    server = start([*command, "--model", str(tiny_checkpoint)], env, port)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        with pytest.raises(AuthenticationError):
+            RemoteBackend(url, max_retries=0).capabilities  # noqa: B018
+        backend = RemoteBackend(url, api_key="from-the-environment")
+        assert backend.capabilities.model == "codi2-tiny"
+        answer = Conversation(backend=backend).send("draw", config={"seed": 0, "text": {"max_new_tokens": 3}})
+        assert answer.role == "assistant"
+    finally:
+        server.terminate()
+        server.wait(20)
+
+
+def test_serve_flags_override_the_environment(tiny_checkpoint: Path) -> None:
+    port = free_port()
+    env = {"CODI2_API_KEY": "env-key", "CODI2_PORT": "1"}  # port 1 would fail: the flag must win
+    server = start(
+        [*CODI2, "serve", "--model", str(tiny_checkpoint), "--port", str(port), "--api-key", "flag-key"], env, port
+    )
+    try:
+        assert RemoteBackend(f"http://127.0.0.1:{port}", api_key="flag-key").capabilities.model == "codi2-tiny"
+    finally:
+        server.terminate()
+        server.wait(20)

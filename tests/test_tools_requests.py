@@ -1,0 +1,98 @@
+"""What the agent tools and ChatCoDi2 send to the model, pinned with a recording backend: example order,
+before/after sides, system text, media, and per-call settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.tools import ToolException
+
+from codi2_sdk import Capabilities, Example, GenerationConfig, assistant, system, user
+from codi2_sdk.integrations import to_langchain_blocks
+from codi2_sdk.testing import FunctionBackend, fake_audio, fake_image
+from codi2_sdk.tools import ChatCoDi2, MediaStore, codi2_toolkit
+
+RED, BLUE, GREEN, YELLOW = (fake_image(color=c) for c in ("red", "blue", "green", "yellow"))
+LOW, HIGH = fake_audio(frequency=220), fake_audio(frequency=880)
+
+
+def answering_with(kind: str) -> FunctionBackend:
+    """Answers each request with a medium of ``kind`` (the last query's own), and records the request."""
+
+    def answer(request):
+        if kind == "text":
+            return "a red circle"
+        return [request.messages[-1].parts[0] if kind != "new" else fake_image(color="white")]
+
+    return FunctionBackend(answer, capabilities=Capabilities(model="recorder"))
+
+
+def test_in_context_edit_sends_each_pair_in_order_before_then_after(tmp_path: Path) -> None:
+    backend = answering_with("image")
+    store = MediaStore()
+    ids = {name: store.put(part) for name, part in (("red", RED), ("blue", BLUE), ("green", GREEN), ("yellow", YELLOW))}
+    tools = {t.name: t for t in codi2_toolkit(backend, store=store, config={"image": {"steps": 7}})}
+    tools["edit_image_in_context"].invoke(
+        {
+            "examples": [
+                {"before": ids["red"], "after": ids["blue"]},
+                {"before": ids["green"], "after": ids["yellow"]},
+            ],
+            "target": ids["red"],
+            "seed": 5,
+        }
+    )
+    (request,) = backend.requests
+    assert request.examples == [Example(inputs=[RED], outputs=[BLUE]), Example(inputs=[GREEN], outputs=[YELLOW])]
+    assert request.messages == [user(RED)]
+    assert request.config == GenerationConfig(seed=5, output_modality="image", image={"steps": 7})
+
+
+def test_audio_edit_and_generation_send_what_the_agent_asked(tmp_path: Path) -> None:
+    backend = answering_with("new")
+    store = MediaStore()
+    low, high = store.put(LOW), store.put(HIGH)
+    tools = {t.name: t for t in codi2_toolkit(backend, store=store)}
+    with pytest.raises(ToolException, match="without an audio"):  # the recorder answers with a picture
+        tools["edit_audio_in_context"].invoke({"examples": [{"before": low, "after": high}], "target": high})
+    tools["generate_image"].invoke({"prompt": "what does it look like?", "inputs": [low]})
+    edit, generate = backend.requests
+    assert edit.examples == [Example(inputs=[LOW], outputs=[HIGH])] and edit.messages == [user(HIGH)]
+    assert edit.config.output_modality == "audio"
+    assert generate.messages == [user(LOW, "what does it look like?")] and generate.config.seed is None
+
+
+def test_describe_media_asks_a_question_about_the_medium() -> None:
+    backend = answering_with("text")
+    store = MediaStore()
+    ref = store.put(RED)
+    tool = {t.name: t for t in codi2_toolkit(backend, store=store)}["describe_media"]
+    assert tool.invoke({"media": ref}) == "a red circle"
+    assert tool.invoke({"media": ref, "question": "what colour is it?"}) == "a red circle"
+    first, second = backend.requests
+    assert first.messages == [user(RED, "what is this?")] and first.config.output_modality == "text"
+    assert second.messages == [user(RED, "what colour is it?")]
+
+
+def test_chat_model_sends_the_system_text_the_history_and_the_media() -> None:
+    backend = answering_with("text")
+    chat = ChatCoDi2(backend=backend, config={"seed": 3})
+    chat.invoke(
+        [
+            SystemMessage("You answer briefly."),
+            HumanMessage(content=[{"type": "text", "text": "what is this?"}, *to_langchain_blocks([RED])]),
+            AIMessage("a red square"),
+            HumanMessage(content=[*to_langchain_blocks([LOW]), {"type": "text", "text": "and this?"}]),
+        ]
+    )
+    (request,) = backend.requests
+    expected = [
+        system("You answer briefly."),
+        user("what is this?", RED),
+        assistant("a red square"),
+        user(LOW, "and this?"),
+    ]
+    assert request.messages == expected
+    assert request.config.seed == 3
