@@ -79,6 +79,10 @@ class GenerationConfig(_Config):
     image: ImageConfig = ImageConfig()
     audio: AudioConfig = AudioConfig()
 
+    def settings_for(self, modality: str) -> TextConfig | ImageConfig | AudioConfig:
+        """The sub-config of one modality (each is the field named after it)."""
+        return getattr(self, modality)  # type: ignore[no-any-return]
+
     def merged(self, overrides: GenerationConfig | Mapping[str, Any] | None) -> GenerationConfig:
         """This config with ``overrides`` applied: a config replaces it, a mapping is merged in field by field.
 

@@ -8,7 +8,7 @@ downward. :data:`Modality` and :data:`MediaModality` are defined with the conten
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -39,8 +39,8 @@ class Capabilities(BaseModel):
 
     model: str
     """The model's name."""
-    input_modalities: list[Modality] = ["text", "image", "audio"]
-    output_modalities: list[Modality] = ["text", "image", "audio"]
+    input_modalities: list[Modality] = list(get_args(Modality))
+    output_modalities: list[Modality] = list(get_args(Modality))
     max_examples: int | None = None
     """Most in-context examples in one request, if limited."""
     context_length: int | None = None

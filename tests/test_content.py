@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 import soundfile
 
-from codi2_sdk import Audio, Image, InvalidMediaError, Message, Provenance, Text, user
+from codi2_sdk import Audio, Image, InvalidMediaError, MediaTooLargeError, Message, Provenance, Text, user
 
 
 def test_image_open_reads_type_size_and_pixels(png_path: Path) -> None:
@@ -154,3 +154,26 @@ def test_parts_are_immutable() -> None:
     text = Text("a")
     with pytest.raises(ValueError):
         text.text = "b"  # type: ignore[misc]
+
+
+def test_hours_of_audio_are_refused_before_any_conversion() -> None:
+    two_hours = np.broadcast_to(np.float64(0.1), (2 * 3600 * 48_000,))  # a view: no memory behind it
+    with pytest.raises(MediaTooLargeError, match="over the limit"):
+        Audio.from_array(two_hours, sample_rate=48_000)
+    many_channels = np.broadcast_to(np.float64(0.1), (100, 64))
+    with pytest.raises(InvalidMediaError, match="channels"):
+        Audio.from_array(many_channels, sample_rate=16_000)
+    with pytest.raises(InvalidMediaError, match="sample_rate must be an int"):
+        Audio.from_array([0.1, 0.2], sample_rate="16000")  # type: ignore[arg-type]
+
+
+def test_a_wav_whose_header_claims_more_than_it_holds_gives_what_is_there() -> None:
+    import struct
+
+    clip = Audio.from_array(np.sin(np.arange(8000) / 10) * 0.5, sample_rate=8000)
+    data = bytearray(clip.data)
+    data_chunk = data.index(b"data")
+    struct.pack_into("<I", data, data_chunk + 4, 10 * 60 * 8000 * 2)  # claims ten minutes
+    cut = bytes(data[: len(data) // 2])
+    short = Audio.from_bytes(cut)
+    assert 0 < short.duration < 1.0 and len(short.to_numpy()) == round(short.duration * 8000)

@@ -22,6 +22,7 @@ import pytest
 from server_fixtures import running_server
 
 from codi2_sdk import (
+    APIConnectionError,
     Capabilities,
     Conversation,
     GenerationRequest,
@@ -237,3 +238,49 @@ def test_large_media_round_trip_through_the_parser() -> None:
     with running_server(echo_backend()) as url:
         answer = Conversation(backend=RemoteBackend(url)).send(Image.from_bytes(png), "what is this?")
         assert answer.text == "1 images"
+
+
+def test_a_stream_the_server_drops_midway_is_a_connection_error() -> None:
+    """A server (here a raw socket) that sends one event and hangs up: the client raises a typed error."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve_one() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            event = b'event: text_delta\ndata: {"type": "text_delta", "text": "half"}\n\n'
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                + f"{len(event):x}\r\n".encode()
+                + event
+                + b"\r\n"
+            )
+
+    threading.Thread(target=serve_one, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    conv = Conversation(backend=RemoteBackend(url, max_retries=0))
+    seen = []
+    with pytest.raises(APIConnectionError):
+        for event in conv.stream("hi"):
+            seen.append(event)
+    listener.close()
+    assert [e.type for e in seen] == ["text_delta"] and conv.history == []
+
+
+def test_a_client_that_leaves_mid_generation_is_one_info_line(tiny_model, caplog) -> None:
+    backend = LocalBackend(tiny_model)
+    body = {**GenerationRequest(messages=[user("draw")], config=IMAGE_TURN).model_dump(mode="json")}
+    body["config"]["image"]["steps"] = 400
+    with running_server(backend) as url, caplog.at_level(logging.INFO):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/generate", json=body, timeout=httpx.Timeout(10, read=1.0))
+        deadline = time.monotonic() + 20
+        while backend._lock.locked() and time.monotonic() < deadline:  # the generation stops
+            time.sleep(0.05)
+        assert not backend._lock.locked()
+        time.sleep(0.3)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not problems, [r.getMessage() for r in problems]
+    assert [r.levelno for r in caplog.records if "disconnected" in r.getMessage()] == [logging.INFO]

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from ..config import GenerationConfig
-from ..content import Audio, Image, MediaModality, Provenance, Text
+from ..content import Audio, Image, MediaModality, Modality, Provenance, Text
 from ..errors import InvalidRequestError
 from ..messages import Message
 from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
@@ -40,8 +40,8 @@ def effective_config(model: CoDi2Model, config: GenerationConfig) -> GenerationC
     """``config`` with every ``None`` filled from the model's defaults."""
     defaults = model.config.defaults
     data = config.model_dump()
-    for section in ("text", "image", "audio"):
-        fallback = getattr(defaults, section).model_dump()
+    for section in get_args(Modality):
+        fallback = defaults.settings_for(section).model_dump()
         data[section] = {k: (v if v is not None else fallback.get(k)) for k, v in data[section].items()}
     if data["text"]["max_new_tokens"] is None:
         data["text"]["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
@@ -170,7 +170,7 @@ def decode_medium(
     model: CoDi2Model, modality: MediaModality, feature: torch.Tensor, index: int, config: GenerationConfig, seed: int
 ) -> Iterator[Progress | MediaDone]:
     """Decode one medium of the answer: a progress event per diffusion step, then the finished part."""
-    settings = config.image if modality == "image" else config.audio
+    settings: Any = config.settings_for(modality)  # the medium's sub-config: steps, guidance, size or duration
     decoder: Any = model.decoders[modality]
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
     device = next(decoder.parameters()).device

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from .. import _media
 from .._protocol import GenerateBody
+from ..content import MEDIA_PARTS
 from ..errors import Codi2Error, error_code_of, invalid_request
 
 __all__ = ["LONG_STRING", "BodyLimits", "Refusal", "parse_body", "split_long_strings"]
@@ -121,7 +122,7 @@ def _media_parts(body: Any) -> list[dict[str, Any]]:
             lists += [example.get("inputs"), example.get("outputs")]
     for parts in lists:
         if isinstance(parts, list):
-            found += [p for p in parts if isinstance(p, dict) and p.get("type") in ("image", "audio")]
+            found += [p for p in parts if isinstance(p, dict) and p.get("type") in MEDIA_PARTS]
     return found
 
 
