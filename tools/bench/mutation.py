@@ -148,7 +148,14 @@ def run(mutant: Mutant, timeout: float) -> str:
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return "killed (timeout)"
-        return "survived" if done.returncode == 0 else "killed"
+        if done.returncode == 0:
+            return "survived"
+        failed = [
+            line.split(" - ")[0].removeprefix("FAILED ")
+            for line in done.stdout.splitlines()
+            if line.startswith(("FAILED", "ERROR"))
+        ]
+        return f"killed by {failed[0] if failed else 'an error (see pytest)'}"
     finally:
         target.write_text(original)
 
@@ -175,7 +182,7 @@ def main() -> int:
     for i, mutant in enumerate(mutants, 1):
         verdict = run(mutant, args.timeout)
         verdicts.append(verdict)
-        print(f"[{i}/{len(mutants)} {time.monotonic() - began:6.0f}s] {verdict:16} {mutant.name}", flush=True)
+        print(f"[{i}/{len(mutants)} {time.monotonic() - began:6.0f}s] {mutant.name}\n    {verdict}", flush=True)
         if verdict == "survived":
             survivors.append(mutant.name)
     killed = sum(v.startswith("killed") for v in verdicts)
