@@ -117,3 +117,14 @@ def test_output_modality_is_kept_over_many_seeds(mini, modality: str) -> None:
                 assert not set(kinds) - {"text"}, (seed, turn[-1], kinds)
             else:
                 assert modality in kinds, (seed, turn[-1], kinds)
+
+
+def test_loading_the_model_prints_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from codi2_sdk import Conversation; Conversation().backend"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (done.stdout, done.stderr) == ("", "")

@@ -28,12 +28,12 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
-from diffusers.utils import logging as diffusers_logging
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from ..config import AudioConfig, ImageConfig
 from ..content import Audio, Image, MediaModality, Provenance
+from ._quiet import quiet_loading
 from .audio_features import LogMel, griffin_lim
 from .encoders import LOG_MEL_MEAN, LOG_MEL_STD
 from .registry import register_decoder
@@ -202,7 +202,7 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         directory = Path(directory)
         meta = json.loads((directory / "decoder.json").read_text())
         meta.pop("kind")
-        with _quiet_loading():
+        with quiet_loading():
             pipeline = LatentDiffusionPipeline.from_pretrained(str(directory), local_files_only=True)
         return cls(pipeline.vae, pipeline.unet, pipeline.scheduler, **meta)
 
@@ -333,15 +333,3 @@ class AudioDecoder(LatentDiffusionDecoder):
                 wave = wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
             clips.append(Audio.from_array(wave, sample_rate=rate, provenance=provenance))
         return clips
-
-
-class _quiet_loading:
-    """Hide diffusers' "Loading pipeline components" bar while a decoder loads (restored after)."""
-
-    def __enter__(self) -> None:
-        self.was_enabled = diffusers_logging.is_progress_bar_enabled()
-        diffusers_logging.disable_progress_bar()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.was_enabled:
-            diffusers_logging.enable_progress_bar()

@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from ..content import Audio, Image
 from ..errors import ModelError, ModelNotFoundError
 from ..messages import Example, Message
+from ._quiet import quiet_loading
 from .config import CoDi2Config, LoraSpec
 from .decoders import DiffusionDecoder
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
@@ -426,6 +427,11 @@ class CoDi2Model(nn.Module):
             ModelError: a part is there but does not fit the rest (the message names the part).
         """
         directory = resolve_checkpoint(name_or_path)
+        with quiet_loading():
+            return cls._load(directory, device=device, dtype=dtype)
+
+    @classmethod
+    def _load(cls, directory: Path, *, device: str | torch.device, dtype: torch.dtype | None) -> CoDi2Model:
         config = _read_config(directory)
 
         def need(relative: str) -> Path:
