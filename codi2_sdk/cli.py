@@ -70,7 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``codi2`` command; returns the exit status."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="codi2", description="CoDi-2 models from the command line.")
+    parser.add_argument("--version", action="version", version=f"codi2-sdk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="score a model on the codi2-mini world's tasks")

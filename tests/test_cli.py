@@ -91,3 +91,23 @@ def test_serve_flags_override_the_environment(tiny_checkpoint: Path) -> None:
     finally:
         server.terminate()
         server.wait(20)
+
+
+def test_version() -> None:
+    from codi2_sdk import __version__
+
+    out = subprocess.run([*CODI2, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"codi2-sdk {__version__}"
+
+
+def test_remote_backend_reads_its_address_and_key_from_the_environment(monkeypatch) -> None:
+    from codi2_sdk import InvalidRequestError
+
+    monkeypatch.delenv("CODI2_BASE_URL", raising=False)
+    with pytest.raises(InvalidRequestError, match="CODI2_BASE_URL"):
+        RemoteBackend()
+    monkeypatch.setenv("CODI2_BASE_URL", "http://127.0.0.1:9/")
+    monkeypatch.setenv("CODI2_API_KEY", "k-123")
+    backend = RemoteBackend()
+    assert backend.base_url == "http://127.0.0.1:9" and backend._headers == {"Authorization": "Bearer k-123"}
+    assert RemoteBackend("http://127.0.0.1:8", api_key="given")._headers == {"Authorization": "Bearer given"}

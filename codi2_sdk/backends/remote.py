@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -38,6 +39,7 @@ from ..errors import (
     APIStatusError,
     APITimeoutError,
     Codi2Error,
+    InvalidRequestError,
     ModelError,
     error_from_code,
     is_retryable,
@@ -80,8 +82,8 @@ class RemoteBackend(Backend):
     """Talks to a codi2-sdk server.
 
     Args:
-        base_url: the server's address, e.g. ``"http://127.0.0.1:8000"``.
-        api_key: sent as ``Authorization: Bearer <key>``.
+        base_url: the server's address, e.g. ``"http://127.0.0.1:8000"``; by default ``$CODI2_BASE_URL``.
+        api_key: sent as ``Authorization: Bearer <key>``; by default ``$CODI2_API_KEY`` (if set).
         timeout: seconds to wait for an answer (a long diffusion decode counts); connecting has 10 s.
         max_retries: retries after the first attempt, for retryable failures.
         max_retry_wait: the longest wait between attempts, whatever Retry-After says.
@@ -91,7 +93,7 @@ class RemoteBackend(Backend):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 600.0,
@@ -100,6 +102,10 @@ class RemoteBackend(Backend):
         http_client: httpx.Client | None = None,
         async_http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        base_url = base_url or os.environ.get("CODI2_BASE_URL")
+        if not base_url:
+            raise InvalidRequestError("RemoteBackend needs the server's address: pass base_url or set CODI2_BASE_URL")
+        api_key = api_key if api_key is not None else os.environ.get("CODI2_API_KEY")
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
