@@ -231,6 +231,15 @@ def test_the_client_retries_what_may_pass_and_caps_its_wait() -> None:
         assert len(seen) == 4  # the first try and max_retries=3 retries
         gate.set()
 
+    gate = threading.Event()
+    with running_server(never_ready, retry_after=2) as url:
+        began = time.monotonic()
+        with pytest.raises(ServiceUnavailableError):
+            RemoteBackend(url, max_retries=1, max_retry_wait=30).generate(GenerationRequest(messages=[user("hi")]))
+        waited = time.monotonic() - began
+        gate.set()
+    assert 1.9 <= waited < 5, waited  # Retry-After: 2 was honoured (the backoff alone waits under 1 s)
+
 
 def test_large_media_round_trip_through_the_parser() -> None:
     png = noise_png(512)

@@ -96,3 +96,19 @@ def test_chat_model_sends_the_system_text_the_history_and_the_media() -> None:
     ]
     assert request.messages == expected
     assert request.config.seed == 3
+
+
+def test_the_store_knows_its_ids_and_names_them_when_one_is_unknown(tmp_path: Path) -> None:
+    from codi2_sdk import MediaReferenceError
+
+    store = MediaStore()
+    assert "image_1" not in store
+    with pytest.raises(MediaReferenceError, match="known ids: none yet"):
+        store.get("image_1")
+    ref = store.put(RED)
+    assert ref == "image_1" and ref in store and len(store) == 1 and store.get(ref) == RED
+    with pytest.raises(MediaReferenceError, match="known ids: image_1$"):
+        store.get("image_2")
+    for not_a_string in (None, 3, b"image_1", ["image_1"]):
+        with pytest.raises(MediaReferenceError, match="an id like"):
+            store.get(not_a_string)  # type: ignore[arg-type]

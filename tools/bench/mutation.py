@@ -153,7 +153,7 @@ def run(mutant: Mutant, timeout: float) -> str:
         failed = [
             line.split(" - ")[0].removeprefix("FAILED ")
             for line in done.stdout.splitlines()
-            if line.startswith(("FAILED", "ERROR"))
+            if line.startswith(("FAILED tests/", "ERROR tests/"))
         ]
         return f"killed by {failed[0] if failed else 'an error (see pytest)'}"
     finally:
