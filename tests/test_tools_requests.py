@@ -107,7 +107,7 @@ def test_the_store_knows_its_ids_and_names_them_when_one_is_unknown(tmp_path: Pa
         store.get("image_1")
     ref = store.put(RED)
     assert ref == "image_1" and ref in store and len(store) == 1 and store.get(ref) == RED
-    with pytest.raises(MediaReferenceError, match="known ids: image_1$"):
+    with pytest.raises(MediaReferenceError, match=r"known ids: image_1$"):
         store.get("image_2")
     for not_a_string in (None, 3, b"image_1", ["image_1"]):
         with pytest.raises(MediaReferenceError, match="an id like"):
