@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .config import AudioConfig, GenerationConfig, ImageConfig, TextConfig
-from .content import Audio, Image, MediaModality, Modality, Part, Provenance, Text
+from .content import Audio, Image, MediaModality, Modality, Part, Provenance, Text, Video
 from .conversation import Conversation
 from .errors import (
     APIConnectionError,
@@ -30,6 +30,7 @@ from .errors import (
     InvalidRequestError,
     MediaReferenceError,
     MediaTooLargeError,
+    MissingDependencyError,
     ModelError,
     ModelNotFoundError,
     NotFoundError,
@@ -79,6 +80,7 @@ __all__ = [
     "MediaReferenceError",
     "MediaTooLargeError",
     "Message",
+    "MissingDependencyError",
     "Modality",
     "ModelError",
     "ModelNotFoundError",
@@ -95,6 +97,7 @@ __all__ = [
     "TextConfig",
     "TextDelta",
     "UnprocessableEntityError",
+    "Video",
     "__version__",
     "assistant",
     "system",

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import soundfile
 
-from .errors import InvalidMediaError, MediaTooLargeError
+from .errors import Codi2Error, InvalidMediaError, MediaTooLargeError, MissingDependencyError
 
 #: Largest medium, in bytes, that the SDK accepts.
 MAX_MEDIA_BYTES = 32 * 1024 * 1024
@@ -197,3 +199,158 @@ def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str = "WAV", subtyp
         subtype = "PCM_16"
     soundfile.write(buf, samples, sample_rate, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+# -- video -------------------------------------------------------------------------------------------
+
+#: Longest video clip, in seconds.
+MAX_VIDEO_SECONDS = 60.0
+#: Most frames in one video clip.
+MAX_VIDEO_FRAMES = 600
+#: Largest video frame, in pixels (width x height).
+MAX_VIDEO_FRAME_PIXELS = 1920 * 1080
+#: Frames per second accepted.
+MIN_VIDEO_FPS, MAX_VIDEO_FPS = 0.1, 240.0
+
+VIDEO_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "video/webm"}
+"""PyAV's container names of the video formats read through FFmpeg, and their MIME types."""
+VIDEO_IMAGE_FORMATS = {"GIF": "image/gif", "WEBP": "image/webp"}
+"""Animated image formats accepted as video (read with Pillow)."""
+VIDEO_SUFFIXES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video's bytes turned out to be."""
+
+    mime_type: str
+    width: int
+    height: int
+    frames: int
+    fps: float
+
+
+def _pyav() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise MissingDependencyError("video needs PyAV: pip install 'codi2-sdk[video]'") from None
+    return av
+
+
+def check_video_shape(frames: int, width: int, height: int, fps: float) -> None:
+    """Refuse a clip by what it claims (frames, frame size, rate, length) before anything is decoded."""
+    if not (MIN_VIDEO_FPS <= fps <= MAX_VIDEO_FPS):
+        raise InvalidMediaError(f"video frame rate {fps:g} fps is outside {MIN_VIDEO_FPS:g}..{MAX_VIDEO_FPS:g}")
+    if width <= 0 or height <= 0:
+        raise InvalidMediaError("video frames have no pixels")
+    if width * height > MAX_VIDEO_FRAME_PIXELS:
+        raise MediaTooLargeError(
+            f"video frames are {width}x{height}, over the limit of {MAX_VIDEO_FRAME_PIXELS:,} pixels a frame"
+        )
+    if frames > MAX_VIDEO_FRAMES:
+        raise MediaTooLargeError(f"video has {frames:,} frames, over the limit of {MAX_VIDEO_FRAMES:,}")
+    if frames / fps > MAX_VIDEO_SECONDS:
+        raise MediaTooLargeError(f"video lasts {frames / fps:.1f} s, over the limit of {MAX_VIDEO_SECONDS:.0f} s")
+
+
+def _animated_image(data: bytes) -> PIL.Image.Image | None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
+        try:
+            img = PIL.Image.open(io.BytesIO(data), formats=list(VIDEO_IMAGE_FORMATS))
+        except (PIL.Image.DecompressionBombError, PIL.Image.DecompressionBombWarning) as exc:
+            raise MediaTooLargeError(f"video refused before decoding: {exc}") from None
+        except Exception:
+            return None
+    return img
+
+
+def _decode_animated(img: PIL.Image.Image, keep: bool) -> tuple[VideoInfo, list[np.ndarray]]:
+    count = int(getattr(img, "n_frames", 1))
+    durations = []
+    frames: list[np.ndarray] = []
+    for index in range(count):
+        img.seek(index)
+        frame = img.convert("RGB")  # loads the frame, which sets its duration (WebP)
+        durations.append(float(img.info.get("duration") or 100))
+        if keep:
+            frames.append(np.asarray(frame))
+    fps = 1000.0 / (sum(durations) / len(durations))
+    assert img.format is not None
+    return VideoInfo(VIDEO_IMAGE_FORMATS[img.format], img.width, img.height, count, fps), frames
+
+
+def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarray]]:
+    av = _pyav()
+    try:
+        container = av.open(io.BytesIO(data), mode="r")
+    except Exception as exc:
+        raise InvalidMediaError(f"video data cannot be decoded ({exc})") from None
+    with container:
+        mime = VIDEO_CONTAINERS.get(container.format.name)
+        if mime is None or not container.streams.video:
+            raise InvalidMediaError(
+                f"video format {container.format.name} is not supported; use MP4 (H.264), WebM, GIF or WebP"
+            )
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        claimed = int(stream.frames or 0)
+        if not claimed and stream.duration and stream.time_base:
+            claimed = round(float(stream.duration * stream.time_base) * fps)
+        check_video_shape(claimed, stream.codec_context.width, stream.codec_context.height, fps or 1.0)
+        frames: list[np.ndarray] = []
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                count += 1
+                if count > MAX_VIDEO_FRAMES:  # the header lied
+                    raise MediaTooLargeError(f"video has over {MAX_VIDEO_FRAMES:,} frames")
+                if frame.width * frame.height > MAX_VIDEO_FRAME_PIXELS:
+                    raise MediaTooLargeError(f"a video frame is {frame.width}x{frame.height}, over the limit")
+                if keep:
+                    frames.append(frame.to_ndarray(format="rgb24"))
+        except av.error.FFmpegError as exc:
+            raise InvalidMediaError(f"video data is corrupt or truncated ({exc})") from None
+        width, height = stream.codec_context.width, stream.codec_context.height
+    if count == 0:
+        raise InvalidMediaError("video has no frames")
+    check_video_shape(count, width, height, fps)
+    return VideoInfo(mime, width, height, count, fps), frames
+
+
+def decode_video(data: bytes, *, keep_frames: bool = True) -> tuple[VideoInfo, list[np.ndarray]]:
+    """Check a video clip within the limits (from its header first) and decode it; returns what it is and,
+    with ``keep_frames``, its frames as ``(height, width, 3)`` uint8 arrays."""
+    check_size(data, "video")
+    img = _animated_image(data)
+    if img is not None:
+        check_video_shape(int(getattr(img, "n_frames", 1)), img.width, img.height, 1.0)
+        try:
+            info, frames = _decode_animated(img, keep_frames)
+        except Codi2Error:
+            raise
+        except Exception as exc:
+            raise InvalidMediaError(f"video data is corrupt or truncated ({exc})") from None
+        check_video_shape(info.frames, info.width, info.height, info.fps)
+        return info, frames
+    return _decode_container(data, keep_frames)
+
+
+def encode_video(frames: np.ndarray, fps: float) -> bytes:
+    """Encode ``(frames, height, width, 3)`` uint8 RGB as MP4 (H.264, yuv420p; odd sides padded by one pixel)."""
+    av = _pyav()
+    height, width = frames.shape[1:3]
+    padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height = padded.shape[2], padded.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "18"}
+        for array in padded:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()

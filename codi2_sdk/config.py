@@ -81,7 +81,14 @@ class GenerationConfig(_Config):
 
     def settings_for(self, modality: str) -> TextConfig | ImageConfig | AudioConfig:
         """The sub-config of one modality (each is the field named after it)."""
+        if modality not in self.sections():
+            raise InvalidRequestError(f"there are no generation settings for {modality}")
         return getattr(self, modality)  # type: ignore[no-any-return]
+
+    @classmethod
+    def sections(cls) -> list[str]:
+        """The modalities that have settings of their own (``text``, ``image``, ``audio``)."""
+        return [name for name, field in cls.model_fields.items() if isinstance(field.default, _Config)]
 
     def merged(self, overrides: GenerationConfig | Mapping[str, Any] | None) -> GenerationConfig:
         """This config with ``overrides`` applied: a config replaces it, a mapping is merged in field by field.

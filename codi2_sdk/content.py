@@ -41,6 +41,7 @@ __all__ = [
     "MEDIA_MODALITIES",
     "MEDIA_PARTS",
     "Audio",
+    "Video",
     "Image",
     "MediaModality",
     "MediaPart",
@@ -50,10 +51,10 @@ __all__ = [
     "Text",
 ]
 
-MediaModality = Literal["image", "audio"]
+MediaModality = Literal["image", "audio", "video"]
 """A kind of medium: each has a content part class (:data:`MEDIA_PARTS`) and, in a model, its own encoder
 and decoder kinds and prompt tags."""
-Modality = Literal["text", "image", "audio"]
+Modality = Literal["text", "image", "audio", "video"]
 """Anything a model may read or write: text or a :data:`MediaModality`."""
 MEDIA_MODALITIES: tuple[MediaModality, ...] = get_args(MediaModality)
 
@@ -303,6 +304,117 @@ class Audio(_Media):
         return f"{self.mime_type}, {self.sample_rate} Hz, {self.duration:.2f} s"
 
 
+class Video(_Media):
+    """A video clip, kept as its encoded bytes (MP4 with H.264 when the SDK encodes one; WebM, and animated
+    GIF and WebP are read too). An audio track, if any, is ignored for now.
+
+    Make one with :meth:`open`, :meth:`from_bytes` or :meth:`from_frames`; read it back with
+    :meth:`to_frames`. Needs PyAV (``pip install 'codi2-sdk[video]'``).
+    """
+
+    type: Literal["video"] = "video"
+    fps: float | None = None
+    """Frames per second; found from the bytes when not given, checked against them when given."""
+
+    _width: int = PrivateAttr(0)
+    _height: int = PrivateAttr(0)
+    _frames: int = PrivateAttr(0)
+
+    @model_validator(mode="after")
+    def _validate_bytes(self) -> Video:
+        info, _ = _media.decode_video(self.data, keep_frames=False)
+        object.__setattr__(self, "mime_type", self._check_mime(info.mime_type))
+        if self.fps is not None and abs(self.fps - info.fps) > 0.01 * info.fps:
+            raise InvalidMediaError(
+                f"declared frame rate {self.fps:g} fps does not match the data, which is {info.fps:g}"
+            )
+        object.__setattr__(self, "fps", info.fps)
+        self._width, self._height, self._frames = info.width, info.height, info.frames
+        return self
+
+    @property
+    def width(self) -> int:
+        """Frame width in pixels."""
+        return self._width
+
+    @property
+    def height(self) -> int:
+        """Frame height in pixels."""
+        return self._height
+
+    @property
+    def frames(self) -> int:
+        """Number of frames."""
+        return self._frames
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        assert self.fps is not None
+        return self._frames / self.fps
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, provenance: Provenance | None = None) -> Video:
+        """Read a video file (MP4, WebM, animated GIF or WebP); its type is found from its bytes."""
+        return cls(data=_read_file(path), provenance=provenance)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes,
+        *,
+        mime_type: str | None = None,
+        fps: float | None = None,
+        provenance: Provenance | None = None,
+    ) -> Video:
+        """Wrap encoded video bytes; ``mime_type`` and ``fps``, when given, are checked against them."""
+        return cls(data=data, mime_type=mime_type, fps=fps, provenance=provenance)
+
+    @classmethod
+    def from_frames(cls, frames: Any, *, fps: float, provenance: Provenance | None = None) -> Video:
+        """Encode RGB frames, shape ``(frames, height, width, 3)`` (uint8, or floats in [0, 1]), as MP4/H.264."""
+        try:
+            shape = np.shape(frames)
+        except (TypeError, ValueError) as exc:
+            raise InvalidMediaError(f"video frames must be an array ({exc})") from None
+        if len(shape) != 4 or shape[-1] != 3 or 0 in shape:
+            raise InvalidMediaError(f"video frames must be a non-empty (frames, height, width, 3) array, got {shape}")
+        _media.check_video_shape(shape[0], shape[2], shape[1], float(fps))
+        array = np.asarray(frames)
+        if array.dtype != np.uint8:
+            with np.errstate(invalid="ignore", over="ignore"):
+                array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
+        return cls(data=_media.encode_video(array, float(fps)), provenance=provenance)
+
+    def to_frames(self) -> np.ndarray:
+        """Decode to ``uint8`` RGB frames, shape ``(frames, height, width, 3)``."""
+        _, frames = _media.decode_video(self.data)
+        return np.stack(frames)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the clip; the bytes are kept as they are unless the suffix names another format (``.gif``,
+        ``.mp4``)."""
+        path = Path(path)
+        wanted = _media.VIDEO_SUFFIXES.get(path.suffix.lower())
+        if wanted is None or wanted == self.mime_type:
+            path.write_bytes(self.data)
+        elif wanted == "image/gif":
+            import PIL.Image
+
+            pictures = [PIL.Image.fromarray(frame) for frame in self.to_frames()]
+            assert self.fps is not None
+            pictures[0].save(
+                path, format="GIF", save_all=True, append_images=pictures[1:], duration=1000 / self.fps, loop=0
+            )
+        else:
+            assert self.fps is not None
+            path.write_bytes(_media.encode_video(self.to_frames(), self.fps))
+        return path
+
+    def _describe(self) -> str:
+        return f"{self.mime_type}, {self.width}x{self.height}, {self.frames} frames at {self.fps:g} fps"
+
+
 def _read_file(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
     size = path.stat().st_size  # FileNotFoundError for a missing file, as open() would raise
@@ -311,11 +423,15 @@ def _read_file(path: str | os.PathLike[str]) -> bytes:
     return path.read_bytes()
 
 
-Part = Annotated[Text | Image | Audio, Field(discriminator="type")]
+Part = Annotated[Text | Image | Audio | Video, Field(discriminator="type")]
 """Any content part; pydantic picks the class from ``type``."""
 
-MediaPart = Image | Audio
-"""An image or an audio clip."""
+MediaPart = Image | Audio | Video
+"""An image, an audio clip or a video clip."""
 
-MEDIA_PARTS: dict[MediaModality, type[Image] | type[Audio]] = {"image": Image, "audio": Audio}
+MEDIA_PARTS: dict[MediaModality, type[Image] | type[Audio] | type[Video]] = {
+    "image": Image,
+    "audio": Audio,
+    "video": Video,
+}
 """The content part class of each medium: the one registry of media kinds that the rest derives from."""

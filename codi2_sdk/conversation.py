@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .backends.base import Backend
 from .config import GenerationConfig
-from .content import Audio, Image, Text
+from .content import Audio, Image, Text, Video
 from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError, error_from_code, invalid_request
 from .messages import Example, Message, PartLike, system, to_parts
 from .types import Done, ErrorEvent, Event, GenerationRequest
@@ -296,7 +296,7 @@ class Conversation:
 
 
 def _as_sequence(value: PartLike | Sequence[PartLike]) -> Sequence[PartLike]:
-    if isinstance(value, (str, Text, Image, Audio)):
+    if isinstance(value, (str, Text, Image, Audio, Video)):
         return [value]
     return value
 

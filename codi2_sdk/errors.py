@@ -8,6 +8,7 @@ catches it all. The branches say whose fault it was::
     │   └── MediaTooLargeError   ... or over a size, pixel or duration limit
     ├── InvalidRequestError      a request the model cannot serve (bad arguments, unknown modality)
     │   └── MediaReferenceError  a media id or path that does not resolve (agent tools)
+    ├── MissingDependencyError   an optional library is not installed (also an ImportError)
     ├── ConversationFileError    a saved conversation that cannot be loaded
     ├── ModelError               the model failed, or could not be loaded
     │   └── ModelNotFoundError   no checkpoint where one was asked for
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidRequestError",
     "MediaReferenceError",
     "MediaTooLargeError",
+    "MissingDependencyError",
     "ModelError",
     "ModelNotFoundError",
     "NotFoundError",
@@ -84,6 +86,10 @@ class InvalidRequestError(Codi2Error):
 class MediaReferenceError(InvalidRequestError):
     """A media reference (an id or a file path given to a tool) is unknown, missing, outside the allowed
     folders, or of the wrong kind."""
+
+
+class MissingDependencyError(Codi2Error, ImportError):
+    """An optional library a feature needs is not installed (the message says which extra to install)."""
 
 
 class ConversationFileError(Codi2Error):

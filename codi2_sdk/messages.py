@@ -13,13 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .content import Audio, Image, Part, Text
+from .content import Audio, Image, Part, Text, Video
 from .errors import InvalidRequestError
 
 __all__ = ["Example", "Message", "Role", "assistant", "system", "to_parts", "user"]
 
 Role = Literal["system", "user", "assistant"]
-PartLike = str | Text | Image | Audio
+PartLike = str | Text | Image | Audio | Video
 
 
 class Message(BaseModel):
@@ -52,9 +52,14 @@ class Message(BaseModel):
         return [p for p in self.parts if isinstance(p, Audio)]
 
     @property
-    def media(self) -> list[Image | Audio]:
-        """The image and audio parts, in order."""
-        return [p for p in self.parts if isinstance(p, (Image, Audio))]
+    def videos(self) -> list[Video]:
+        """The video parts, in order."""
+        return [p for p in self.parts if isinstance(p, Video)]
+
+    @property
+    def media(self) -> list[Image | Audio | Video]:
+        """The media parts (images, audio and video clips), in order."""
+        return [p for p in self.parts if isinstance(p, (Image, Audio, Video))]
 
 
 class Example(BaseModel):
@@ -69,17 +74,17 @@ class Example(BaseModel):
     outputs: list[Part] = Field(min_length=1)
 
 
-def to_parts(items: Iterable[PartLike]) -> list[Text | Image | Audio]:
+def to_parts(items: Iterable[PartLike]) -> list[Text | Image | Audio | Video]:
     """Turn builder arguments into parts: a ``str`` becomes :class:`Text`, parts pass through."""
-    parts: list[Text | Image | Audio] = []
+    parts: list[Text | Image | Audio | Video] = []
     for item in items:
         if isinstance(item, str):
             parts.append(Text(item))
-        elif isinstance(item, (Text, Image, Audio)):
+        elif isinstance(item, (Text, Image, Audio, Video)):
             parts.append(item)
         else:
             raise InvalidRequestError(
-                f"a message part must be str, Text, Image or Audio, not {type(item).__name__}"
+                f"a message part must be str, Text, Image, Audio or Video, not {type(item).__name__}"
                 + (" (wrap PIL images with Image.from_pil)" if type(item).__module__.startswith("PIL") else "")
             )
     return parts

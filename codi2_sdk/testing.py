@@ -29,7 +29,7 @@ import numpy as np
 
 from . import backends
 from .backends.base import Backend
-from .content import Audio, Image, Part, Text
+from .content import Audio, Image, Part, Text, Video
 from .errors import ModelError
 from .messages import Message, PartLike, assistant
 from .types import Capabilities, Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
@@ -108,7 +108,7 @@ class FunctionBackend(Backend):
             if isinstance(item, Text):
                 parts.append(item)
                 yield TextDelta(text=item.text)
-            elif isinstance(item, (Image, Audio)):
+            elif isinstance(item, (Image, Audio, Video)):
                 parts.append(item)
                 yield MediaDone(part_index=len(parts) - 1, part=item)
             elif isinstance(item, Done):

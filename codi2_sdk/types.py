@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import _media
 from .config import GenerationConfig
-from .content import Audio, Image, MediaModality, Modality, Text
+from .content import Audio, Image, MediaModality, Modality, Text, Video
 from .messages import Example, Message
 
 __all__ = [
@@ -97,7 +97,7 @@ class MediaDone(BaseModel):
 
     type: Literal["media_done"] = "media_done"
     part_index: int
-    part: Annotated[Image | Audio, Field(discriminator="type")]
+    part: Annotated[Image | Audio | Video, Field(discriminator="type")]
 
 
 class Done(BaseModel):

@@ -52,7 +52,7 @@ def test_config_defaults_and_ranges() -> None:
     assert cfg.output_modality == "auto" and cfg.seed is None and cfg.image.steps is None
     for bad in (
         {"seed": -1},
-        {"output_modality": "video"},
+        {"output_modality": "smell"},
         {"text": {"top_p": 0}},
         {"image": {"steps": 0}},
         {"image": {"size": 100}},

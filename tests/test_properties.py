@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from codi2_sdk import Audio, Codi2Error, Conversation, ConversationFileError, Image, MediaReferenceError
+from codi2_sdk import Audio, Codi2Error, Conversation, ConversationFileError, Image, MediaReferenceError, Video
 from codi2_sdk.server._parsing import BodyLimits, Refusal, parse_body
 from codi2_sdk.testing import fake_audio, fake_image
 from codi2_sdk.tools.store import MediaStore
@@ -118,3 +118,13 @@ def test_any_reference_resolves_or_is_a_reference_error(tmp_path: Path, ref: str
 def test_hostile_references_are_reference_errors(tmp_path: Path, ref: str) -> None:
     with pytest.raises(MediaReferenceError):
         MediaStore(allowed_roots=[tmp_path]).get(ref)
+
+
+MP4 = Video.from_frames(np.zeros((3, 16, 16, 3), np.uint8), fps=3).data
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=512) | corrupted(MP4) | corrupted(PNG))
+def test_video_from_any_bytes_is_a_clip_or_a_media_error(data: bytes) -> None:
+    with contextlib.suppress(Codi2Error):
+        Video.from_bytes(data)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..content import Audio, Image, Text
+from ..content import Audio, Image, Part, Text, Video
 from ..errors import InvalidMediaError
 from ._common import as_png, as_wav, b64, block_type, unb64
 
 __all__ = ["from_mcp_content", "to_mcp_content"]
 
 
-def to_mcp_content(parts: Iterable[Text | Image | Audio]) -> list[dict[str, Any]]:
+def to_mcp_content(parts: Iterable[Part]) -> list[dict[str, Any]]:
     """Parts as MCP content items; images are sent as PNG and audio as WAV (re-encoded if need be)."""
     out: list[dict[str, Any]] = []
     for part in parts:
@@ -20,6 +20,8 @@ def to_mcp_content(parts: Iterable[Text | Image | Audio]) -> list[dict[str, Any]
             out.append({"type": "text", "text": part.text})
         elif isinstance(part, Image):
             out.append({"type": "image", "data": b64(as_png(part).data), "mimeType": "image/png"})
+        elif isinstance(part, Video):
+            raise InvalidMediaError("MCP content has no video type: send frames as images instead")
         else:
             out.append({"type": "audio", "data": b64(as_wav(part).data), "mimeType": "audio/wav"})
     return out

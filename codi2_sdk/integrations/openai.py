@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..content import Audio, Image, Text
+from ..content import Audio, Image, Part, Text, Video
 from ..errors import InvalidMediaError
 from ._common import as_wav, b64, block_type, data_url, from_data_url, unb64
 
@@ -15,7 +15,7 @@ AUDIO_FORMATS = {"audio/wav": "wav", "audio/mpeg": "mp3"}
 """OpenAI's ``input_audio`` takes wav and mp3; other audio is sent as wav."""
 
 
-def to_openai_parts(parts: Iterable[Text | Image | Audio]) -> list[dict[str, Any]]:
+def to_openai_parts(parts: Iterable[Part]) -> list[dict[str, Any]]:
     """Parts as OpenAI content parts: ``text``, ``image_url`` (a data URL), ``input_audio`` (wav or mp3)."""
     out: list[dict[str, Any]] = []
     for part in parts:
@@ -23,6 +23,8 @@ def to_openai_parts(parts: Iterable[Text | Image | Audio]) -> list[dict[str, Any
             out.append({"type": "text", "text": part.text})
         elif isinstance(part, Image):
             out.append({"type": "image_url", "image_url": {"url": data_url(part)}})
+        elif isinstance(part, Video):
+            raise InvalidMediaError("OpenAI chat content has no video part: send frames as images instead")
         else:
             clip = part if part.mime_type in AUDIO_FORMATS else as_wav(part)
             out.append(

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any, get_args
+from typing import Any
 
 import torch
 from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
 from ..config import GenerationConfig
-from ..content import Audio, Image, MediaModality, Modality, Provenance, Text
+from ..content import MediaModality, Part, Provenance, Text
 from ..errors import InvalidRequestError
 from ..messages import Message
 from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
@@ -40,7 +40,7 @@ def effective_config(model: CoDi2Model, config: GenerationConfig) -> GenerationC
     """``config`` with every ``None`` filled from the model's defaults."""
     defaults = model.config.defaults
     data = config.model_dump()
-    for section in get_args(Modality):
+    for section in config.sections():
         fallback = defaults.settings_for(section).model_dump()
         data[section] = {k: (v if v is not None else fallback.get(k)) for k, v in data[section].items()}
     if data["text"]["max_new_tokens"] is None:
@@ -158,7 +158,7 @@ class _TextRun:
             yield TextDelta(text=self.written[len(self.emitted) :])
             self.emitted = self.written
 
-    def close(self, parts: list[Text | Image | Audio]) -> Iterator[TextDelta]:
+    def close(self, parts: list[Part]) -> Iterator[TextDelta]:
         """Stream the rest and append the run to ``parts`` (unless blank); start a new run."""
         yield from self._flush()
         if self.written.strip():
@@ -198,7 +198,7 @@ def generate_events(model: CoDi2Model, request: GenerationRequest) -> Iterator[E
     picker = TokenPicker(model, config, torch.Generator(device="cpu").manual_seed(seed))
     state = prefill(model, request)
     builder = model.prompts
-    parts: list[Text | Image | Audio] = []
+    parts: list[Part] = []
     text = _TextRun(model.tokenizer)
     for step in range(config.text.max_new_tokens or DEFAULT_MAX_NEW_TOKENS):
         if state.full:

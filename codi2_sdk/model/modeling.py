@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from ..content import Audio, Image
+from ..content import MediaPart
 from ..errors import ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from ._quiet import quiet_loading
@@ -249,7 +249,7 @@ class CoDi2Model(nn.Module):
     # -- embedding ---------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def encode(self, modality: str, parts: Sequence[Image | Audio]) -> torch.Tensor:
+    def encode(self, modality: str, parts: Sequence[MediaPart]) -> torch.Tensor:
         """Encoder features ``(len(parts), tokens_per_item, width)`` of one modality."""
         encoder: Any = self.encoders[modality]
         inputs = encoder.preprocess(list(parts)).to(self.device)
@@ -296,7 +296,7 @@ class CoDi2Model(nn.Module):
         state.feed_token(self.prompts.close_ids[modality])
         return feature
 
-    def fit_whitening(self, modality: str, parts: Sequence[Image | Audio], *, eps: float = 0.02) -> None:
+    def fit_whitening(self, modality: str, parts: Sequence[MediaPart], *, eps: float = 0.02) -> None:
         """Fit the regression space of ``modality`` to the encoder's pooled features of ``parts``."""
         self.whitening[modality] = FeatureWhitening.fit(self.encode(modality, parts)[:, 0], eps=eps)
 

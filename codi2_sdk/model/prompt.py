@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..content import Audio, Image, Text
+from ..content import MediaPart, Part, Text
 from ..messages import Example, Message
 from .tokenizer import BOS, END_OF_TURN, MEDIA_SLOT, MEDIA_TAGS, ROLE_TOKENS
 
@@ -38,7 +38,7 @@ class MediaSlot:
     """Index of the first ``<|media|>`` token."""
     count: int
     """How many feature tokens (all of the encoder's, or 1 for media the model writes)."""
-    part: Image | Audio
+    part: MediaPart
     target: bool = False
     """True for media in the answer being trained: the hidden state at ``position - 1`` must predict it."""
 
@@ -75,15 +75,19 @@ class PromptBuilder:
         self.slot_id: int = ids(MEDIA_SLOT)
         self.end_id: int = ids(END_OF_TURN)
         self.role_ids: dict[str, int] = {role: ids(tok) for role, tok in ROLE_TOKENS.items()}
-        self.start_ids: dict[str, int] = {m: ids(tags[0]) for m, tags in MEDIA_TAGS.items()}
-        self.close_ids: dict[str, int] = {m: ids(tags[1]) for m, tags in MEDIA_TAGS.items()}
+        vocab = tokenizer.get_vocab()
+        known = {
+            m: tags for m, tags in MEDIA_TAGS.items() if tags[0] in vocab and tags[1] in vocab
+        }  # this model's media
+        self.start_ids: dict[str, int] = {m: ids(tags[0]) for m, tags in known.items()}
+        self.close_ids: dict[str, int] = {m: ids(tags[1]) for m, tags in known.items()}
         self.modality_of_start: dict[int, str] = {v: k for k, v in self.start_ids.items()}
 
     def text_ids(self, text: str) -> list[int]:
         """Token ids of plain text (special-token strings stay text)."""
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
 
-    def _turn(self, prompt: Prompt, role: str, parts: Sequence[Text | Image | Audio], *, train: bool) -> None:
+    def _turn(self, prompt: Prompt, role: str, parts: Sequence[Part], *, train: bool) -> None:
         writes = role == "assistant"
 
         def add(token_ids: list[int], learn: bool) -> None:

@@ -13,7 +13,14 @@ from typing import Any
 
 from ..content import MEDIA_MODALITIES
 
-__all__ = ["ROLE_TOKENS", "SPECIAL_TOKENS", "add_special_tokens", "build_word_tokenizer", "load_tokenizer"]
+__all__ = [
+    "REQUIRED_TOKENS",
+    "ROLE_TOKENS",
+    "SPECIAL_TOKENS",
+    "add_special_tokens",
+    "build_word_tokenizer",
+    "load_tokenizer",
+]
 
 MEDIA_TAGS = {m: (f"<{m}>", f"</{m}>") for m in MEDIA_MODALITIES}
 """Each medium's start and end tags, from the one list of media kinds."""
@@ -22,12 +29,10 @@ ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assis
 END_OF_TURN = "<|end|>"
 PAD, UNK, BOS = "<pad>", "<unk>", "<s>"
 
-SPECIAL_TOKENS: list[str] = [
-    *(tag for pair in MEDIA_TAGS.values() for tag in pair),
-    MEDIA_SLOT,
-    *ROLE_TOKENS.values(),
-    END_OF_TURN,
-]
+REQUIRED_TOKENS: list[str] = [MEDIA_SLOT, *ROLE_TOKENS.values(), END_OF_TURN]
+"""The tokens every CoDi-2 tokenizer has; a model reads and writes the media whose tags its tokenizer has."""
+SPECIAL_TOKENS: list[str] = [*(tag for pair in MEDIA_TAGS.values() for tag in pair), *REQUIRED_TOKENS]
+"""Every special token: new tokenizers get all of them."""
 
 
 def build_word_tokenizer(words: Iterable[str]) -> Any:
@@ -65,7 +70,7 @@ def load_tokenizer(path: str | Path) -> Any:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    missing = [t for t in SPECIAL_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
+    missing = [t for t in REQUIRED_TOKENS if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
     if missing:
         raise ValueError(f"tokenizer at {path} lacks the special tokens {missing}")
     return tokenizer

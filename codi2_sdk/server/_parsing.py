@@ -143,9 +143,11 @@ def _check_totals(parts: list[dict[str, Any]], limits: BodyLimits) -> None:
             if part["type"] == "image":
                 _, image = _media.image_header(raw)
                 pixels += image.width * image.height
-            else:
+            elif part["type"] == "audio":
                 audio = _media.audio_header(raw)
                 seconds += audio.frames / audio.sample_rate
+            # a video counts toward max_media_parts; its own limits (frames, frame size, length) are the
+            # content part's, checked from its header as it is decoded
         except (binascii.Error, ValueError):
             continue
         except Codi2Error as exc:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.base import Backend
 from ..config import GenerationConfig
-from ..content import Audio, Image, MediaModality, Part
+from ..content import Audio, Image, MediaModality, MediaPart, Part, Video
 from ..errors import Codi2Error, InvalidRequestError, invalid_request
 from ..integrations.langchain import to_langchain_blocks
 from ..messages import Example, Message, user
@@ -121,10 +121,12 @@ class Codi2Tool(BaseTool):
         return self._respond(answer, show)
 
 
-def _describe(part: Image | Audio) -> str:
+def _describe(part: MediaPart) -> str:
     made = f" by {part.provenance.model} (seed {part.provenance.seed})" if part.provenance else ""
     if isinstance(part, Image):
         return f"a {part.width}x{part.height} image{made}"
+    if isinstance(part, Video):
+        return f"a {part.duration:.1f} s {part.width}x{part.height} video{made}"
     return f"a {part.duration:.1f} s audio clip{made}"
 
 

@@ -13,13 +13,15 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._media import IMAGE_SUFFIXES
-from ..content import Audio, Image
+from .._media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from ..content import MEDIA_PARTS, Audio, Image, MediaPart, Video
 from ..errors import InvalidMediaError, MediaReferenceError
 
 __all__ = ["MediaStore"]
 
 _ID = re.compile(r"^(image|audio)_\d+$")
+_DEFAULT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
+_SUFFIXES = {"image/gif": ".gif", "image/webp": ".webp", "video/webm": ".webm"}  # formats kept as they are
 MAX_REFERENCE_LENGTH = 4096
 """Longest reference accepted (a path, or an id)."""
 
@@ -41,18 +43,18 @@ class MediaStore:
             self.directory.mkdir(parents=True, exist_ok=True)
         roots = [Path(r).resolve() for r in allowed_roots]
         self.allowed_roots = roots + ([self.directory] if self.directory is not None else [])
-        self._items: dict[str, Image | Audio] = {}
-        self._counts = {"image": 0, "audio": 0}
+        self._items: dict[str, MediaPart] = {}
+        self._counts = dict.fromkeys(MEDIA_PARTS, 0)
         self._lock = threading.Lock()
 
-    def put(self, part: Image | Audio) -> str:
+    def put(self, part: MediaPart) -> str:
         """Store a medium and return its new id."""
         with self._lock:
             self._counts[part.type] += 1
             ref = f"{part.type}_{self._counts[part.type]}"
             self._items[ref] = part
         if self.directory is not None:
-            part.save(self.directory / f"{ref}.{'png' if part.type == 'image' else 'wav'}")
+            part.save(self.directory / f"{ref}{_SUFFIXES.get(str(part.mime_type), _DEFAULT_SUFFIX[part.type])}")
         return ref
 
     def __contains__(self, ref: object) -> bool:
@@ -61,7 +63,7 @@ class MediaStore:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, ref: str) -> Image | Audio:
+    def get(self, ref: str) -> MediaPart:
         """The medium for an id, or for a file under an allowed folder.
 
         Raises:
@@ -96,7 +98,7 @@ class MediaStore:
             raise MediaReferenceError(f"'{ref}' is an image, but an audio clip is needed here")
         return part
 
-    def _open(self, ref: str) -> Image | Audio:
+    def _open(self, ref: str) -> MediaPart:
         try:
             resolved = self._resolve(ref)
             is_file = resolved.is_file()
@@ -110,6 +112,8 @@ class MediaStore:
         try:
             if resolved.suffix.lower() in IMAGE_SUFFIXES:
                 return Image.open(resolved)
+            if resolved.suffix.lower() in VIDEO_SUFFIXES:
+                return Video.open(resolved)
             return Audio.open(resolved)
         except InvalidMediaError as exc:
             raise MediaReferenceError(f"'{ref}' is not a usable medium: {exc}") from exc

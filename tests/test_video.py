@@ -1,0 +1,119 @@
+"""The Video part: frames in and out, JSON and the server protocol, refusals, and where video goes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+from server_fixtures import running_server
+
+from codi2_sdk import (
+    Capabilities,
+    Conversation,
+    InvalidMediaError,
+    InvalidRequestError,
+    MediaTooLargeError,
+    Message,
+    RemoteBackend,
+    Video,
+    user,
+)
+from codi2_sdk.integrations import from_langchain_blocks, to_langchain_blocks, to_mcp_content, to_openai_parts
+from codi2_sdk.testing import FunctionBackend
+from codi2_sdk.tools import MediaStore
+
+
+def moving_square(frames: int = 8, side: int = 64) -> np.ndarray:
+    """A white square moving left to right on black, the kind of clip codi2-mini's world will have."""
+    clip = np.zeros((frames, side, side, 3), dtype=np.uint8)
+    for t in range(frames):
+        x = 4 + t * (side - 20) // max(frames - 1, 1)
+        clip[t, 24:40, x : x + 16] = 255
+    return clip
+
+
+@pytest.fixture(scope="module")
+def video() -> Video:
+    return Video.from_frames(moving_square(), fps=4)
+
+
+def test_frames_round_trip_through_h264(video: Video) -> None:
+    assert video.mime_type == "video/mp4" and (video.width, video.height, video.frames) == (64, 64, 8)
+    assert video.fps == 4 and video.duration == 2.0
+    frames = video.to_frames()
+    assert frames.shape == (8, 64, 64, 3) and frames.dtype == np.uint8
+    assert np.abs(frames.astype(int) - moving_square()).mean() < 4  # lossy, but the same pictures
+    floats = Video.from_frames(moving_square(4).astype(np.float32) / 255, fps=2)
+    assert floats.frames == 4 and np.abs(floats.to_frames().astype(int) - moving_square(4)).mean() < 4
+    odd = Video.from_frames(np.zeros((2, 15, 21, 3), np.uint8), fps=1)
+    assert (odd.width, odd.height) == (22, 16)  # H.264 4:2:0 needs even sides: padded by one pixel
+
+
+def test_json_and_files_round_trip(video: Video, tmp_path: Path) -> None:
+    message = user("watch", video)
+    again = Message.model_validate_json(message.model_dump_json())
+    assert again == message and again.videos[0].data == video.data
+    assert json.loads(message.model_dump_json())["parts"][1]["type"] == "video"
+    assert Video.open(video.save(tmp_path / "clip.mp4")) == video
+    gif = Video.open(video.save(tmp_path / "clip.gif"))
+    assert gif.mime_type == "image/gif" and gif.frames == 8 and abs(gif.fps - 4) < 0.1
+
+
+def test_animated_gif_and_webp_are_videos() -> None:
+    pictures = [PIL.Image.fromarray(frame) for frame in moving_square(5)]
+    for fmt, mime in (("GIF", "image/gif"), ("WEBP", "image/webp")):
+        buffer = io.BytesIO()
+        pictures[0].save(buffer, format=fmt, save_all=True, append_images=pictures[1:], duration=250, loop=0)
+        clip = Video.from_bytes(buffer.getvalue())
+        assert clip.mime_type == mime and clip.frames == 5 and abs(clip.fps - 4) < 0.1
+
+
+def test_corrupt_and_over_long_videos_are_refused(video: Video, monkeypatch) -> None:
+    for junk in (b"", b"\x00" * 100, video.data[: len(video.data) // 3], b"RIFF....WAVEfmt "):
+        with pytest.raises(InvalidMediaError):
+            Video.from_bytes(junk)
+    with pytest.raises(InvalidMediaError, match="frames"):
+        Video.from_frames(np.zeros((2, 8, 8)), fps=2)
+    with pytest.raises(MediaTooLargeError, match="over the limit"):  # checked from the shape: a view, no memory
+        Video.from_frames(np.broadcast_to(np.uint8(0), (100_000, 64, 64, 3)), fps=30)
+    with pytest.raises(MediaTooLargeError, match="pixels a frame"):
+        Video.from_frames(np.broadcast_to(np.uint8(0), (1, 4000, 4000, 3)), fps=30)
+    with pytest.raises(InvalidMediaError, match="declared frame rate"):
+        Video.from_bytes(video.data, fps=25)
+    monkeypatch.setattr("codi2_sdk._media.MAX_VIDEO_FRAMES", 5)
+    with pytest.raises(MediaTooLargeError, match="frames"):
+        Video.from_bytes(video.data)
+
+
+def test_video_through_the_server_protocol(video: Video) -> None:
+    echo = FunctionBackend(lambda r: ["got", *r.messages[-1].videos], capabilities=Capabilities(model="echo"))
+    with running_server(echo) as url:
+        answer = Conversation(backend=RemoteBackend(url)).send(video, "what moves?")
+        streamed = list(Conversation(backend=RemoteBackend(url)).stream(video))
+    assert answer.videos == [video] and answer.videos[0].data == video.data
+    assert streamed[-1].message.videos == [video]  # type: ignore[union-attr]
+
+
+def test_a_model_that_cannot_read_video_says_so(tiny_model, video: Video) -> None:
+    from codi2_sdk.backends.local import LocalBackend
+
+    backend = LocalBackend(tiny_model)
+    assert "video" not in backend.capabilities.input_modalities
+    with pytest.raises(InvalidRequestError, match="cannot read video"):
+        Conversation(backend=backend).send(video, "what is this?")
+
+
+def test_video_in_the_store_and_the_converters(video: Video, tmp_path: Path) -> None:
+    store = MediaStore(tmp_path / "media")
+    ref = store.put(video)
+    assert ref == "video_1" and (tmp_path / "media" / "video_1.mp4").exists() and store.get(ref) == video
+    assert store.get(str(tmp_path / "media" / "video_1.mp4")) == video
+    blocks = to_langchain_blocks([video])
+    assert blocks[0]["type"] == "video" and from_langchain_blocks(blocks) == [video]
+    for convert in (to_openai_parts, to_mcp_content):
+        with pytest.raises(InvalidMediaError, match="no video"):
+            convert([video])
