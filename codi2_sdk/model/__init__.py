@@ -5,6 +5,7 @@ Importing this package imports torch, transformers and diffusers; ``import codi2
 
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .generation import generate_events
+from .imagebind_audio import ImageBindAudioEncoder, load_imagebind_audio
 from .modeling import CoDi2Model, CoDi2Output, FeatureWhitening, Projector, TrainingExample
 from .unclip import UnCLIPImageDecoder  # importing it registers the unclip_image decoder kind
 
@@ -15,10 +16,12 @@ __all__ = [
     "DecoderSpec",
     "EncoderSpec",
     "FeatureWhitening",
+    "ImageBindAudioEncoder",
     "LoraSpec",
     "LossWeights",
     "Projector",
     "TrainingExample",
     "UnCLIPImageDecoder",
     "generate_events",
+    "load_imagebind_audio",
 ]
