@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
-from .config import AudioConfig, GenerationConfig, ImageConfig, TextConfig
+from .config import AudioConfig, GenerationConfig, ImageConfig, TextConfig, VideoConfig
 from .content import Audio, Image, MediaModality, Modality, Part, Provenance, Text, Video
 from .conversation import Conversation
 from .errors import (
@@ -98,6 +98,7 @@ __all__ = [
     "TextDelta",
     "UnprocessableEntityError",
     "Video",
+    "VideoConfig",
     "__version__",
     "assistant",
     "system",

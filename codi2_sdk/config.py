@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .content import Modality
 from .errors import InvalidRequestError, invalid_request
 
-__all__ = ["AudioConfig", "GenerationConfig", "ImageConfig", "OutputModality", "TextConfig"]
+__all__ = ["AudioConfig", "GenerationConfig", "ImageConfig", "OutputModality", "TextConfig", "VideoConfig"]
 
 OutputModality = Literal["auto"] | Modality
 
@@ -63,6 +63,21 @@ class AudioConfig(_Config):
     """Clip length in seconds; ``None`` for the decoder's native length."""
 
 
+class VideoConfig(_Config):
+    """How video clips are decoded."""
+
+    steps: int | None = Field(None, ge=1, le=1000)
+    """Diffusion steps."""
+    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    """Classifier-free guidance; 1 turns guidance off."""
+    num_frames: int | None = Field(None, ge=1, le=600)
+    """Frames in the clip; ``None`` for the decoder's native count."""
+    fps: float | None = Field(None, gt=0.0, le=240.0)
+    """Frames per second of the clip written; ``None`` for the decoder's own."""
+    size: int | None = Field(None, ge=8, le=2048, multiple_of=8)
+    """Side of the square frames in pixels; ``None`` for the decoder's native size."""
+
+
 class GenerationConfig(_Config):
     """Everything that steers one answer.
 
@@ -78,8 +93,9 @@ class GenerationConfig(_Config):
     text: TextConfig = TextConfig()
     image: ImageConfig = ImageConfig()
     audio: AudioConfig = AudioConfig()
+    video: VideoConfig = VideoConfig()
 
-    def settings_for(self, modality: str) -> TextConfig | ImageConfig | AudioConfig:
+    def settings_for(self, modality: str) -> TextConfig | ImageConfig | AudioConfig | VideoConfig:
         """The sub-config of one modality (each is the field named after it)."""
         if modality not in self.sections():
             raise InvalidRequestError(f"there are no generation settings for {modality}")
@@ -87,7 +103,7 @@ class GenerationConfig(_Config):
 
     @classmethod
     def sections(cls) -> list[str]:
-        """The modalities that have settings of their own (``text``, ``image``, ``audio``)."""
+        """The modalities that have settings of their own (``text``, ``image``, ``audio``, ``video``)."""
         return [name for name, field in cls.model_fields.items() if isinstance(field.default, _Config)]
 
     def merged(self, overrides: GenerationConfig | Mapping[str, Any] | None) -> GenerationConfig:

@@ -8,64 +8,8 @@ import pytest
 import torch
 
 from codi2_sdk.model.registry import load_kind
+from codi2_sdk.model.twins import tiny_unclip_pipeline
 from codi2_sdk.model.unclip import UnCLIPImageDecoder
-
-
-def tiny_unclip_pipeline():
-    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
-    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
-    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
-
-    torch.manual_seed(0)
-    embed = 32
-    vision = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-            projection_dim=embed,
-        )
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        norm_num_groups=8,
-        attention_head_dim=8,
-        cross_attention_dim=24,
-        class_embed_type="projection",
-        projection_class_embeddings_input_dim=2 * embed,  # image embedding + noise-level embedding
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16),
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=4,
-        layers_per_block=1,
-    )
-    pipeline = StableUnCLIPImg2ImgPipeline(
-        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
-        image_encoder=vision,
-        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed),
-        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=None,
-        text_encoder=None,
-        unet=unet,
-        scheduler=DDIMScheduler(
-            beta_schedule="scaled_linear", prediction_type="v_prediction", timestep_spacing="trailing"
-        ),
-        vae=vae,
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,16 @@
 Importing this package imports torch, transformers and diffusers; ``import codi2_sdk`` does not.
 """
 
+from .audioldm2 import AudioLDM2Decoder  # importing a decoder module registers its kind
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .generation import generate_events
 from .imagebind_audio import ImageBindAudioEncoder, load_imagebind_audio
 from .modeling import CoDi2Model, CoDi2Output, FeatureWhitening, Projector, TrainingExample
-from .unclip import UnCLIPImageDecoder  # importing it registers the unclip_image decoder kind
+from .unclip import UnCLIPImageDecoder
+from .zeroscope import ZeroscopeVideoDecoder
 
 __all__ = [
+    "AudioLDM2Decoder",
     "CoDi2Config",
     "CoDi2Model",
     "CoDi2Output",
@@ -22,6 +25,7 @@ __all__ = [
     "Projector",
     "TrainingExample",
     "UnCLIPImageDecoder",
+    "ZeroscopeVideoDecoder",
     "generate_events",
     "load_imagebind_audio",
 ]

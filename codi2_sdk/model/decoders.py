@@ -47,6 +47,7 @@ __all__ = [
     "PixelOutputs",
     "StepCallback",
     "pixels_to_images",
+    "waves_to_clips",
 ]
 
 StepCallback = Callable[[int, int], None]
@@ -325,11 +326,17 @@ class AudioDecoder(LatentDiffusionDecoder):
         log_mel = outputs.float() * LOG_MEL_STD + LOG_MEL_MEAN
         iterations = int(self.extra.get("griffin_lim_iters", 60))
         waves = griffin_lim(log_mel, self.logmel, iterations=iterations, generator=generator).cpu().numpy()
-        rate = int(self.extra["sample_rate"])
-        clips = []
-        for wave in np.clip(waves, -1.0, 1.0):
-            if settings is not None and settings.duration is not None:
-                n = round(settings.duration * rate)
-                wave = wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
-            clips.append(Audio.from_array(wave, sample_rate=rate, provenance=provenance))
-        return clips
+        return waves_to_clips(waves, int(self.extra["sample_rate"]), settings, provenance)
+
+
+def waves_to_clips(
+    waves: np.ndarray, rate: int, settings: AudioConfig | None, provenance: Provenance | None
+) -> list[Audio]:
+    """Waveforms ``(batch, samples)`` as WAV parts, clipped to [-1, 1] and cut or padded to the asked duration."""
+    clips = []
+    for wave in np.clip(waves, -1.0, 1.0):
+        if settings is not None and settings.duration is not None:
+            n = round(settings.duration * rate)
+            wave = wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
+        clips.append(Audio.from_array(wave, sample_rate=rate, provenance=provenance))
+    return clips

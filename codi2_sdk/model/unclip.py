@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
 from .decoders import DiffusionDecoder, PixelOutputs
+from .pipelines import load_pipeline, stream_pipeline
 from .registry import register_decoder
 
 __all__ = ["UnCLIPImageDecoder"]
@@ -58,10 +56,7 @@ class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
     def from_pretrained(cls, directory: str | Path) -> UnCLIPImageDecoder:
         from diffusers import StableUnCLIPImg2ImgPipeline
 
-        index = json.loads((Path(directory) / "model_index.json").read_text())
-        absent = {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
-        pipeline = StableUnCLIPImg2ImgPipeline.from_pretrained(str(directory), local_files_only=True, **absent)
-        pipeline.set_progress_bar_config(disable=True)
+        pipeline = load_pipeline(StableUnCLIPImg2ImgPipeline, directory)
         saved = Path(directory) / cls.PROMPT_FILE
         embeds = load_file(str(saved))["prompt_embeds"] if saved.exists() and pipeline.text_encoder is None else None
         return cls(pipeline, embeds)
@@ -77,52 +72,21 @@ class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
         **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
         """Like :meth:`LatentDiffusionDecoder.iter_sample`; ``noise_level`` is unCLIP's (0 to 1000)."""
-        updates: queue.Queue[tuple[str, Any]] = queue.Queue()
-        stop = threading.Event()
 
-        def on_step(step: int, timestep: Any, latents: Any) -> None:
-            if stop.is_set():
-                raise _Cancelled
-            updates.put(("step", step + 1))
-
-        def run() -> None:
+        def run(on_step: Any) -> torch.Tensor:
             embeds = self.prompt_embeds.to(cond.device).expand(len(cond), -1, -1)
-            try:
-                out = self.pipeline(
-                    prompt_embeds=embeds,
-                    negative_prompt_embeds=torch.zeros_like(embeds),
-                    image_embeds=cond,
-                    num_inference_steps=steps,
-                    guidance_scale=guidance_scale,
-                    noise_level=int(noise_level or 0),
-                    generator=generator,
-                    output_type="pt",
-                    callback=on_step,
-                    callback_steps=1,
-                )
-                updates.put(("done", out.images * 2 - 1))
-            except _Cancelled:
-                updates.put(("cancelled", None))
-            except BaseException as exc:
-                updates.put(("error", exc))
+            out = self.pipeline(
+                prompt_embeds=embeds,
+                negative_prompt_embeds=torch.zeros_like(embeds),
+                image_embeds=cond,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                noise_level=int(noise_level or 0),
+                generator=generator,
+                output_type="pt",
+                callback=on_step,
+                callback_steps=1,
+            )
+            return out.images * 2 - 1
 
-        worker = threading.Thread(target=run, name="unclip-decode", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, value = updates.get()
-                if kind == "step":
-                    yield int(value)
-                elif kind == "done":
-                    return value
-                elif kind == "error":
-                    raise value
-                else:
-                    raise RuntimeError("the decode was cancelled")
-        finally:
-            stop.set()
-            worker.join()
-
-
-class _Cancelled(Exception):
-    pass
+        return (yield from stream_pipeline(run, "unclip-decode"))

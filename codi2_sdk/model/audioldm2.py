@@ -1,0 +1,149 @@
+"""AudioLDM2 as the audio decoder, the paper's choice (diffusers ``AudioLDM2Pipeline``).
+
+AudioLDM2 is conditioned on two sequences, not one vector: GPT-2's "language of audio" states
+(``generated_prompt_embeds``, 8 x 768) and T5's text states (``prompt_embeds``, L x 1024). Two output
+projectors (:class:`~codi2_sdk.model.pipelines.QueryProjector`) map the model's 1024-d feature into each;
+the unconditional embeddings guidance uses are stored with the decoder. The pipeline runs in a worker thread
+so progress streams step by step; closing the iterator stops it at the next step. Pitfalls measured with
+diffusers 0.42: ``text_encoder_2`` (T5) must be present even when embeddings are given; negatives need both
+streams, shaped like the prompts; steps are reported through the old ``callback`` / ``callback_steps`` API.
+
+The weights are CC-BY-NC-SA (the user supplies the pipeline folder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import AudioConfig
+from ..content import Audio, Provenance
+from ..errors import ModelError
+from .decoders import DiffusionDecoder, waves_to_clips
+from .pipelines import QueryProjector, load_pipeline, stream_pipeline
+from .registry import register_decoder
+
+__all__ = ["AudioLDM2Decoder"]
+
+_WEIGHTS = "codi2_projectors.safetensors"
+_META = "decoder.json"
+
+
+@register_decoder
+class AudioLDM2Decoder(DiffusionDecoder):
+    """A feature vector to audio through AudioLDM2, via two output projectors."""
+
+    kind: ClassVar[str] = "audioldm2"
+    modality = "audio"
+
+    to_prompt: QueryProjector
+    negative_prompt_embeds: torch.Tensor
+    to_generated: QueryProjector
+    negative_generated_embeds: torch.Tensor
+
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        cond_dim: int,
+        prompt_tokens: int,
+        generated_tokens: int = 8,
+        audio_length_in_s: float = 10.24,
+        projector_width: int = 256,
+    ) -> None:
+        super().__init__()
+        self.pipeline = pipeline
+        self.unet, self.vae, self.vocoder = pipeline.unet, pipeline.vae, pipeline.vocoder  # registered: .to() sees them
+        self.cond_dim = cond_dim
+        self.meta = {
+            "cond_dim": cond_dim,
+            "prompt_tokens": prompt_tokens,
+            "generated_tokens": generated_tokens,
+            "audio_length_in_s": audio_length_in_s,
+            "projector_width": projector_width,
+        }
+        t5_dim = int(pipeline.text_encoder_2.config.d_model)
+        lm_dim = int(pipeline.language_model.config.n_embd)
+        self.to_prompt = QueryProjector(cond_dim, t5_dim, prompt_tokens, width=projector_width)
+        self.to_generated = QueryProjector(cond_dim, lm_dim, generated_tokens, width=projector_width)
+        self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, t5_dim))
+        self.register_buffer("negative_generated_embeds", torch.zeros(1, generated_tokens, lm_dim))
+
+    @classmethod
+    def build(cls, **args: Any) -> AudioLDM2Decoder:
+        raise ModelError("an audioldm2 decoder is made from an AudioLDM2 pipeline folder, not from arguments")
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """The pipeline's own folder, plus the projectors and unconditional embeddings and ``decoder.json``."""
+        directory = Path(directory)
+        self.pipeline.save_pretrained(str(directory))
+        tensors = {f"to_prompt.{k}": v for k, v in self.to_prompt.state_dict().items()}
+        tensors |= {f"to_generated.{k}": v for k, v in self.to_generated.state_dict().items()}
+        tensors |= {
+            "negative_prompt_embeds": self.negative_prompt_embeds,
+            "negative_generated_embeds": self.negative_generated_embeds,
+        }
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / _WEIGHTS))
+        (directory / _META).write_text(json.dumps({"kind": self.kind, **self.meta}))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> AudioLDM2Decoder:
+        from diffusers import AudioLDM2Pipeline
+
+        directory = Path(directory)
+        meta = json.loads((directory / _META).read_text())
+        meta.pop("kind", None)
+        decoder = cls(load_pipeline(AudioLDM2Pipeline, directory), **meta)
+        state = load_file(str(directory / _WEIGHTS))
+        decoder.load_state_dict(state, strict=False)
+        return decoder
+
+    def iter_sample(
+        self,
+        cond: torch.Tensor,
+        *,
+        steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | None = None,
+        **options: Any,
+    ) -> Generator[int, None, torch.Tensor]:
+        """Decode features ``(batch, cond_dim)``, yielding each step; returns waveforms ``(batch, samples)``."""
+        with torch.no_grad():
+            prompt = self.to_prompt(cond)
+            generated = self.to_generated(cond)
+        batch = len(cond)
+
+        def run(on_step: Any) -> torch.Tensor:
+            out = self.pipeline(
+                prompt_embeds=prompt,
+                generated_prompt_embeds=generated,
+                negative_prompt_embeds=self.negative_prompt_embeds.expand(batch, -1, -1).to(prompt),
+                negative_generated_prompt_embeds=self.negative_generated_embeds.expand(batch, -1, -1).to(generated),
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                audio_length_in_s=float(self.meta["audio_length_in_s"]),
+                generator=generator,
+                output_type="np",
+                callback=on_step,
+                callback_steps=1,
+            )
+            return torch.from_numpy(np.asarray(out.audios, dtype=np.float32))
+
+        return (yield from stream_pipeline(run, "audioldm2-decode"))
+
+    def to_media(
+        self,
+        outputs: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        settings: AudioConfig | None = None,
+        provenance: Provenance | None = None,
+    ) -> list[Audio]:
+        rate = int(self.vocoder.config.sampling_rate)
+        return waves_to_clips(outputs.reshape(len(outputs), -1).numpy(), rate, settings, provenance)

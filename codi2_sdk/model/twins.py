@@ -1,0 +1,201 @@
+"""Tiny random twins of the full-scale components, built from the same classes, for tests on a CPU.
+
+Each builder makes a random pipeline of the class the full-scale model loads (the shapes measured to work with
+diffusers 0.42 and transformers 5.24), so the real code paths run in seconds: SD-2.1 unCLIP
+(:func:`tiny_unclip_pipeline`), AudioLDM2 (:func:`tiny_audioldm2_pipeline`) and Zeroscope
+(:func:`tiny_zeroscope_pipeline`); :func:`tiny_audioldm2_decoder` and :func:`tiny_zeroscope_decoder` wrap them
+as the SDK's decoders. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .audioldm2 import AudioLDM2Decoder
+from .zeroscope import ZeroscopeVideoDecoder
+
+__all__ = [
+    "tiny_audioldm2_decoder",
+    "tiny_audioldm2_pipeline",
+    "tiny_unclip_pipeline",
+    "tiny_zeroscope_decoder",
+    "tiny_zeroscope_pipeline",
+]
+
+
+def tiny_unclip_pipeline(seed: int = 0) -> Any:
+    """SD-2.1 unCLIP's pipeline class with tiny random parts (image embeddings of 32)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    embed = 32
+    vision = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            projection_dim=embed,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=8,
+        cross_attention_dim=24,
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=2 * embed,  # image embedding + noise-level embedding
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+    )
+    pipeline = StableUnCLIPImg2ImgPipeline(
+        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        image_encoder=vision,
+        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed),
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=None,
+        text_encoder=None,
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear", prediction_type="v_prediction", timestep_spacing="trailing"
+        ),
+        vae=vae,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
+    """AudioLDM2's pipeline class with tiny random parts (T5 states of 32, GPT-2 states of 16, 16 kHz)."""
+    from diffusers import (
+        AudioLDM2Pipeline,
+        AudioLDM2ProjectionModel,
+        AudioLDM2UNet2DConditionModel,
+        AutoencoderKL,
+        DDIMScheduler,
+    )
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        SpeechT5HifiGan,
+        SpeechT5HifiGanConfig,
+        T5Config,
+        T5EncoderModel,
+    )
+
+    torch.manual_seed(seed)
+    unet = AudioLDM2UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=([None, 16, 32], [None, 16, 32]),
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=1,
+        out_channels=1,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+    )
+    language_model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=2, vocab_size=100, n_positions=99))
+    language_model.config.max_new_tokens = 8
+    vocoder = SpeechT5HifiGan(
+        SpeechT5HifiGanConfig(
+            model_in_dim=8,
+            sampling_rate=16000,
+            upsample_initial_channel=16,
+            upsample_rates=[2, 2],
+            upsample_kernel_sizes=[4, 4],
+            resblock_kernel_sizes=[3, 7],
+            resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]],
+            normalize_before=False,
+        )
+    )
+    pipeline = AudioLDM2Pipeline(
+        vae=vae,
+        text_encoder=None,
+        text_encoder_2=T5EncoderModel(T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1)),
+        projection_model=AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16),
+        language_model=language_model,
+        tokenizer=None,
+        tokenizer_2=None,
+        feature_extractor=None,
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+        ),
+        vocoder=vocoder,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def tiny_zeroscope_pipeline(seed: int = 0) -> Any:
+    """Zeroscope's pipeline class (``TextToVideoSDPipeline``, ``UNet3DConditionModel``) with tiny random parts."""
+    from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+        up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"),
+        cross_attention_dim=24,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=[8, 16],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    pipeline = TextToVideoSDPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def tiny_audioldm2_decoder(cond_dim: int = 24, seed: int = 0) -> AudioLDM2Decoder:
+    """An AudioLDM2 decoder over :func:`tiny_audioldm2_pipeline` (0.064 s clips)."""
+    pipeline = tiny_audioldm2_pipeline(seed)
+    return AudioLDM2Decoder(pipeline, cond_dim=cond_dim, prompt_tokens=5, audio_length_in_s=0.064, projector_width=32)
+
+
+def tiny_zeroscope_decoder(cond_dim: int = 24, seed: int = 0) -> ZeroscopeVideoDecoder:
+    """A Zeroscope decoder over :func:`tiny_zeroscope_pipeline` (4 frames of 16 x 16)."""
+    pipeline = tiny_zeroscope_pipeline(seed)
+    return ZeroscopeVideoDecoder(
+        pipeline, cond_dim=cond_dim, prompt_tokens=6, num_frames=4, size=16, fps=4.0, projector_width=32
+    )
