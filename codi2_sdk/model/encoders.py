@@ -30,6 +30,7 @@ __all__ = [
     "CLIPImageEncoder",
     "CNNAudioEncoder",
     "CNNImageEncoder",
+    "FrameVideoEncoder",
     "MediaEncoder",
     "audio_to_tensor",
     "image_to_tensor",
@@ -226,13 +227,78 @@ class CLIPImageEncoder(nn.Module):
         return (cfg.image_size // cfg.patch_size) ** 2 + 1
 
     def preprocess(self, parts: list[Image]) -> torch.Tensor:
-        pixels = (image_to_tensor(parts, int(self.model.config.image_size)) + 1) / 2
+        return self.normalize(image_to_tensor(parts, int(self.model.config.image_size)))
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [-1, 1] to CLIP's normalised inputs."""
         mean = torch.tensor(self._MEAN).view(1, 3, 1, 1)
         std = torch.tensor(self._STD).view(1, 3, 1, 1)
-        return (pixels - mean) / std
+        return ((pixels + 1) / 2 - mean) / std
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         vision = self.model.vision_model(pixel_values=pixels.to(self.model.dtype))
         # Every token through the final layer norm and the projection, as CLIP does for CLS alone.
         tokens = self.model.vision_model.post_layernorm(vision.last_hidden_state)
         return self.model.visual_projection(tokens)
+
+
+@register_encoder
+class FrameVideoEncoder(nn.Module):
+    """Video clips read by an image tower frame by frame: up to ``frames`` frames spread over the clip, each
+    encoded like an image, the tokens averaged over time (``tokens_per_item`` as the image tower's).
+
+    The paper runs ImageBind's vision tower on 2-frame clips and averages them; ImageBind's tower is
+    OpenCLIP ViT-H with a temporal patch stem, and this runs the same ViT-H (``CLIPImageEncoder``) on single
+    frames, the stem's image case.
+    """
+
+    kind = "frames_video"
+    modality = "video"
+    FILE = "frames_video.json"
+
+    def __init__(self, image_encoder: CLIPImageEncoder, frames: int = 8) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.frames = frames
+
+    @classmethod
+    def build(cls, **args: Any) -> FrameVideoEncoder:
+        frames = int(args.pop("frames", 8))
+        return cls(CLIPImageEncoder.from_config(**args), frames=frames)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> FrameVideoEncoder:
+        import json
+
+        settings = json.loads((Path(path) / cls.FILE).read_text())
+        return cls(CLIPImageEncoder.from_pretrained(path), frames=int(settings["frames"]))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        import json
+
+        self.image_encoder.save_pretrained(directory)
+        (Path(directory) / self.FILE).write_text(json.dumps({"frames": self.frames}))
+
+    @property
+    def width(self) -> int:
+        return self.image_encoder.width
+
+    @property
+    def tokens_per_item(self) -> int:
+        return self.image_encoder.tokens_per_item
+
+    def preprocess(self, parts: list[Any]) -> torch.Tensor:
+        """Clips to ``(batch, frames, 3, size, size)`` (a shorter clip repeats frames to fill)."""
+        clips = []
+        for part in parts:
+            frames = part.to_frames()
+            picks = np.linspace(0, len(frames) - 1, self.frames).round().astype(int)
+            pictures = [PIL.Image.fromarray(frames[i]) for i in picks]
+            size = int(self.image_encoder.model.config.image_size)
+            clips.append(self.image_encoder.normalize(image_to_tensor(pictures, size)))
+        return torch.stack(clips)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, count = clips.shape[:2]
+        tokens = self.image_encoder(clips.flatten(0, 1))
+        return tokens.view(batch, count, *tokens.shape[1:]).mean(dim=1)

@@ -81,8 +81,14 @@ class QueryProjector(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, num_queries: int, width: int = 256, layers: int = 2, heads: int = 4):
         super().__init__()
-        self.config = {"in_dim": in_dim, "out_dim": out_dim, "num_queries": num_queries, "width": width,
-                       "layers": layers, "heads": heads}  # fmt: skip
+        self.config = {
+            "in_dim": in_dim,
+            "out_dim": out_dim,
+            "num_queries": num_queries,
+            "width": width,
+            "layers": layers,
+            "heads": heads,
+        }
         self.memory = nn.Linear(in_dim, width)
         self.queries = nn.Parameter(torch.randn(num_queries, width) * width**-0.5)
         layer = nn.TransformerDecoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from .audioldm2 import AudioLDM2Decoder
+from .modeling import CoDi2Model
 from .zeroscope import ZeroscopeVideoDecoder
 
 __all__ = [
+    "full_scale_twin",
     "tiny_audioldm2_decoder",
     "tiny_audioldm2_pipeline",
     "tiny_unclip_pipeline",
@@ -199,3 +201,77 @@ def tiny_zeroscope_decoder(cond_dim: int = 24, seed: int = 0) -> ZeroscopeVideoD
     return ZeroscopeVideoDecoder(
         pipeline, cond_dim=cond_dim, prompt_tokens=6, num_frames=4, size=16, fps=4.0, projector_width=32
     )
+
+
+TWIN_WORDS = ["draw", "play", "show", "a", "red", "circle", "moving", "sound", "what", "is", "this", "?", "."]
+
+
+def full_scale_twin(seed: int = 0) -> CoDi2Model:
+    """A random CoDi-2 of the full-scale classes at tiny sizes: a Llama LLM, CLIP-H-style image tower (the
+    unCLIP pipeline's own image encoder, shared, as at full scale), ImageBind's audio tower, frame-wise video
+    reading, and the unCLIP, AudioLDM2 and Zeroscope pipelines as decoders, all conditioned on 32-d features."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ..config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
+    from .config import CoDi2Config, DecoderSpec, EncoderSpec
+    from .encoders import CLIPImageEncoder, FrameVideoEncoder
+    from .imagebind_audio import ImageBindAudioEncoder
+    from .tokenizer import build_word_tokenizer
+    from .unclip import UnCLIPImageDecoder
+
+    torch.manual_seed(seed)
+    unclip = UnCLIPImageDecoder(tiny_unclip_pipeline(seed), prompt_embeds=torch.randn(1, 4, 24))
+    image = CLIPImageEncoder(unclip.pipeline.image_encoder)
+    audio_args = {
+        "embed_dim": 32,
+        "num_blocks": 2,
+        "num_heads": 4,
+        "out_dim": 32,
+        "num_mel_bins": 32,
+        "target_length": 48,
+    }
+    torch.manual_seed(seed)
+    encoders = {
+        "image": image,
+        "audio": ImageBindAudioEncoder(**audio_args),
+        "video": FrameVideoEncoder(image, frames=2),
+    }
+    decoders = {
+        "image": unclip,
+        "audio": tiny_audioldm2_decoder(cond_dim=32, seed=seed),
+        "video": tiny_zeroscope_decoder(cond_dim=32, seed=seed),
+    }
+    steps = {"steps": 2, "guidance_scale": 2.0}
+    config = CoDi2Config(
+        name="codi2-full-scale-twin",
+        llm={
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 1024,
+        },
+        encoders={
+            "image": EncoderSpec(kind="clip_image"),
+            "audio": EncoderSpec(kind="imagebind_audio", args=audio_args),
+            "video": EncoderSpec(kind="frames_video", args={"frames": 2}),
+        },
+        decoders={m: DecoderSpec(kind=d.kind) for m, d in decoders.items()},
+        defaults=GenerationConfig(
+            image=ImageConfig(**steps, noise_level=0), audio=AudioConfig(**steps), video=VideoConfig(**steps)
+        ),
+    )
+    tokenizer = build_word_tokenizer(TWIN_WORDS)
+    torch.manual_seed(seed)
+    llm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            tie_word_embeddings=False,
+            **config.llm,
+        )
+    )
+    return CoDi2Model(config, llm, tokenizer, encoders, decoders).eval()
