@@ -3,6 +3,7 @@
 Importing this package imports torch, transformers and diffusers; ``import codi2_sdk`` does not.
 """
 
+from .assembly import FULL_SCALE_LORA, assemble
 from .audioldm2 import AudioLDM2Decoder  # importing a decoder module registers its kind
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .generation import generate_events
@@ -12,6 +13,7 @@ from .unclip import UnCLIPImageDecoder
 from .zeroscope import ZeroscopeVideoDecoder
 
 __all__ = [
+    "FULL_SCALE_LORA",
     "AudioLDM2Decoder",
     "CoDi2Config",
     "CoDi2Model",
@@ -24,6 +26,7 @@ __all__ = [
     "LossWeights",
     "Projector",
     "TrainingExample",
+    "assemble",
     "UnCLIPImageDecoder",
     "ZeroscopeVideoDecoder",
     "generate_events",

@@ -41,6 +41,7 @@ class AudioLDM2Decoder(DiffusionDecoder):
 
     kind: ClassVar[str] = "audioldm2"
     modality = "audio"
+    options = ("duration",)
 
     to_prompt: QueryProjector
     negative_prompt_embeds: torch.Tensor
@@ -93,6 +94,14 @@ class AudioLDM2Decoder(DiffusionDecoder):
         (directory / _META).write_text(json.dumps({"kind": self.kind, **self.meta}))
 
     @classmethod
+    def from_pipeline(cls, directory: str | Path, *, cond_dim: int, **meta: Any) -> AudioLDM2Decoder:
+        """A decoder over an AudioLDM2 pipeline folder (as published), with new projectors to train."""
+        from diffusers import AudioLDM2Pipeline
+
+        meta.setdefault("prompt_tokens", 8)
+        return cls(load_pipeline(AudioLDM2Pipeline, directory), cond_dim=cond_dim, **meta)
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path) -> AudioLDM2Decoder:
         from diffusers import AudioLDM2Pipeline
 
@@ -111,9 +120,11 @@ class AudioLDM2Decoder(DiffusionDecoder):
         steps: int,
         guidance_scale: float,
         generator: torch.Generator | None = None,
+        duration: float | None = None,
         **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
-        """Decode features ``(batch, cond_dim)``, yielding each step; returns waveforms ``(batch, samples)``."""
+        """Decode features ``(batch, cond_dim)``, yielding each step; returns waveforms ``(batch, samples)`` of
+        ``duration`` seconds (the decoder's own length by default)."""
         with torch.no_grad():
             prompt = self.to_prompt(cond)
             generated = self.to_generated(cond)
@@ -127,7 +138,7 @@ class AudioLDM2Decoder(DiffusionDecoder):
                 negative_generated_prompt_embeds=self.negative_generated_embeds.expand(batch, -1, -1).to(generated),
                 num_inference_steps=steps,
                 guidance_scale=guidance_scale,
-                audio_length_in_s=float(self.meta["audio_length_in_s"]),
+                audio_length_in_s=float(duration or self.meta["audio_length_in_s"]),
                 generator=generator,
                 output_type="np",
                 callback=on_step,

@@ -55,6 +55,8 @@ class LoraSpec(_Spec):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    trainable_tokens: list[int] = []
+    """Rows of the input embeddings trained beside the adapter (the media tags added to a pretrained LLM)."""
 
 
 class LossWeights(_Spec):

@@ -40,6 +40,7 @@ from .decoders import DiffusionDecoder
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
 from .registry import build_kind, load_kind
 from .tokenizer import build_word_tokenizer, load_tokenizer
+from .whitening import FeatureWhitening
 
 __all__ = [
     "CoDi2Model",
@@ -60,52 +61,6 @@ class Projector(nn.Sequential):
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__(nn.Linear(in_dim, hidden), nn.GELU(), nn.LayerNorm(hidden), nn.Linear(hidden, out_dim))
-
-
-class FeatureWhitening(nn.Module):
-    """ZCA whitening of one modality's pooled features: the space the output head regresses in.
-
-    Encoder features can hold an attribute in a direction of small variance (codi2-mini's image encoder
-    puts size there: two items that differ only in size have cosine 0.975, against 0.46 for colour), and
-    a cosine loss then hardly sees it. In whitened space every direction weighs alike; ``eps`` (a share
-    of the largest eigenvalue) keeps render-to-render noise from being blown up.
-    """
-
-    mean: torch.Tensor
-    matrix: torch.Tensor
-    inverse: torch.Tensor
-    norm: torch.Tensor
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("matrix", torch.eye(dim))
-        self.register_buffer("inverse", torch.eye(dim))
-        self.register_buffer("norm", torch.ones(()))
-
-    @classmethod
-    def fit(cls, features: torch.Tensor, *, eps: float = 0.02) -> FeatureWhitening:
-        """Fit to pooled features ``(samples, dim)`` of many media."""
-        features = features.double()
-        mean = features.mean(0)
-        centered = features - mean
-        values, vectors = torch.linalg.eigh(centered.T @ centered / (len(features) - 1))
-        # identical media can differ by float32 rounding in a batched forward: that is no variation
-        if float(values.max()) <= 1e-10 * float(mean.square().mean()):
-            raise ValueError("cannot fit a whitening to features that do not vary")
-        values = values.clamp(min=0) + eps * values.max()
-        whitening = cls(features.shape[1])
-        whitening.mean.copy_(mean)
-        whitening.matrix.copy_(vectors @ torch.diag(values.rsqrt()) @ vectors.T)
-        whitening.inverse.copy_(vectors @ torch.diag(values.sqrt()) @ vectors.T)
-        whitening.norm.copy_((centered @ whitening.matrix.double().T).norm(dim=-1).mean())
-        return whitening
-
-    def whiten(self, feature: torch.Tensor) -> torch.Tensor:
-        return (feature - self.mean) @ self.matrix.T
-
-    def unwhiten(self, whitened: torch.Tensor) -> torch.Tensor:
-        return whitened @ self.inverse.T + self.mean
 
 
 @dataclass
@@ -222,8 +177,15 @@ class CoDi2Model(nn.Module):
         spec = spec or LoraSpec()
         if self.has_lora:
             raise ModelError("the LLM already has a LoRA adapter")
+        extra: dict[str, Any] = (
+            {"trainable_token_indices": list(spec.trainable_tokens)} if spec.trainable_tokens else {}
+        )
         lora = LoraConfig(
-            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=list(spec.target_modules)
+            r=spec.r,
+            lora_alpha=spec.alpha,
+            lora_dropout=spec.dropout,
+            target_modules=list(spec.target_modules),
+            **extra,
         )
         self.llm = get_peft_model(self.llm, lora)
         self.config = self.config.model_copy(update={"lora": spec})

@@ -84,6 +84,13 @@ class ZeroscopeVideoDecoder(DiffusionDecoder):
         (directory / _META).write_text(json.dumps({"kind": self.kind, **self.meta}))
 
     @classmethod
+    def from_pipeline(cls, directory: str | Path, *, cond_dim: int, **meta: Any) -> ZeroscopeVideoDecoder:
+        """A decoder over a text-to-video pipeline folder (Zeroscope as published), with a new projector."""
+        from diffusers import TextToVideoSDPipeline
+
+        return cls(load_pipeline(TextToVideoSDPipeline, directory), cond_dim=cond_dim, **meta)
+
+    @classmethod
     def from_pretrained(cls, directory: str | Path) -> ZeroscopeVideoDecoder:
         from diffusers import TextToVideoSDPipeline
 

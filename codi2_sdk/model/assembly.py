@@ -1,0 +1,127 @@
+"""Assembling the full-scale CoDi-2 from the public components' local folders.
+
+The paper's system: ImageBind-H encoders (its image tower is OpenCLIP ViT-H, the same weights SD-2.1 unCLIP
+ships as ``image_encoder/``: loaded once and shared; its audio tower from ``imagebind_huge.pth``), a
+Llama-2-chat LLM with the media tags added (embeddings resized with mean resizing, their rows trained beside
+a LoRA of rank 128 on q, k, v, o), and the unCLIP, AudioLDM2 and Zeroscope pipelines as decoders, each with
+output projectors from the 1024-d feature. Nothing is downloaded: every part comes from a local path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from ..errors import ModelError, ModelNotFoundError
+from ._quiet import quiet_loading
+from .audioldm2 import AudioLDM2Decoder
+from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
+from .encoders import CLIPImageEncoder, FrameVideoEncoder
+from .imagebind_audio import load_imagebind_audio
+from .modeling import PROJECTORS_FILE, CoDi2Model
+from .tokenizer import MEDIA_TAGS, add_special_tokens
+from .unclip import UnCLIPImageDecoder
+from .zeroscope import ZeroscopeVideoDecoder
+
+__all__ = ["FULL_SCALE_LORA", "assemble"]
+
+FULL_SCALE_LORA = LoraSpec(r=128, alpha=256)
+"""The paper's adapter: rank 128 on q, k, v, o."""
+
+
+def _need(path: str | Path | None, what: str) -> Path | None:
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.exists():
+        raise ModelNotFoundError(f"no {what} at {path}")
+    return path
+
+
+def _llm(path: Path, dtype: torch.dtype | None) -> tuple[Any, Any, list[int]]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            llm = AutoModelForCausalLM.from_pretrained(
+                str(path), local_files_only=True, **({"dtype": dtype} if dtype else {})
+            )
+    except Exception as exc:
+        raise ModelError(f"the LLM at {path} cannot be loaded: {exc}") from exc
+    before = len(tokenizer)
+    if add_special_tokens(tokenizer):
+        llm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    new_rows = list(range(before, len(tokenizer)))
+    return llm, tokenizer, new_rows
+
+
+def assemble(
+    *,
+    llm: str | Path,
+    imagebind: str | Path | None = None,
+    unclip: str | Path | None = None,
+    audioldm2: str | Path | None = None,
+    zeroscope: str | Path | None = None,
+    projectors: str | Path | None = None,
+    lora: LoraSpec | None = FULL_SCALE_LORA,
+    name: str = "codi2",
+    feature_dim: int = 1024,
+    imagebind_args: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+) -> CoDi2Model:
+    """Build CoDi-2 from local folders: any subset of the media (an image tower needs ``unclip``, which also
+    gives the image decoder and video reading; audio reading needs ``imagebind``).
+
+    Args:
+        llm: a transformers causal LM folder with its tokenizer (Llama-2-7b-chat in the paper).
+        imagebind: the official ``imagebind_huge.pth`` (or a state dict with its key names).
+        unclip / audioldm2 / zeroscope: the diffusers pipeline folders.
+        projectors: a folder of trained CoDi-2 weights (``projectors.safetensors``); ``None`` starts them
+            at random, for alignment training.
+        lora: the adapter to add (rank 128 by default; the new media-tag rows train with it); ``None`` for none.
+        feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
+        imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
+
+    Raises:
+        ModelNotFoundError: a path that does not exist (the message names the part).
+        ModelError: a part that cannot be loaded or does not fit.
+    """
+    llm_path = _need(llm, "LLM folder")
+    assert llm_path is not None
+    model_llm, tokenizer, new_rows = _llm(llm_path, dtype)
+    encoders: dict[str, Any] = {}
+    decoders: dict[str, Any] = {}
+    specs: dict[str, dict[str, Any]] = {"encoders": {}, "decoders": {}}
+    if (path := _need(unclip, "unCLIP pipeline folder")) is not None:
+        decoders["image"] = UnCLIPImageDecoder.from_pretrained(path)
+        encoders["image"] = CLIPImageEncoder(decoders["image"].pipeline.image_encoder)  # loaded once, shared
+        encoders["video"] = FrameVideoEncoder(encoders["image"])
+        specs["encoders"] |= {"image": EncoderSpec(kind="clip_image"), "video": EncoderSpec(kind="frames_video")}
+    if (path := _need(imagebind, "ImageBind checkpoint")) is not None:
+        encoders["audio"] = load_imagebind_audio(path, **(imagebind_args or {}))
+        specs["encoders"]["audio"] = EncoderSpec(kind="imagebind_audio", args=dict(imagebind_args or {}))
+    if (path := _need(audioldm2, "AudioLDM2 pipeline folder")) is not None:
+        decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim)
+    if (path := _need(zeroscope, "Zeroscope pipeline folder")) is not None:
+        decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim)
+    specs["decoders"] = {m: DecoderSpec(kind=d.kind) for m, d in decoders.items()}
+    config = CoDi2Config(
+        name=name,
+        encoders=specs["encoders"],
+        decoders=specs["decoders"],
+        feature_norms={"audio": 20.0} if "audio" in encoders else {},  # ImageBind's audio features: L2 x 20
+    )
+    model = CoDi2Model(config, model_llm, tokenizer, encoders, decoders)
+    if (path := _need(projectors, "projectors folder")) is not None:
+        model._load_projectors(load_file(str(path / PROJECTORS_FILE)), path)
+    if lora is not None:
+        tags = {t for pair in MEDIA_TAGS.values() for t in pair}
+        rows = sorted(set(new_rows) | {tokenizer.convert_tokens_to_ids(t) for t in tags if t in tokenizer.get_vocab()})
+        model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
+    model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+    return model.eval()

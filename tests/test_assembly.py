@@ -1,0 +1,104 @@
+"""Assembling the full-scale CoDi-2 from local folders of the public components (here: tiny random twins
+saved as those folders), then using it, saving it and loading it like any checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from codi2_sdk import Audio, Conversation, Image, ModelError, ModelNotFoundError, Video
+from codi2_sdk.backends.local import LocalBackend
+from codi2_sdk.model import ImageBindAudioEncoder, UnCLIPImageDecoder, assemble
+from codi2_sdk.model.imagebind_audio import official_key
+from codi2_sdk.model.twins import tiny_audioldm2_pipeline, tiny_unclip_pipeline, tiny_zeroscope_pipeline
+
+AUDIO = {"embed_dim": 32, "num_blocks": 1, "num_heads": 4, "out_dim": 32, "num_mel_bins": 32, "target_length": 48}
+SHORT = {"audio": {"duration": 0.064}, "video": {"num_frames": 2, "size": 16}}  # the published defaults are long
+WORDS = ["show", "a", "red", "circle", "what", "is", "this", "?", "."]
+
+
+def llama_folder(path: Path) -> Path:
+    """A tiny Llama and a word tokenizer without CoDi-2's tags, saved as a published LLM folder would be."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["<unk>", "<s>", "</s>", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(0)
+    llm = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(vocab),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+        )
+    )
+    llm.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("public")
+    UnCLIPImageDecoder(tiny_unclip_pipeline(), prompt_embeds=torch.randn(1, 4, 24)).save_pretrained(root / "unclip")
+    tiny_audioldm2_pipeline().save_pretrained(str(root / "audioldm2"))
+    tiny_zeroscope_pipeline().save_pretrained(str(root / "zeroscope"))
+    torch.manual_seed(0)
+    tower = ImageBindAudioEncoder(**AUDIO)
+    torch.save({official_key(k): v for k, v in tower.state_dict().items()}, root / "imagebind_huge.pth")
+    return {
+        "llm": llama_folder(root / "llama"),
+        "imagebind": root / "imagebind_huge.pth",
+        "unclip": root / "unclip",
+        "audioldm2": root / "audioldm2",
+        "zeroscope": root / "zeroscope",
+    }
+
+
+def test_assemble_from_local_folders_and_use_it(folders, tmp_path: Path) -> None:
+    model = assemble(**folders, feature_dim=32, imagebind_args=AUDIO)
+    assert model.has_lora and model.config.lora.r == 128  # type: ignore[union-attr]
+    assert model.llm.get_base_model().config.vocab_size == len(model.tokenizer) > 3 + len(WORDS)  # tags added
+    trainable = {n for n, p in model.llm.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trainable) and any("trainable_tokens" in n for n in trainable)
+    backend = LocalBackend(model)
+    assert backend.capabilities.output_modalities == ["text", "audio", "image", "video"]
+    made = {}
+    for modality, kind in (("image", Image), ("audio", Audio), ("video", Video)):
+        config = {"seed": 0, "output_modality": modality, "text": {"max_new_tokens": 3}}
+        config[modality] = {"steps": 2, **SHORT.get(modality, {})}
+        answer = Conversation(backend=backend).send("show a red circle .", config=config)
+        assert isinstance(answer.parts[0], kind)
+        made[modality] = answer
+    folder = model.save_pretrained(tmp_path / "codi2-full")
+    again = LocalBackend.from_pretrained(folder)
+    twice = LocalBackend.from_pretrained(folder)
+    config = {
+        "seed": 0,
+        "output_modality": "video",
+        "text": {"max_new_tokens": 3},
+        "video": {"steps": 2, **SHORT["video"]},
+    }
+    first = Conversation(backend=again).send("show a red circle .", config=config)
+    assert first == Conversation(backend=twice).send("show a red circle .", config=config)
+
+
+def test_missing_or_broken_parts_name_themselves(folders, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="Zeroscope pipeline folder"):
+        assemble(llm=folders["llm"], zeroscope=tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="LLM"):
+        assemble(llm=tmp_path / "empty")
+    text_only = assemble(llm=folders["llm"], lora=None)
+    assert not text_only.decoders and not text_only.has_lora
