@@ -13,32 +13,26 @@ The weights are CC-BY-NC-SA (the user supplies the pipeline folder).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..config import AudioConfig
 from ..content import Audio, Provenance
-from ..errors import ModelError
-from .decoders import DiffusionDecoder, waves_to_clips
-from .pipelines import QueryProjector, load_pipeline, stream_pipeline
+from .decoders import waves_to_clips
+from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
 from .registry import register_decoder
 
 __all__ = ["AudioLDM2Decoder"]
 
-_WEIGHTS = "codi2_projectors.safetensors"
-_META = "decoder.json"
-
 
 @register_decoder
-class AudioLDM2Decoder(DiffusionDecoder):
+class AudioLDM2Decoder(PipelineDecoder):
     """A feature vector to audio through AudioLDM2, via two output projectors."""
 
+    pipeline_class = "AudioLDM2Pipeline"
     kind: ClassVar[str] = "audioldm2"
     modality = "audio"
     options = ("duration",)
@@ -53,7 +47,7 @@ class AudioLDM2Decoder(DiffusionDecoder):
         pipeline: Any,
         *,
         cond_dim: int,
-        prompt_tokens: int,
+        prompt_tokens: int = 8,
         generated_tokens: int = 8,
         audio_length_in_s: float = 10.24,
         projector_width: int = 256,
@@ -75,43 +69,6 @@ class AudioLDM2Decoder(DiffusionDecoder):
         self.to_generated = QueryProjector(cond_dim, lm_dim, generated_tokens, width=projector_width)
         self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, t5_dim))
         self.register_buffer("negative_generated_embeds", torch.zeros(1, generated_tokens, lm_dim))
-
-    @classmethod
-    def build(cls, **args: Any) -> AudioLDM2Decoder:
-        raise ModelError("an audioldm2 decoder is made from an AudioLDM2 pipeline folder, not from arguments")
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """The pipeline's own folder, plus the projectors and unconditional embeddings and ``decoder.json``."""
-        directory = Path(directory)
-        self.pipeline.save_pretrained(str(directory))
-        tensors = {f"to_prompt.{k}": v for k, v in self.to_prompt.state_dict().items()}
-        tensors |= {f"to_generated.{k}": v for k, v in self.to_generated.state_dict().items()}
-        tensors |= {
-            "negative_prompt_embeds": self.negative_prompt_embeds,
-            "negative_generated_embeds": self.negative_generated_embeds,
-        }
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / _WEIGHTS))
-        (directory / _META).write_text(json.dumps({"kind": self.kind, **self.meta}))
-
-    @classmethod
-    def from_pipeline(cls, directory: str | Path, *, cond_dim: int, **meta: Any) -> AudioLDM2Decoder:
-        """A decoder over an AudioLDM2 pipeline folder (as published), with new projectors to train."""
-        from diffusers import AudioLDM2Pipeline
-
-        meta.setdefault("prompt_tokens", 8)
-        return cls(load_pipeline(AudioLDM2Pipeline, directory), cond_dim=cond_dim, **meta)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> AudioLDM2Decoder:
-        from diffusers import AudioLDM2Pipeline
-
-        directory = Path(directory)
-        meta = json.loads((directory / _META).read_text())
-        meta.pop("kind", None)
-        decoder = cls(load_pipeline(AudioLDM2Pipeline, directory), **meta)
-        state = load_file(str(directory / _WEIGHTS))
-        decoder.load_state_dict(state, strict=False)
-        return decoder
 
     def iter_sample(
         self,

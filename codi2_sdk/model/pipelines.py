@@ -8,14 +8,17 @@ import queue
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..errors import ModelError
 from ._quiet import quiet_loading
+from .decoders import DiffusionDecoder
 
-__all__ = ["QueryProjector", "load_pipeline", "stream_pipeline"]
+__all__ = ["PipelineDecoder", "QueryProjector", "load_pipeline", "stream_pipeline"]
 
 
 class _Cancelled(Exception):
@@ -99,3 +102,49 @@ class QueryProjector(nn.Module):
         memory = self.memory(feature.to(self.out.weight.dtype))[:, None]
         queries = self.queries.expand(len(feature), -1, -1)
         return self.out(self.decoder(queries, memory))
+
+
+class PipelineDecoder(DiffusionDecoder):
+    """A decoder over a whole diffusers pipeline, with its own output projectors and unconditional embeddings.
+
+    Its folder is the pipeline's own (as published) plus ``codi2_projectors.safetensors`` (the tensors whose
+    names start with ``to_`` or ``negative_``) and ``decoder.json`` (the constructor's settings, ``meta``).
+    """
+
+    pipeline_class: ClassVar[str] = ""
+    """The diffusers pipeline class, by name."""
+    WEIGHTS: ClassVar[str] = "codi2_projectors.safetensors"
+    META: ClassVar[str] = "decoder.json"
+    meta: dict[str, Any]
+    pipeline: Any
+
+    @classmethod
+    def build(cls, **args: Any) -> PipelineDecoder:
+        raise ModelError(f"a {cls.kind} decoder is made from a {cls.pipeline_class} folder, not from arguments")
+
+    @classmethod
+    def _load_pipeline(cls, directory: str | Path) -> Any:
+        import diffusers
+
+        return load_pipeline(getattr(diffusers, cls.pipeline_class), directory)
+
+    @classmethod
+    def from_pipeline(cls, directory: str | Path, *, cond_dim: int, **meta: Any) -> PipelineDecoder:
+        """A decoder over a pipeline folder as published, with new projectors to train."""
+        return cls(cls._load_pipeline(directory), cond_dim=cond_dim, **meta)  # type: ignore[call-arg]
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.pipeline.save_pretrained(str(directory))
+        own = {k: v for k, v in self.state_dict().items() if k.startswith(("to_", "negative_"))}
+        save_file({k: v.detach().contiguous().cpu() for k, v in own.items()}, str(directory / self.WEIGHTS))
+        (directory / self.META).write_text(json.dumps({"kind": self.kind, **self.meta}))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> PipelineDecoder:
+        directory = Path(directory)
+        meta = json.loads((directory / cls.META).read_text())
+        meta.pop("kind", None)
+        decoder = cls(cls._load_pipeline(directory), **meta)  # type: ignore[call-arg]
+        decoder.load_state_dict(load_file(str(directory / cls.WEIGHTS)), strict=False)
+        return decoder

@@ -10,32 +10,25 @@ The weights are CC-BY-NC (the user supplies the pipeline folder).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Generator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from ..config import VideoConfig
 from ..content import Provenance, Video
-from ..errors import ModelError
-from .decoders import DiffusionDecoder
-from .pipelines import QueryProjector, load_pipeline, stream_pipeline
+from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
 from .registry import register_decoder
 
 __all__ = ["ZeroscopeVideoDecoder"]
 
-_WEIGHTS = "codi2_projectors.safetensors"
-_META = "decoder.json"
-
 
 @register_decoder
-class ZeroscopeVideoDecoder(DiffusionDecoder):
+class ZeroscopeVideoDecoder(PipelineDecoder):
     """A feature vector to a video clip through a text-to-video pipeline, via an output projector."""
 
+    pipeline_class = "TextToVideoSDPipeline"
     kind: ClassVar[str] = "zeroscope_video"
     modality = "video"
     options = ("num_frames", "size")
@@ -69,37 +62,6 @@ class ZeroscopeVideoDecoder(DiffusionDecoder):
         width = int(pipeline.unet.config.cross_attention_dim)
         self.to_prompt = QueryProjector(cond_dim, width, prompt_tokens, width=projector_width)
         self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, width))
-
-    @classmethod
-    def build(cls, **args: Any) -> ZeroscopeVideoDecoder:
-        raise ModelError("a zeroscope_video decoder is made from a text-to-video pipeline folder, not from arguments")
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """The pipeline's own folder, plus the projector and unconditional embeddings and ``decoder.json``."""
-        directory = Path(directory)
-        self.pipeline.save_pretrained(str(directory))
-        tensors = {f"to_prompt.{k}": v for k, v in self.to_prompt.state_dict().items()}
-        tensors["negative_prompt_embeds"] = self.negative_prompt_embeds
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(directory / _WEIGHTS))
-        (directory / _META).write_text(json.dumps({"kind": self.kind, **self.meta}))
-
-    @classmethod
-    def from_pipeline(cls, directory: str | Path, *, cond_dim: int, **meta: Any) -> ZeroscopeVideoDecoder:
-        """A decoder over a text-to-video pipeline folder (Zeroscope as published), with a new projector."""
-        from diffusers import TextToVideoSDPipeline
-
-        return cls(load_pipeline(TextToVideoSDPipeline, directory), cond_dim=cond_dim, **meta)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> ZeroscopeVideoDecoder:
-        from diffusers import TextToVideoSDPipeline
-
-        directory = Path(directory)
-        meta = json.loads((directory / _META).read_text())
-        meta.pop("kind", None)
-        decoder = cls(load_pipeline(TextToVideoSDPipeline, directory), **meta)
-        decoder.load_state_dict(load_file(str(directory / _WEIGHTS)), strict=False)
-        return decoder
 
     def iter_sample(
         self,
