@@ -17,8 +17,9 @@ carries the same code.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import TypeAdapter
 
+from ._base import SDKModel
 from .types import Event, GenerationRequest
 
 API_PREFIX = "/v1"
@@ -30,14 +31,14 @@ class GenerateBody(GenerationRequest):
     stream: bool = False
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(SDKModel):
     """The code (a key of :data:`~codi2_sdk.errors.ERROR_CODES`) and a human-readable message."""
 
     code: str
     message: str
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(SDKModel):
     """Every error response's body."""
 
     error: ErrorDetail

@@ -2,10 +2,8 @@
 
 Every field that is ``None`` means "the model's own default" (codi2-mini and the full-scale model
 were tuned differently); :attr:`Capabilities.defaults <codi2_sdk.backends.base.Capabilities>` says what
-that is. Out-of-range values are refused when the config is made (a pydantic ``ValidationError``
-that names the field and the allowed range, raised by pydantic when you build a config yourself; where
-the SDK builds one from a mapping, as in ``Conversation(config={...})`` or :meth:`GenerationConfig.merged`,
-an :class:`~codi2_sdk.errors.InvalidRequestError` that names the field paths).
+that is. Out-of-range values are refused when the config is made, with an
+:class:`~codi2_sdk.errors.InvalidRequestError` that names each field's path and the allowed range.
 """
 
 from __future__ import annotations
@@ -13,17 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from ._base import SDKModel
 from .content import Modality
-from .errors import InvalidRequestError, invalid_request
+from .errors import InvalidRequestError
 
 __all__ = ["AudioConfig", "GenerationConfig", "ImageConfig", "OutputModality", "TextConfig", "VideoConfig"]
 
 OutputModality = Literal["auto"] | Modality
 
 
-class _Config(BaseModel):
+class _Config(SDKModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -126,7 +125,4 @@ class GenerationConfig(_Config):
                 data[key] = {**data[key], **value}
             else:
                 data[key] = value
-        try:
-            return GenerationConfig.model_validate(data)
-        except ValidationError as exc:
-            raise invalid_request(exc, "config") from None
+        return GenerationConfig.model_validate(data)

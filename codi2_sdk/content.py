@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import numpy as np
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -32,6 +31,7 @@ from pydantic import (
 )
 
 from . import _media
+from ._base import SDKModel
 from .errors import InvalidMediaError, MediaTooLargeError
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def _base64_to_bytes(value: Any) -> Any:
 MediaBytes = Annotated[bytes, BeforeValidator(_base64_to_bytes), Field(repr=False)]
 
 
-class Provenance(BaseModel):
+class Provenance(SDKModel):
     """How a generated medium was made, so that it can be made again."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -89,7 +89,7 @@ class Provenance(BaseModel):
     """Noise added to the conditioning embedding (unCLIP image decoders)."""
 
 
-class Text(BaseModel):
+class Text(SDKModel):
     """A piece of text."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -103,7 +103,7 @@ class Text(BaseModel):
         super().__init__(**data)
 
 
-class _Media(BaseModel):
+class _Media(SDKModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     data: MediaBytes

@@ -27,12 +27,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from ._base import SDKModel
 from .backends.base import Backend
 from .config import GenerationConfig
 from .content import Audio, Image, Text, Video
-from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError, error_from_code, invalid_request
+from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError, error_from_code
 from .messages import Example, Message, PartLike, system, to_parts
 from .types import Done, ErrorEvent, Event, GenerationRequest
 
@@ -44,14 +45,14 @@ SCHEMA_VERSION: Literal[1] = 1
 ConfigLike = GenerationConfig | Mapping[str, Any] | None
 
 
-class _ConversationFile(BaseModel):
+class _ConversationFile(SDKModel):
     model_config = ConfigDict(extra="forbid")
 
     schema_version: Literal[1] = SCHEMA_VERSION
     system: str | None = None
     config: GenerationConfig = GenerationConfig()
-    examples: list[Example] = []
-    history: list[Message] = []
+    examples: list[Example] = Field(default_factory=list)
+    history: list[Message] = Field(default_factory=list)
 
 
 class Conversation:
@@ -117,10 +118,7 @@ class Conversation:
 
         Each side is one part (a ``str``, :class:`Image`, :class:`Audio`) or a list of them.
         """
-        try:
-            example = Example(inputs=to_parts(_as_sequence(inputs)), outputs=to_parts(_as_sequence(outputs)))
-        except ValidationError as exc:
-            raise invalid_request(exc, "example") from None
+        example = Example(inputs=to_parts(_as_sequence(inputs)), outputs=to_parts(_as_sequence(outputs)))
         self._examples.append(example)
         return example
 
@@ -151,12 +149,9 @@ class Conversation:
         if not parts:
             raise InvalidRequestError("a turn needs at least one part (text, image or audio)")
         turn = Message(role="user", parts=parts)
-        try:
-            return GenerationRequest(
-                examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)
-            )
-        except ValidationError as exc:
-            raise invalid_request(exc, "request") from None
+        return GenerationRequest(
+            examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)
+        )
 
     def send(self, *items: PartLike, config: ConfigLike = None) -> Message:
         """Send a user turn and return the answer; both are appended to the history.

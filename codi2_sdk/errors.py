@@ -79,8 +79,9 @@ class MediaTooLargeError(InvalidMediaError):
     """A medium is over a limit: bytes, pixels (checked before decoding) or duration."""
 
 
-class InvalidRequestError(Codi2Error):
-    """A request cannot be served as given: a wrong argument type, an unsupported modality, ..."""
+class InvalidRequestError(Codi2Error, ValueError):
+    """A request cannot be served as given: a wrong argument type, an out-of-range setting, an unsupported
+    modality, ... (also a ``ValueError``, as pydantic's validation errors are)."""
 
 
 class MediaReferenceError(InvalidRequestError):

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from ._base import SDKModel
 from .content import Audio, Image, Part, Text, Video
 from .errors import InvalidRequestError
 
@@ -22,7 +23,7 @@ Role = Literal["system", "user", "assistant"]
 PartLike = str | Text | Image | Audio | Video
 
 
-class Message(BaseModel):
+class Message(SDKModel):
     """One turn of a conversation: who spoke and what, text and media interleaved in order."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,7 +63,7 @@ class Message(BaseModel):
         return [p for p in self.parts if isinstance(p, (Image, Audio, Video))]
 
 
-class Example(BaseModel):
+class Example(SDKModel):
     """An in-context example: an input and the output the model should produce for it.
 
     CoDi-2 learns a transformation (an edit, a style) from a few such pairs, shown before the query.

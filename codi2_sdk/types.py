@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from . import _media
+from ._base import SDKModel
 from .config import GenerationConfig
 from .content import Audio, Image, MediaModality, Modality, Text, Video
 from .messages import Example, Message
@@ -32,15 +33,15 @@ __all__ = [
 ]
 
 
-class Capabilities(BaseModel):
+class Capabilities(SDKModel):
     """What a backend's model reads and writes, and the limits it enforces."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     model: str
     """The model's name."""
-    input_modalities: list[Modality] = list(get_args(Modality))
-    output_modalities: list[Modality] = list(get_args(Modality))
+    input_modalities: list[Modality] = Field(default_factory=lambda: list(get_args(Modality)))
+    output_modalities: list[Modality] = Field(default_factory=lambda: list(get_args(Modality)))
     max_examples: int | None = None
     """Most in-context examples in one request, if limited."""
     context_length: int | None = None
@@ -52,7 +53,7 @@ class Capabilities(BaseModel):
     """The settings used where a request's config leaves a field at ``None``."""
 
 
-class GenerationRequest(BaseModel):
+class GenerationRequest(SDKModel):
     """Everything a backend needs for one answer: examples, the conversation, and the settings.
 
     ``messages`` may start with one system message and must end with a user message.
@@ -73,14 +74,14 @@ class GenerationRequest(BaseModel):
         return self
 
 
-class TextDelta(BaseModel):
+class TextDelta(SDKModel):
     """A piece of answer text, as soon as it is produced."""
 
     type: Literal["text_delta"] = "text_delta"
     text: str
 
 
-class Progress(BaseModel):
+class Progress(SDKModel):
     """One diffusion step of a medium being decoded."""
 
     type: Literal["progress"] = "progress"
@@ -92,7 +93,7 @@ class Progress(BaseModel):
     total: int
 
 
-class MediaDone(BaseModel):
+class MediaDone(SDKModel):
     """A finished medium of the answer."""
 
     type: Literal["media_done"] = "media_done"
@@ -100,14 +101,14 @@ class MediaDone(BaseModel):
     part: Annotated[Image | Audio | Video, Field(discriminator="type")]
 
 
-class Done(BaseModel):
+class Done(SDKModel):
     """The complete answer; always the last event of a successful stream."""
 
     type: Literal["done"] = "done"
     message: Message
 
 
-class ErrorEvent(BaseModel):
+class ErrorEvent(SDKModel):
     """A failure reported by a server mid-stream (in-process streams raise instead)."""
 
     type: Literal["error"] = "error"

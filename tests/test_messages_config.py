@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import PIL.Image
 import pytest
-from pydantic import ValidationError
 
 from codi2_sdk import (
     Audio,
@@ -38,12 +37,12 @@ def test_builders_refuse_other_types_with_a_hint() -> None:
 
 
 def test_message_role_is_checked() -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidRequestError, match="role"):
         Message(role="robot", parts=[])  # type: ignore[arg-type]
 
 
 def test_example_needs_both_sides(image: Image) -> None:
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidRequestError, match="outputs"):
         Example(inputs=[image], outputs=[])
 
 
@@ -59,8 +58,11 @@ def test_config_defaults_and_ranges() -> None:
         {"audio": {"duration": 0}},
         {"colour": "red"},
     ):
-        with pytest.raises(ValidationError):
+        with pytest.raises(InvalidRequestError):
             GenerationConfig.model_validate(bad)
+    with pytest.raises(InvalidRequestError, match=r"image\.steps") as info:
+        GenerationConfig(image={"steps": 0})  # built directly too: the SDK's error, naming the field
+    assert info.value.errors[0]["loc"] == ("image", "steps")  # type: ignore[attr-defined]
 
 
 def test_config_merge_is_deep_and_validated() -> None:

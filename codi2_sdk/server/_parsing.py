@@ -15,12 +15,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from .. import _media
 from .._protocol import GenerateBody
 from ..content import MEDIA_PARTS
-from ..errors import Codi2Error, error_code_of, invalid_request
+from ..errors import Codi2Error, InvalidRequestError, error_code_of
 
 __all__ = ["LONG_STRING", "BodyLimits", "Refusal", "parse_body", "split_long_strings"]
 
@@ -180,11 +178,9 @@ def parse_body(raw: bytes | bytearray, limits: BodyLimits) -> GenerateBody:
     _check_totals(_media_parts(body), limits)
     try:
         return GenerateBody.model_validate(body)
-    except ValidationError as exc:
-        raise Refusal(
-            "invalid_schema", f"the request does not match the protocol: {invalid_request(exc, 'body')}"
-        ) from None
     except RecursionError:
         raise Refusal("invalid_schema", "the request is nested too deeply") from None
     except Codi2Error as exc:
+        if isinstance(exc, InvalidRequestError) and getattr(exc, "errors", None) is not None:  # the schema's
+            raise Refusal("invalid_schema", f"the request does not match the protocol: {exc}") from None
         raise Refusal(error_code_of(exc), str(exc)) from None
