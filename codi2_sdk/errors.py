@@ -252,6 +252,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
 """The one table of the error contract, read by the server (code and status of an error) and by the client
 (the exception for a code, and whether to retry it)."""
 
+_CODE_OF_LOCAL = {row.local: row.code for row in ERROR_CODES.values() if row.local is not None}
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     cls.status_code: cls
     for cls in (
@@ -275,8 +277,7 @@ def error_code_of(exc: Codi2Error) -> str:
     code = getattr(exc, "code", None)
     if isinstance(exc, APIStatusError) and code in ERROR_CODES:
         return str(code)
-    by_local = {row.local: row.code for row in ERROR_CODES.values() if row.local is not None}
-    return next((by_local[cls] for cls in type(exc).__mro__ if cls in by_local), "model_error")
+    return next((_CODE_OF_LOCAL[cls] for cls in type(exc).__mro__ if cls in _CODE_OF_LOCAL), "model_error")
 
 
 def status_error(

@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 TESTS = {
+    "codi2_sdk/errors.py": ["tests/test_error_contract.py", "tests/test_server_hardening.py"],
     "codi2_sdk/conversation.py": ["tests/test_conversation.py", "tests/test_properties.py"],
     "codi2_sdk/backends/remote.py": [
         "tests/test_error_contract.py",
@@ -89,7 +90,6 @@ NAMED = [
         "        return True",
     ),
 ]
-TESTS["codi2_sdk/errors.py"] = ["tests/test_error_contract.py", "tests/test_server_hardening.py"]
 
 _FLIPS = {
     ast.Eq: ast.NotEq,
