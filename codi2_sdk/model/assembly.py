@@ -41,7 +41,7 @@ def _need(path: str | Path | None, what: str) -> Path | None:
     return path
 
 
-def _llm(path: Path, dtype: torch.dtype | None) -> tuple[Any, Any, list[int]]:
+def _llm(path: Path, dtype: torch.dtype | None, chat_template: str | None) -> tuple[Any, Any, list[int]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -52,6 +52,8 @@ def _llm(path: Path, dtype: torch.dtype | None) -> tuple[Any, Any, list[int]]:
             )
     except Exception as exc:
         raise ModelError(f"the LLM at {path} cannot be loaded: {exc}") from exc
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     before = len(tokenizer)
     if add_special_tokens(tokenizer):
         llm.resize_token_embeddings(len(tokenizer), mean_resizing=True)
@@ -68,6 +70,7 @@ def assemble(
     zeroscope: str | Path | None = None,
     projectors: str | Path | None = None,
     lora: LoraSpec | None = FULL_SCALE_LORA,
+    chat_template: str | None = None,
     name: str = "codi2",
     feature_dim: int = 1024,
     imagebind_args: dict[str, Any] | None = None,
@@ -84,6 +87,9 @@ def assemble(
         projectors: a folder of trained CoDi-2 weights (``projectors.safetensors``); ``None`` starts them
             at random, for alignment training.
         lora: the adapter to add (rank 128 by default; the new media-tag rows train with it); ``None`` for none.
+        chat_template: a Jinja chat template for an LLM folder whose tokenizer has none (for Llama-2-chat:
+            :data:`~codi2_sdk.model.tokenizer.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
+            or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
         imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
 
@@ -93,7 +99,7 @@ def assemble(
     """
     llm_path = _need(llm, "LLM folder")
     assert llm_path is not None
-    model_llm, tokenizer, new_rows = _llm(llm_path, dtype)
+    model_llm, tokenizer, new_rows = _llm(llm_path, dtype, chat_template)
     encoders: dict[str, Any] = {}
     decoders: dict[str, Any] = {}
     specs: dict[str, dict[str, Any]] = {"encoders": {}, "decoders": {}}

@@ -1,6 +1,6 @@
 """Prompt building: examples and messages to token ids with media slots (the chat template).
 
-The template, in tokens::
+The SDK's own template (small models trained from scratch), in tokens::
 
     <s>
     <|user|> {example input} <|end|> <|assistant|> {example output} <|end|>     one pair per example
@@ -11,12 +11,22 @@ The template, in tokens::
 A medium is ``<image> <|media|> x n </image>`` (or the audio tags): ``n`` is the encoder's token count
 for media the model reads (user and system turns, example inputs) and 1 for media the model writes
 (assistant turns, example outputs), whose single slot holds the pooled feature that the output head
-predicts. Text is tokenised in one call per part, with special-token strings typed by a user kept as
+predicts.
+
+A tokenizer that carries a chat template (Llama-2-chat's ``<s>[INST] <<SYS>> ... [/INST] ... </s>``) is used
+with it instead: the template renders the turns with a random marker standing for each turn's content, and
+the content's tokens (text and media slots) replace the markers; the answer ends with the tokenizer's end of
+sequence. Example pairs come after the system text there, as the template puts the system text in the first
+user turn; consecutive turns of one role are merged, as such templates need alternating roles.
+
+Text is tokenised in one call per part, with special-token strings typed by a user kept as
 plain text (``split_special_tokens``), so nobody can inject a media tag.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,9 +81,10 @@ class PromptBuilder:
         self.tokenizer = tokenizer
         self.tokens_per_item = tokens_per_item
         ids = tokenizer.convert_tokens_to_ids
+        self.chat_template: str | None = getattr(tokenizer, "chat_template", None) or None
         self.bos_id = ids(BOS) if BOS in tokenizer.get_vocab() else tokenizer.bos_token_id
         self.slot_id: int = ids(MEDIA_SLOT)
-        self.end_id: int = ids(END_OF_TURN)
+        self.end_id: int = tokenizer.eos_token_id if self.chat_template else ids(END_OF_TURN)
         self.role_ids: dict[str, int] = {role: ids(tok) for role, tok in ROLE_TOKENS.items()}
         vocab = tokenizer.get_vocab()
         known = {
@@ -87,14 +98,18 @@ class PromptBuilder:
         """Token ids of plain text (special-token strings stay text)."""
         return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
 
-    def _turn(self, prompt: Prompt, role: str, parts: Sequence[Part], *, train: bool) -> None:
+    @staticmethod
+    def _add(prompt: Prompt, token_ids: list[int], learn: bool) -> None:
+        prompt.ids += token_ids
+        prompt.labels += token_ids if learn else [IGNORE_INDEX] * len(token_ids)
+
+    def _content(self, prompt: Prompt, role: str, parts: Sequence[Part], *, train: bool) -> None:
+        """A turn's parts: text tokens and media slots (one slot for media the model writes)."""
         writes = role == "assistant"
 
         def add(token_ids: list[int], learn: bool) -> None:
-            prompt.ids += token_ids
-            prompt.labels += token_ids if (train and learn) else [IGNORE_INDEX] * len(token_ids)
+            self._add(prompt, token_ids, train and learn)
 
-        add([self.role_ids[role]], False)
         for part in parts:
             if isinstance(part, Text):
                 add(self.text_ids(part.text), True)
@@ -106,7 +121,11 @@ class PromptBuilder:
             prompt.media.append(MediaSlot(len(prompt.ids), count, part, target=train and writes))
             add([self.slot_id] * count, False)
             add([self.close_ids[part.type]], False)  # forced after a slot when generating: nothing to learn
-        add([self.end_id], True)
+
+    def _turn(self, prompt: Prompt, role: str, parts: Sequence[Part], *, train: bool) -> None:
+        self._add(prompt, [self.role_ids[role]], False)
+        self._content(prompt, role, parts, train=train)
+        self._add(prompt, [self.end_id], train)
 
     def build(
         self, examples: Sequence[Example], messages: Sequence[Message], *, answer: Message | None = None
@@ -116,6 +135,8 @@ class PromptBuilder:
         With ``answer``, labels mark the answer's tokens (text, media start tags and the end of turn) and
         its media slots are regression targets; everything before is context only.
         """
+        if self.chat_template:
+            return self._build_templated(examples, messages, answer)
         prompt = Prompt()
         if self.bos_id is not None:
             prompt.ids.append(self.bos_id)
@@ -130,4 +151,43 @@ class PromptBuilder:
             prompt.labels.append(IGNORE_INDEX)
         else:
             self._turn(prompt, "assistant", answer.parts, train=True)
+        return prompt
+
+    def _build_templated(
+        self, examples: Sequence[Example], messages: Sequence[Message], answer: Message | None
+    ) -> Prompt:
+        turns: list[tuple[str, list[Part]]] = []
+        history = list(messages)
+        while history and history[0].role == "system":
+            turns.append(("system", list(history.pop(0).parts)))
+        for example in examples:
+            turns += [("user", list(example.inputs)), ("assistant", list(example.outputs))]
+        turns += [(m.role, list(m.parts)) for m in history]
+        if answer is not None:
+            turns.append(("assistant", list(answer.parts)))
+        merged: list[tuple[str, list[Part]]] = []
+        for role, parts in turns:
+            if merged and merged[-1][0] == role:
+                merged[-1][1].extend(parts)
+            else:
+                merged.append((role, parts))
+        # The template sees only markers, so nothing a user typed is rendered by it or read as a special token.
+        nonce = secrets.token_hex(8)
+        try:
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": role, "content": f"CONTENT{nonce}{i}END"} for i, (role, _) in enumerate(merged)],
+                tokenize=False,
+                add_generation_prompt=answer is None,
+            )
+        except Exception as exc:  # jinja's TemplateError, raised by the template itself (e.g. role order)
+            raise ValueError(f"the model's chat template refuses this conversation: {exc}") from None
+        pieces = re.split(f"CONTENT{nonce}(\\d+)END", rendered)
+        prompt = Prompt()
+        for i, scaffold in enumerate(pieces[::2]):
+            learn = answer is not None and i == len(merged)  # the end of sequence after the answer
+            self._add(prompt, list(self.tokenizer(scaffold, add_special_tokens=False).input_ids), learn)
+            if 2 * i + 1 < len(pieces):
+                role, parts = merged[int(pieces[2 * i + 1])]
+                train = answer is not None and int(pieces[2 * i + 1]) == len(merged) - 1
+                self._content(prompt, role, parts, train=train)
         return prompt

@@ -14,6 +14,7 @@ from typing import Any
 from ..content import MEDIA_MODALITIES
 
 __all__ = [
+    "LLAMA2_CHAT_TEMPLATE",
     "REQUIRED_TOKENS",
     "ROLE_TOKENS",
     "SPECIAL_TOKENS",
@@ -33,6 +34,24 @@ REQUIRED_TOKENS: list[str] = [MEDIA_SLOT, *ROLE_TOKENS.values(), END_OF_TURN]
 """The tokens every CoDi-2 tokenizer has; a model reads and writes the media whose tags its tokenizer has."""
 SPECIAL_TOKENS: list[str] = [*(tag for pair in MEDIA_TAGS.values() for tag in pair), *REQUIRED_TOKENS]
 """Every special token: new tokenizers get all of them."""
+
+
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set system = '<<SYS>>\\n' + messages[0]['content'].strip() + '\\n<</SYS>>\\n\\n' %}"
+    "{% set messages = messages[1:] %}"
+    "{% else %}{% set system = '' %}{% endif %}"
+    "{% for message in messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('roles must alternate user/assistant/user/...') }}"
+    "{% endif %}"
+    "{% if message['role'] == 'user' %}"
+    "{{ bos_token + '[INST] ' + (system if loop.first else '') + message['content'].strip() + ' [/INST]' }}"
+    "{% else %}{{ ' ' + message['content'].strip() + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+"""Llama-2-chat's prompt format (``<s>[INST] <<SYS>> ... <</SYS>> ... [/INST] answer </s>``), as the chat template
+Meta's published tokenizer carries; for Llama-2 folders saved without one (see :func:`codi2_sdk.model.assemble`)."""
 
 
 def build_word_tokenizer(words: Iterable[str]) -> Any:

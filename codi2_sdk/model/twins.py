@@ -21,6 +21,7 @@ __all__ = [
     "full_scale_twin",
     "tiny_audioldm2_decoder",
     "tiny_audioldm2_pipeline",
+    "tiny_llama_tokenizer",
     "tiny_unclip_pipeline",
     "tiny_zeroscope_decoder",
     "tiny_zeroscope_pipeline",
@@ -203,11 +204,36 @@ def tiny_zeroscope_decoder(cond_dim: int = 24, seed: int = 0) -> ZeroscopeVideoD
     )
 
 
+def tiny_llama_tokenizer(words: list[str]) -> Any:
+    """Llama's tokenizer class (byte-pair merges, ``▁`` for spaces) over a tiny vocabulary: printable ASCII
+    characters plus a merge path to each of ``words``, with Llama-2-chat's chat template."""
+    import string
+
+    from transformers import LlamaTokenizer
+
+    from .tokenizer import LLAMA2_CHAT_TEMPLATE
+
+    vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", "▁"])}
+    for char in string.ascii_letters + string.digits + string.punctuation:
+        vocab.setdefault(char, len(vocab))
+    merges: list[tuple[str, str]] = []
+    for word in words:
+        piece = "▁"
+        for char in word:
+            if piece + char not in vocab:
+                merges.append((piece, char))
+                vocab[piece + char] = len(vocab)
+            piece += char
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.chat_template = LLAMA2_CHAT_TEMPLATE
+    return tokenizer
+
+
 TWIN_WORDS = ["draw", "play", "show", "a", "red", "circle", "moving", "sound", "what", "is", "this", "?", "."]
 
 
 def full_scale_twin(seed: int = 0) -> CoDi2Model:
-    """A random CoDi-2 of the full-scale classes at tiny sizes: a Llama LLM, CLIP-H-style image tower (the
+    """A random CoDi-2 of the full-scale classes at tiny sizes: a Llama LLM with Llama-2-chat's template, CLIP-H-style image tower (the
     unCLIP pipeline's own image encoder, shared, as at full scale), ImageBind's audio tower, frame-wise video
     reading, and the unCLIP, AudioLDM2 and Zeroscope pipelines as decoders, all conditioned on 32-d features."""
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -216,7 +242,7 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
     from .config import CoDi2Config, DecoderSpec, EncoderSpec
     from .encoders import CLIPImageEncoder, FrameVideoEncoder
     from .imagebind_audio import ImageBindAudioEncoder
-    from .tokenizer import build_word_tokenizer
+    from .tokenizer import add_special_tokens
     from .unclip import UnCLIPImageDecoder
 
     torch.manual_seed(seed)
@@ -262,7 +288,8 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
             image=ImageConfig(**steps, noise_level=0), audio=AudioConfig(**steps), video=VideoConfig(**steps)
         ),
     )
-    tokenizer = build_word_tokenizer(TWIN_WORDS)
+    tokenizer = tiny_llama_tokenizer(TWIN_WORDS)
+    add_special_tokens(tokenizer)
     torch.manual_seed(seed)
     llm = LlamaForCausalLM(
         LlamaConfig(
