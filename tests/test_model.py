@@ -27,7 +27,7 @@ from codi2_sdk import (
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import CoDi2Config, CoDi2Model, TrainingExample
 from codi2_sdk.model.audio_features import LogMel, griffin_lim
-from codi2_sdk.model.encoders import CLIPImageEncoder, image_to_tensor
+from codi2_sdk.model.encoders import CLIPImageEncoder, ImageBindImageEncoder, image_to_tensor
 from codi2_sdk.model.generation import prefill
 
 IMAGE_TURN = {"seed": 3, "output_modality": "image", "text": {"max_new_tokens": 6}}
@@ -54,6 +54,28 @@ def test_clip_encoder_returns_all_tokens_through_the_projection(image: Image) ->
         reference = encoder.model(pixel_values=encoder.preprocess([image])).image_embeds
     assert tokens.shape == (1, 17, 24) and encoder.tokens_per_item == 17
     assert torch.allclose(tokens[:, 0], reference, atol=1e-5)  # token 0 is CLIP's own image embedding
+
+
+def test_imagebind_encoder_crops_instead_of_stretching_and_gives_unit_pooled_features() -> None:
+    encoder = ImageBindImageEncoder.from_config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        image_size=32,
+        patch_size=8,
+        projection_dim=24,
+    ).eval()
+    wide = PIL.Image.new("RGB", (96, 48), "blue")
+    wide.paste(PIL.Image.new("RGB", (64, 48), "red"), (16, 0))  # red in the middle, blue at both ends
+    square = Image.from_pil(PIL.Image.new("RGB", (32, 32), "red"))
+    assert torch.allclose(encoder.preprocess([Image.from_pil(wide)]), encoder.preprocess([square]), atol=1e-5)
+    with torch.no_grad():
+        tokens = encoder(encoder.preprocess([square, Image.from_pil(wide.rotate(90, expand=True))]))
+        raw = CLIPImageEncoder.forward(encoder, encoder.preprocess([square]))
+    assert tokens.shape == (2, 17, 24)
+    assert torch.allclose(tokens[:, 0].norm(dim=-1), torch.ones(2), atol=1e-5)  # ImageBind's unit embedding
+    assert torch.allclose(tokens[0], raw[0] / raw[0, 0].norm(), atol=1e-5)  # every token on the pooled one's scale
 
 
 def test_prompt_places_media_in_slots_between_tags(tiny_model: CoDi2Model, image: Image) -> None:

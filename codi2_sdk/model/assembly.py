@@ -15,21 +15,31 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from ..config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
 from ..errors import ModelError, ModelNotFoundError
 from ._quiet import quiet_loading
 from .audioldm2 import AudioLDM2Decoder
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
-from .encoders import CLIPImageEncoder, FrameVideoEncoder
+from .encoders import FrameVideoEncoder, ImageBindImageEncoder
 from .imagebind_audio import load_imagebind_audio
 from .modeling import PROJECTORS_FILE, CoDi2Model
 from .tokenizer import MEDIA_TAGS, add_special_tokens
 from .unclip import UnCLIPImageDecoder
 from .zeroscope import ZeroscopeVideoDecoder
 
-__all__ = ["FULL_SCALE_LORA", "assemble"]
+__all__ = ["FULL_SCALE_DEFAULTS", "FULL_SCALE_LORA", "assemble"]
 
 FULL_SCALE_LORA = LoraSpec(r=128, alpha=256)
 """The paper's adapter: rank 128 on q, k, v, o."""
+
+FULL_SCALE_DEFAULTS = GenerationConfig(
+    image=ImageConfig(steps=50, guidance_scale=7.5, noise_level=0),
+    audio=AudioConfig(steps=200, guidance_scale=3.5),
+    video=VideoConfig(steps=50, guidance_scale=9.0),
+)
+"""Generation settings of an assembled model: unCLIP as CoDi-2's code runs it (50 DDIM steps, guidance 7.5, the
+clean image embedding: noise level 0, the encoded empty prompt on both sides of the guidance), AudioLDM2's and
+Zeroscope's published pipeline defaults (200 steps at 3.5; 50 steps at 9.0)."""
 
 
 def _need(path: str | Path | None, what: str) -> Path | None:
@@ -105,9 +115,12 @@ def assemble(
     specs: dict[str, dict[str, Any]] = {"encoders": {}, "decoders": {}}
     if (path := _need(unclip, "unCLIP pipeline folder")) is not None:
         decoders["image"] = UnCLIPImageDecoder.from_pretrained(path)
-        encoders["image"] = CLIPImageEncoder(decoders["image"].pipeline.image_encoder)  # loaded once, shared
-        encoders["video"] = FrameVideoEncoder(encoders["image"])
-        specs["encoders"] |= {"image": EncoderSpec(kind="clip_image"), "video": EncoderSpec(kind="frames_video")}
+        encoders["image"] = ImageBindImageEncoder(decoders["image"].pipeline.image_encoder)  # loaded once, shared
+        encoders["video"] = FrameVideoEncoder(encoders["image"], frames=2)  # 2-frame clips, as the paper reads video
+        specs["encoders"] |= {
+            "image": EncoderSpec(kind="imagebind_image"),
+            "video": EncoderSpec(kind="frames_video", args={"frames": 2, "image_kind": "imagebind_image"}),
+        }
     if (path := _need(imagebind, "ImageBind checkpoint")) is not None:
         encoders["audio"] = load_imagebind_audio(path, **(imagebind_args or {}))
         specs["encoders"]["audio"] = EncoderSpec(kind="imagebind_audio", args=dict(imagebind_args or {}))
@@ -116,11 +129,17 @@ def assemble(
     if (path := _need(zeroscope, "Zeroscope pipeline folder")) is not None:
         decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim)
     specs["decoders"] = {m: DecoderSpec(kind=d.kind) for m, d in decoders.items()}
+    # Predicted features are unit-norm: restored to ImageBind's audio scale (L2 x 20) and to the scale of the CLIP
+    # image embeddings unCLIP was trained on (its encoder reads at ImageBind's unit scale).
+    norms = {"audio": 20.0} if "audio" in encoders else {}
+    if "image" in decoders:
+        norms["image"] = decoders["image"].embedding_norm
     config = CoDi2Config(
         name=name,
         encoders=specs["encoders"],
         decoders=specs["decoders"],
-        feature_norms={"audio": 20.0} if "audio" in encoders else {},  # ImageBind's audio features: L2 x 20
+        feature_norms=norms,
+        defaults=FULL_SCALE_DEFAULTS,
     )
     model = CoDi2Model(config, model_llm, tokenizer, encoders, decoders)
     if (path := _need(projectors, "projectors folder")) is not None:

@@ -6,6 +6,8 @@ writes (and example outputs) with the pooled one only, since that is what the ou
 
 - :class:`CLIPImageEncoder` wraps transformers' ``CLIPVisionModelWithProjection`` (ImageBind-H's vision
   tower is OpenCLIP ViT-H/14: that checkpoint gives 257 x 1024 per image here).
+- :class:`ImageBindImageEncoder` reads images as ImageBind's vision tower does (shortest side to 224, centre
+  crop; its tokens at ImageBind's scale, the pooled one of unit norm).
 - :class:`CNNImageEncoder` and :class:`CNNAudioEncoder` (log-mel) are the small encoders codi2-mini uses.
 """
 
@@ -31,6 +33,7 @@ __all__ = [
     "CNNAudioEncoder",
     "CNNImageEncoder",
     "FrameVideoEncoder",
+    "ImageBindImageEncoder",
     "MediaEncoder",
     "audio_to_tensor",
     "image_to_tensor",
@@ -242,6 +245,40 @@ class CLIPImageEncoder(nn.Module):
         return self.model.visual_projection(tokens)
 
 
+def center_crop_resize(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
+    """Shortest side to ``size`` (bicubic), then the centred ``size x size`` square, as torchvision's
+    ``Resize(size)`` + ``CenterCrop(size)`` in ImageBind's transform."""
+    width, height = image.size
+    scale = size / min(width, height)
+    resized = image.resize(
+        (max(size, int(width * scale)), max(size, int(height * scale))), PIL.Image.Resampling.BICUBIC
+    )
+    left = int(round((resized.width - size) / 2.0))
+    top = int(round((resized.height - size) / 2.0))
+    return resized.crop((left, top, left + size, top + size))
+
+
+@register_encoder
+class ImageBindImageEncoder(CLIPImageEncoder):
+    """ImageBind-H's image reading over its vision tower (OpenCLIP ViT-H/14, the weights SD-2.1 unCLIP ships as
+    ``image_encoder/``): shortest side to the tower's size and a centre crop (no stretching), CLIP's mean and
+    std, and every token divided by the pooled token's norm, so the pooled feature is ImageBind's unit-norm
+    embedding and the patch tokens keep their scale relative to it."""
+
+    kind = "imagebind_image"
+
+    def preprocess(self, parts: list[Image]) -> torch.Tensor:
+        size = int(self.model.config.image_size)
+        pictures = [
+            center_crop_resize((p.to_pil() if isinstance(p, Image) else p).convert("RGB"), size) for p in parts
+        ]
+        return self.normalize(image_to_tensor(pictures, size))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        tokens = super().forward(pixels)
+        return tokens / tokens[:, :1].norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+
 @register_encoder
 class FrameVideoEncoder(nn.Module):
     """Video clips read by an image tower frame by frame: up to ``frames`` frames spread over the clip, each
@@ -264,20 +301,23 @@ class FrameVideoEncoder(nn.Module):
     @classmethod
     def build(cls, **args: Any) -> FrameVideoEncoder:
         frames = int(args.pop("frames", 8))
-        return cls(CLIPImageEncoder.from_config(**args), frames=frames)
+        tower = _FRAME_TOWERS[args.pop("image_kind", "clip_image")]
+        return cls(tower.from_config(**args), frames=frames)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> FrameVideoEncoder:
         import json
 
         settings = json.loads((Path(path) / cls.FILE).read_text())
-        return cls(CLIPImageEncoder.from_pretrained(path), frames=int(settings["frames"]))
+        tower = _FRAME_TOWERS[settings.get("image_kind", "clip_image")]
+        return cls(tower.from_pretrained(path), frames=int(settings["frames"]))
 
     def save_pretrained(self, directory: str | Path) -> None:
         import json
 
         self.image_encoder.save_pretrained(directory)
-        (Path(directory) / self.FILE).write_text(json.dumps({"frames": self.frames}))
+        settings = {"frames": self.frames, "image_kind": self.image_encoder.kind}
+        (Path(directory) / self.FILE).write_text(json.dumps(settings))
 
     @property
     def width(self) -> int:
@@ -288,17 +328,19 @@ class FrameVideoEncoder(nn.Module):
         return self.image_encoder.tokens_per_item
 
     def preprocess(self, parts: list[Any]) -> torch.Tensor:
-        """Clips to ``(batch, frames, 3, size, size)`` (a shorter clip repeats frames to fill)."""
+        """Clips to ``(batch, frames, 3, size, size)``, each frame read as the image tower reads a picture (a
+        shorter clip repeats frames to fill)."""
         clips = []
         for part in parts:
             frames = part.to_frames()
             picks = np.linspace(0, len(frames) - 1, self.frames).round().astype(int)
-            pictures = [PIL.Image.fromarray(frames[i]) for i in picks]
-            size = int(self.image_encoder.model.config.image_size)
-            clips.append(self.image_encoder.normalize(image_to_tensor(pictures, size)))
+            clips.append(self.image_encoder.preprocess([PIL.Image.fromarray(frames[i]) for i in picks]))
         return torch.stack(clips)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         batch, count = clips.shape[:2]
         tokens = self.image_encoder(clips.flatten(0, 1))
         return tokens.view(batch, count, *tokens.shape[1:]).mean(dim=1)
+
+
+_FRAME_TOWERS: dict[str, type[CLIPImageEncoder]] = {"clip_image": CLIPImageEncoder, "imagebind_image": ImageBindImageEncoder}

@@ -240,14 +240,14 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
 
     from ..config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
     from .config import CoDi2Config, DecoderSpec, EncoderSpec
-    from .encoders import CLIPImageEncoder, FrameVideoEncoder
+    from .encoders import FrameVideoEncoder, ImageBindImageEncoder
     from .imagebind_audio import ImageBindAudioEncoder
     from .tokenizer import add_special_tokens
     from .unclip import UnCLIPImageDecoder
 
     torch.manual_seed(seed)
     unclip = UnCLIPImageDecoder(tiny_unclip_pipeline(seed), prompt_embeds=torch.randn(1, 4, 24))
-    image = CLIPImageEncoder(unclip.pipeline.image_encoder)
+    image = ImageBindImageEncoder(unclip.pipeline.image_encoder)
     audio_args = {
         "embed_dim": 32,
         "num_blocks": 2,
@@ -279,11 +279,12 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
             "max_position_embeddings": 1024,
         },
         encoders={
-            "image": EncoderSpec(kind="clip_image"),
+            "image": EncoderSpec(kind="imagebind_image"),
             "audio": EncoderSpec(kind="imagebind_audio", args=audio_args),
-            "video": EncoderSpec(kind="frames_video", args={"frames": 2}),
+            "video": EncoderSpec(kind="frames_video", args={"frames": 2, "image_kind": "imagebind_image"}),
         },
         decoders={m: DecoderSpec(kind=d.kind) for m, d in decoders.items()},
+        feature_norms={"image": unclip.embedding_norm, "audio": 20.0},
         defaults=GenerationConfig(
             image=ImageConfig(**steps, noise_level=0), audio=AudioConfig(**steps), video=VideoConfig(**steps)
         ),

@@ -20,7 +20,9 @@ __all__ = ["UnCLIPImageDecoder"]
 @register_decoder
 class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
     """Stable Diffusion 2.1 unCLIP (diffusers ``StableUnCLIPImg2ImgPipeline``) as the image decoder, the
-    paper's choice: the predicted feature is given as ``image_embeds`` directly, with an empty prompt.
+    paper's choice: the predicted feature is given as ``image_embeds`` directly, with the encoded empty prompt
+    as the text on both sides of classifier-free guidance (the pipeline's own unconditional image embedding is
+    zeros), as CoDi-2's code runs it.
 
     The folder is the pipeline's own diffusers layout (``model_index.json``, ``unet/``, ``vae/``, ...); an
     empty-prompt embedding is computed with its text encoder, or read from ``prompt_embeds.safetensors``
@@ -43,6 +45,13 @@ class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
         if prompt_embeds is None:
             prompt_embeds, _ = pipeline.encode_prompt("", "cpu", 1, False)
         self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
+
+    @property
+    def embedding_norm(self) -> float:
+        """The typical norm of the CLIP image embeddings the pipeline was trained on, from its image normaliser's
+        per-dimension mean and std: the scale a unit-norm predicted feature is restored to."""
+        mean, std = self.image_normalizer.mean.float(), self.image_normalizer.std.float()
+        return float((mean.square() + std.square()).sum().sqrt())
 
     @classmethod
     def build(cls, **args: Any) -> UnCLIPImageDecoder:
@@ -77,7 +86,7 @@ class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
             embeds = self.prompt_embeds.to(cond.device).expand(len(cond), -1, -1)
             out = self.pipeline(
                 prompt_embeds=embeds,
-                negative_prompt_embeds=torch.zeros_like(embeds),
+                negative_prompt_embeds=embeds,
                 image_embeds=cond,
                 num_inference_steps=steps,
                 guidance_scale=guidance_scale,
