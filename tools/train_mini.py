@@ -152,7 +152,7 @@ def stage_encoders(steps: int, log: Log) -> None:
     )
     batch = 48
 
-    def step_fn(step: int, rng: np.random.Generator) -> torch.Tensor:
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         pictures = pick(PAIRED_PICTURES, rng, batch)
         sounds = [picture_to_sound(p) for p in pictures] + pick(TRAIN_SOUNDS, rng, batch)
         f = image_encoder(pictures_tensor(pictures, rng))[:, 0]
@@ -219,7 +219,7 @@ def stage_vae(modality: str, steps: int, log: Log) -> None:
     pool = TRAIN_PICTURES if modality == "image" else TRAIN_SOUNDS
     batch = 16
 
-    def step_fn(step: int, rng: np.random.Generator) -> torch.Tensor:
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         x = decoder_space(modality, decoder, pick(pool, rng, batch), rng)
         if modality == "image":
             weight = 1.0 + 9.0 * ((1.0 - x).abs().amax(dim=1, keepdim=True) > 0.15).float()
@@ -278,7 +278,7 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
     batch = 64
     scheduler = decoder.scheduler
 
-    def step_fn(step: int, rng: np.random.Generator) -> torch.Tensor:
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         idx = torch.from_numpy(rng.integers(len(cached), size=batch))
         z = cached[idx]
         cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]

@@ -23,11 +23,11 @@ from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
 from .encoders import FrameVideoEncoder, ImageBindImageEncoder
 from .imagebind_audio import load_imagebind_audio
 from .modeling import PROJECTORS_FILE, CoDi2Model
-from .tokenizer import MEDIA_TAGS, add_special_tokens
+from .tokenizer import SPECIAL_TOKENS, add_special_tokens
 from .unclip import UnCLIPImageDecoder
 from .zeroscope import ZeroscopeVideoDecoder
 
-__all__ = ["FULL_SCALE_DEFAULTS", "FULL_SCALE_LORA", "assemble"]
+__all__ = ["FULL_SCALE_DEFAULTS", "FULL_SCALE_LORA", "assemble", "paper_lora", "special_token_rows"]
 
 FULL_SCALE_LORA = LoraSpec(r=128, alpha=256)
 """The paper's adapter: rank 128 on q, k, v, o."""
@@ -40,6 +40,18 @@ FULL_SCALE_DEFAULTS = GenerationConfig(
 """Generation settings of an assembled model: unCLIP as CoDi-2's code runs it (50 DDIM steps, guidance 7.5, the
 clean image embedding: noise level 0, the encoded empty prompt on both sides of the guidance), AudioLDM2's and
 Zeroscope's published pipeline defaults (200 steps at 3.5; 50 steps at 9.0)."""
+
+
+def special_token_rows(tokenizer: Any) -> list[int]:
+    """The embedding rows of CoDi-2's special tokens (media tags, slot, roles): trained beside the LoRA, as a
+    pretrained LLM never saw them."""
+    vocab = tokenizer.get_vocab()
+    return sorted({vocab[token] for token in SPECIAL_TOKENS if token in vocab})
+
+
+def paper_lora(tokenizer: Any) -> LoraSpec:
+    """The paper's adapter (:data:`FULL_SCALE_LORA`) with the special tokens' rows trainable."""
+    return FULL_SCALE_LORA.model_copy(update={"trainable_tokens": special_token_rows(tokenizer)})
 
 
 def _need(path: str | Path | None, what: str) -> Path | None:
@@ -145,8 +157,7 @@ def assemble(
     if (path := _need(projectors, "projectors folder")) is not None:
         model._load_projectors(load_file(str(path / PROJECTORS_FILE)), path)
     if lora is not None:
-        tags = {t for pair in MEDIA_TAGS.values() for t in pair}
-        rows = sorted(set(new_rows) | {tokenizer.convert_tokens_to_ids(t) for t in tags if t in tokenizer.get_vocab()})
+        rows = sorted(set(new_rows) | set(special_token_rows(tokenizer)))
         model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
     return model.eval()

@@ -21,7 +21,9 @@ import torch
 
 from ..config import AudioConfig
 from ..content import Audio, Provenance
+from .audio_features import LogMel
 from .decoders import waves_to_clips
+from .encoders import audio_to_tensor
 from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
 from .registry import register_decoder
 
@@ -70,6 +72,39 @@ class AudioLDM2Decoder(PipelineDecoder):
         self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, t5_dim))
         self.register_buffer("negative_generated_embeds", torch.zeros(1, generated_tokens, lm_dim))
 
+    def conditioning(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"prompt_embeds": self.to_prompt(features), "generated_prompt_embeds": self.to_generated(features)}
+
+    def _caption_conditioning(self, captions: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        device = self.negative_prompt_embeds.device
+        prompt, mask, generated = self.pipeline.encode_prompt(captions, device, 1, False)
+        return {
+            "prompt_embeds": (prompt, mask),
+            "generated_prompt_embeds": (generated, torch.ones(generated.shape[:2], device=device)),
+        }
+
+    def latents(self, parts: list[Audio]) -> torch.Tensor:
+        """Log-mel spectrograms (time x mel bins, the vocoder's input; 64 ms windows, 10 ms hops, AudioLDM's
+        framing) through the VAE."""
+        rate, bins = int(self.vocoder.config.sampling_rate), int(self.vocoder.config.model_in_dim)
+        hop = rate // 100
+        frames = max(8, round(float(self.meta["audio_length_in_s"]) * rate / hop) // 8 * 8)
+        logmel = LogMel(sample_rate=rate, n_fft=64 * rate // 1000, hop_length=hop, n_mels=bins, frames=frames)
+        device = self.negative_prompt_embeds.device
+        mel = logmel.to(device)(audio_to_tensor(parts, rate, logmel.num_samples).to(device)).transpose(-1, -2)
+        return self.vae.encode(mel.to(self.vae.dtype)).latent_dist.mode() * self.vae.config.scaling_factor
+
+    def predict_noise(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        return self.unet(
+            noisy,
+            timesteps,
+            encoder_hidden_states=conditioning["generated_prompt_embeds"],
+            encoder_hidden_states_1=conditioning["prompt_embeds"],
+            return_dict=False,
+        )[0]
+
     def iter_sample(
         self,
         cond: torch.Tensor,
@@ -83,8 +118,8 @@ class AudioLDM2Decoder(PipelineDecoder):
         """Decode features ``(batch, cond_dim)``, yielding each step; returns waveforms ``(batch, samples)`` of
         ``duration`` seconds (the decoder's own length by default)."""
         with torch.no_grad():
-            prompt = self.to_prompt(cond)
-            generated = self.to_generated(cond)
+            made = self.conditioning(cond)
+        prompt, generated = made["prompt_embeds"], made["generated_prompt_embeds"]
         batch = len(cond)
 
         def run(on_step: Any) -> torch.Tensor:

@@ -229,7 +229,7 @@ class CLIPImageEncoder(nn.Module):
         cfg = self.model.config
         return (cfg.image_size // cfg.patch_size) ** 2 + 1
 
-    def preprocess(self, parts: list[Image]) -> torch.Tensor:
+    def preprocess(self, parts: Sequence[Image | PIL.Image.Image]) -> torch.Tensor:
         return self.normalize(image_to_tensor(parts, int(self.model.config.image_size)))
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -253,8 +253,8 @@ def center_crop_resize(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
     resized = image.resize(
         (max(size, int(width * scale)), max(size, int(height * scale))), PIL.Image.Resampling.BICUBIC
     )
-    left = int(round((resized.width - size) / 2.0))
-    top = int(round((resized.height - size) / 2.0))
+    left = round((resized.width - size) / 2.0)
+    top = round((resized.height - size) / 2.0)
     return resized.crop((left, top, left + size, top + size))
 
 
@@ -267,11 +267,9 @@ class ImageBindImageEncoder(CLIPImageEncoder):
 
     kind = "imagebind_image"
 
-    def preprocess(self, parts: list[Image]) -> torch.Tensor:
+    def preprocess(self, parts: Sequence[Image | PIL.Image.Image]) -> torch.Tensor:
         size = int(self.model.config.image_size)
-        pictures = [
-            center_crop_resize((p.to_pil() if isinstance(p, Image) else p).convert("RGB"), size) for p in parts
-        ]
+        pictures = [center_crop_resize((p.to_pil() if isinstance(p, Image) else p).convert("RGB"), size) for p in parts]
         return self.normalize(image_to_tensor(pictures, size))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -343,4 +341,7 @@ class FrameVideoEncoder(nn.Module):
         return tokens.view(batch, count, *tokens.shape[1:]).mean(dim=1)
 
 
-_FRAME_TOWERS: dict[str, type[CLIPImageEncoder]] = {"clip_image": CLIPImageEncoder, "imagebind_image": ImageBindImageEncoder}
+_FRAME_TOWERS: dict[str, type[CLIPImageEncoder]] = {
+    "clip_image": CLIPImageEncoder,
+    "imagebind_image": ImageBindImageEncoder,
+}

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -18,7 +20,7 @@ from ..errors import ModelError
 from ._quiet import quiet_loading
 from .decoders import DiffusionDecoder
 
-__all__ = ["PipelineDecoder", "QueryProjector", "load_pipeline", "stream_pipeline"]
+__all__ = ["PipelineDecoder", "QueryProjector", "load_pipeline", "masked_mse", "stream_pipeline"]
 
 
 class _Cancelled(Exception):
@@ -104,8 +106,24 @@ class QueryProjector(nn.Module):
         return self.out(self.decoder(queries, memory))
 
 
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MSE between ``prediction (batch, n, dim)`` and ``target (batch, m, dim)`` over the target's real tokens
+    (``mask (batch, m)``), the target cut or zero-padded to ``n`` tokens."""
+    n = prediction.shape[1]
+    target, mask = target[:, :n], mask[:, :n].to(prediction.dtype)
+    if target.shape[1] < n:
+        target = F.pad(target, (0, 0, 0, n - target.shape[1]))
+        mask = F.pad(mask, (0, n - mask.shape[1]))
+    squared = (prediction - target.to(prediction.dtype)).square().mean(dim=-1)
+    return (squared * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 class PipelineDecoder(DiffusionDecoder):
     """A decoder over a whole diffusers pipeline, with its own output projectors and unconditional embeddings.
+
+    Alignment (NExT-GPT's decoder-side stage, :mod:`codi2_sdk.train.align`) trains the projectors so the
+    conditioning made from a medium's feature matches what the pipeline's own text encoders make of its caption
+    (:meth:`alignment_loss`), and optionally through the frozen pipeline's denoising loss (:meth:`diffusion_loss`).
 
     Its folder is the pipeline's own (as published) plus ``codi2_projectors.safetensors`` (the tensors whose
     names start with ``to_`` or ``negative_``) and ``decoder.json`` (the constructor's settings, ``meta``).
@@ -121,6 +139,57 @@ class PipelineDecoder(DiffusionDecoder):
     @classmethod
     def build(cls, **args: Any) -> PipelineDecoder:
         raise ModelError(f"a {cls.kind} decoder is made from a {cls.pipeline_class} folder, not from arguments")
+
+    # -- what each pipeline defines --------------------------------------------------------------------
+
+    def conditioning(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The pipeline's conditioning arguments (by name) made from features ``(batch, cond_dim)``."""
+        raise NotImplementedError
+
+    def _caption_conditioning(self, captions: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        raise NotImplementedError
+
+    def latents(self, parts: list[Any]) -> torch.Tensor:
+        """The VAE latents (scaled) of media, as the pipeline's denoiser sees them."""
+        raise NotImplementedError
+
+    def predict_noise(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """The denoiser's prediction for noisy latents at ``timesteps``."""
+        raise NotImplementedError
+
+    # -- alignment ------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def caption_conditioning(self, captions: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """What the pipeline's own text encoders make of ``captions``: name -> (states, mask of real tokens)."""
+        if getattr(self.pipeline, "tokenizer", None) is None:
+            raise ModelError(f"the {self.kind} pipeline has no text encoder; aligning its projectors needs one")
+        return self._caption_conditioning(captions)
+
+    def alignment_loss(self, features: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """MSE between the conditioning made from ``features`` and from ``captions`` (each stream's mean)."""
+        made = self.conditioning(features)
+        wanted = self.caption_conditioning(captions)
+        return torch.stack([masked_mse(made[name], *wanted[name]) for name in made]).mean()
+
+    def diffusion_loss(
+        self, conditioning: dict[str, torch.Tensor], parts: list[Any], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The frozen pipeline's denoising loss on ``parts`` under ``conditioning`` (gradients reach the projectors)."""
+        scheduler = self.pipeline.scheduler
+        with torch.no_grad():
+            latents = self.latents(parts)
+        noise = randn_tensor(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        steps = int(scheduler.config.num_train_timesteps)
+        timesteps = torch.randint(0, steps, (len(latents),), generator=generator).to(latents.device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        if scheduler.config.prediction_type == "v_prediction":
+            target = scheduler.get_velocity(latents, noise, timesteps)
+        else:
+            target = noise
+        return F.mse_loss(self.predict_noise(noisy, timesteps, conditioning).float(), target.float())
 
     @classmethod
     def _load_pipeline(cls, directory: str | Path) -> Any:

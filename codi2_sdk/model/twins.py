@@ -9,6 +9,7 @@ as the SDK's decoders. Nothing is downloaded.
 
 from __future__ import annotations
 
+import string
 from typing import Any
 
 import torch
@@ -26,6 +27,72 @@ __all__ = [
     "tiny_zeroscope_decoder",
     "tiny_zeroscope_pipeline",
 ]
+
+_CHARS = list(string.ascii_lowercase + string.digits + string.punctuation)
+
+
+def _tiny_clip_text(width: int, max_length: int) -> tuple[Any, Any]:
+    """CLIP's text tokenizer (characters, no merges) and a tiny ``CLIPTextModel`` of ``width``."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *_CHARS, *(c + "</w>" for c in _CHARS)])}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=max_length)
+    config = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=max_length,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    return tokenizer, CLIPTextModel(config)
+
+
+def _tiny_audioldm2_text(t5_dim: int, clap_dim: int) -> dict[str, Any]:
+    """AudioLDM2's text side at tiny sizes: CLAP's text tower with RoBERTa's tokenizer, and T5 with its own."""
+    from transformers import ClapConfig, ClapModel, RobertaTokenizer, T5Config, T5EncoderModel, T5Tokenizer
+
+    roberta = {
+        t: i
+        for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", "Ġ", *_CHARS, *("Ġ" + c for c in _CHARS)])
+    }
+    t5_vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0), *((c, -2.0) for c in _CHARS)]
+    t5_vocab += [("▁" + c, -2.5) for c in _CHARS]
+    clap = ClapModel(
+        ClapConfig(
+            text_config={
+                "vocab_size": len(roberta),
+                "hidden_size": clap_dim,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 2 * clap_dim,
+                "max_position_embeddings": 40,
+                "projection_dim": clap_dim,
+            },
+            audio_config={
+                "depths": [1, 1],
+                "num_attention_heads": [1, 1],
+                "hidden_size": clap_dim,
+                "patch_embeds_hidden_size": clap_dim,
+                "window_size": 4,
+                "spec_size": 16,
+                "num_mel_bins": 16,
+                "projection_dim": clap_dim,
+                "enable_fusion": False,
+            },
+            projection_dim=clap_dim,
+        )
+    )
+    t5 = T5EncoderModel(T5Config(vocab_size=len(t5_vocab), d_model=t5_dim, d_ff=37, d_kv=8, num_heads=2, num_layers=1))
+    return {
+        "text_encoder": clap,
+        "tokenizer": RobertaTokenizer(vocab=roberta, merges=[], model_max_length=16),
+        "text_encoder_2": t5,
+        "tokenizer_2": T5Tokenizer(vocab=t5_vocab, extra_ids=0, model_max_length=16),
+    }
 
 
 def tiny_unclip_pipeline(seed: int = 0) -> Any:
@@ -100,8 +167,6 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
         GPT2LMHeadModel,
         SpeechT5HifiGan,
         SpeechT5HifiGanConfig,
-        T5Config,
-        T5EncoderModel,
     )
 
     torch.manual_seed(seed)
@@ -139,12 +204,9 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
     )
     pipeline = AudioLDM2Pipeline(
         vae=vae,
-        text_encoder=None,
-        text_encoder_2=T5EncoderModel(T5Config(vocab_size=100, d_model=32, d_ff=37, d_kv=8, num_heads=2, num_layers=1)),
+        **_tiny_audioldm2_text(t5_dim=32, clap_dim=16),
         projection_model=AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16),
         language_model=language_model,
-        tokenizer=None,
-        tokenizer_2=None,
         feature_extractor=None,
         unet=unet,
         scheduler=DDIMScheduler(
@@ -185,7 +247,10 @@ def tiny_zeroscope_pipeline(seed: int = 0) -> Any:
     scheduler = DDIMScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
     )
-    pipeline = TextToVideoSDPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler)
+    tokenizer, text_encoder = _tiny_clip_text(width=24, max_length=16)
+    pipeline = TextToVideoSDPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+    )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -299,6 +364,7 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             tie_word_embeddings=False,
+            initializer_range=0.2,  # logits wide enough for an adapter on a frozen head to fit in a few steps
             **config.llm,
         )
     )

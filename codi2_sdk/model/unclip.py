@@ -50,7 +50,7 @@ class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
     def embedding_norm(self) -> float:
         """The typical norm of the CLIP image embeddings the pipeline was trained on, from its image normaliser's
         per-dimension mean and std: the scale a unit-norm predicted feature is restored to."""
-        mean, std = self.image_normalizer.mean.float(), self.image_normalizer.std.float()
+        mean, std = self.image_normalizer.mean.detach().float(), self.image_normalizer.std.detach().float()
         return float((mean.square() + std.square()).sum().sqrt())
 
     @classmethod

@@ -14,10 +14,12 @@ from collections.abc import Generator
 from typing import Any, ClassVar
 
 import numpy as np
+import PIL.Image
 import torch
 
 from ..config import VideoConfig
 from ..content import Provenance, Video
+from .encoders import image_to_tensor
 from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
 from .registry import register_decoder
 
@@ -63,6 +65,32 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         self.to_prompt = QueryProjector(cond_dim, width, prompt_tokens, width=projector_width)
         self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, width))
 
+    def conditioning(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"prompt_embeds": self.to_prompt(features)}
+
+    def _caption_conditioning(self, captions: list[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        device = self.negative_prompt_embeds.device
+        prompt, _ = self.pipeline.encode_prompt(captions, device, 1, False)
+        return {"prompt_embeds": (prompt, torch.ones(prompt.shape[:2], device=device))}
+
+    def latents(self, parts: list[Video]) -> torch.Tensor:
+        """``num_frames`` frames spread over each clip at the decoder's size, each through the image VAE:
+        ``(batch, channels, frames, h, w)``."""
+        count, side = int(self.meta["num_frames"]), int(self.meta["size"])
+        clips = []
+        for part in parts:
+            frames = part.to_frames()
+            picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+            clips.append(image_to_tensor([PIL.Image.fromarray(frames[i]) for i in picks], side))
+        pixels = torch.stack(clips).to(self.negative_prompt_embeds.device, self.vae.dtype)  # (batch, frames, 3, H, W)
+        latents = self.vae.encode(pixels.flatten(0, 1)).latent_dist.mode() * self.vae.config.scaling_factor
+        return latents.unflatten(0, (len(parts), count)).transpose(1, 2)
+
+    def predict_noise(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, conditioning: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        return self.unet(noisy, timesteps, encoder_hidden_states=conditioning["prompt_embeds"], return_dict=False)[0]
+
     def iter_sample(
         self,
         cond: torch.Tensor,
@@ -77,7 +105,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         """Decode features ``(batch, cond_dim)``, yielding each step; returns frames ``(batch, frames, 3, H, W)``
         in [0, 1]. ``num_frames`` and ``size`` (square side in pixels) default to the decoder's own."""
         with torch.no_grad():
-            prompt = self.to_prompt(cond)
+            prompt = self.conditioning(cond)["prompt_embeds"]
         side = int(size or self.meta["size"])
 
         def run(on_step: Any) -> torch.Tensor:

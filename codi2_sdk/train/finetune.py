@@ -7,6 +7,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -78,6 +79,7 @@ def finetune(
     log: Callable[[TrainingLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
+    accelerator: Any = None,
 ) -> list[TrainingLog]:
     """Train ``model`` in place and return the logged steps.
 
@@ -89,6 +91,8 @@ def finetune(
         seed: seeds the batch draws and torch's generator (dropout).
         checkpoint_dir: where to keep a resumable state every ``checkpoint_every`` steps; a run started
             with the same folder resumes from its last state.
+        accelerator: an ``accelerate.Accelerator`` to train on the processes ``accelerate launch`` started
+            (each draws its own batches: the seed is offset by the process index).
     """
     if lora is not None and not model.has_lora:
         model.add_lora(lora)
@@ -98,12 +102,13 @@ def finetune(
     trainable_modules = [model.llm] + ([model.in_proj, model.out_head] if train_projectors else [])
     for module in trainable_modules:
         for name, param in module.named_parameters():
-            if lora is None or module is not model.llm or "lora_" in name:
+            if lora is None or module is not model.llm or "lora_" in name or "trainable_tokens" in name:
                 param.requires_grad_(True)
-    torch.manual_seed(seed)
+    rank = accelerator.process_index if accelerator is not None else 0
+    torch.manual_seed(seed + rank)
 
-    def step_fn(step: int, rng: random.Random) -> dict[str, torch.Tensor]:
-        out = model(_batch(data, rng, batch_size))
+    def step_fn(step: int, rng: random.Random, runner: Any) -> dict[str, torch.Tensor]:
+        out = runner(_batch(data, rng, batch_size))
         return {"loss": out.loss, "text_loss": out.text_loss, "feature_loss": out.feature_loss}
 
     logs = train_loop(
@@ -111,7 +116,7 @@ def finetune(
         step_fn,
         steps=steps,
         lr=lr,
-        rng=random.Random(seed),
+        rng=random.Random(seed + rank),
         weight_decay=0.01,
         warmup_steps=min(warmup_steps, steps // 10 + 1),
         state_path=Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None,
@@ -120,6 +125,7 @@ def finetune(
         log_every=log_every,
         progress=progress,
         desc="finetune",
+        accelerator=accelerator,
     )
     model.eval()
     return [TrainingLog.from_step(entry) for entry in logs]

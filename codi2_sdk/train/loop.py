@@ -4,7 +4,9 @@ Everything that trains in this project runs through :func:`train_loop`: fine-tun
 (:func:`~codi2_sdk.train.finetune`) and every stage of codi2-mini's recipe (``tools/train_mini.py``). A step
 function draws its own batch from the loop's random generator and returns the loss; the loop owns the
 optimiser, the schedule, the checkpoint of its state (trainable parameters, optimiser, schedule, both
-random generators, EMA) and the log.
+random generators, EMA) and the log. Given a Hugging Face ``Accelerator``, the module and optimiser are
+prepared by it (DistributedDataParallel across the processes ``accelerate launch`` started, on GPUs or CPUs),
+and only the main process writes checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ __all__ = ["StepLog", "train_loop"]
 
 Rng = random.Random | np.random.Generator
 """The step function's random generator: Python's or numpy's; its state is checkpointed either way."""
-StepFn = Callable[[int, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
-"""``(step, rng) -> loss``, or a mapping with ``"loss"`` and other terms to log."""
+StepFn = Callable[[int, Any, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
+"""``(step, rng, module) -> loss``, or a mapping with ``"loss"`` and other terms to log; ``module`` is the
+trained module as prepared (wrapped for data parallelism under ``accelerate``): call it for the loss."""
 
 
 @dataclass
@@ -102,6 +105,7 @@ def train_loop(
     log_every: int = 10,
     progress: bool = False,
     desc: str = "train",
+    accelerator: Any = None,
 ) -> list[StepLog]:
     """Train ``module``'s parameters that require grad for ``steps`` steps; returns the logged steps.
 
@@ -111,31 +115,43 @@ def train_loop(
         state_path: where the resumable state is kept every ``save_every`` steps and at the end; a loop
             started with an existing state resumes from it.
         ema: a diffusers ``EMAModel`` over the trained parameters, stepped after each update and checkpointed.
+        accelerator: an ``accelerate.Accelerator``: gradients are averaged over its processes; each process's
+            ``rng`` should be seeded differently so that they draw different batches.
     """
     named = {n: p for n, p in module.named_parameters() if p.requires_grad}
     params = list(named.values())
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer: Any = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, steps)
+    runner: Any = module
+    main = True
+    if accelerator is not None:
+        # The schedule stays ours: accelerate would step a prepared one once per process.
+        runner, optimizer = accelerator.prepare(module, optimizer)
+        main = accelerator.is_main_process
     path = Path(state_path) if state_path is not None else None
     parts = _Resumable(module, named, optimizer, schedule, rng, ema)
     start = parts.load(path) if path is not None and path.exists() else 0
 
     logs: list[StepLog] = []
     began = time.perf_counter()
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not progress, desc=desc)
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (progress and main), desc=desc)
     for step in bar:
-        out = step_fn(step, rng)
+        out = step_fn(step, rng, runner)
         loss = out["loss"] if isinstance(out, Mapping) else out
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if accelerator is not None:
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, 1.0)
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
         if ema is not None:
             ema.step(params)
-        if path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
+        if main and path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
             parts.save(path, step + 1)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
+        if main and ((step + 1) % log_every == 0 or step + 1 == steps):
             terms = {k: float(v.detach()) for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
             entry = StepLog(
                 step + 1, float(loss.detach()), schedule.get_last_lr()[0], time.perf_counter() - began, terms

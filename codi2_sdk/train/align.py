@@ -1,0 +1,326 @@
+"""Aligning an assembled CoDi-2: the decoder-side stage (NExT-GPT's) and the LLM stage (the paper's loss).
+
+1. **Decoders** (:func:`align_decoders`): each pipeline decoder's output projectors learn to turn a medium's
+   feature into the conditioning its pipeline's text encoders make of the medium's caption (MSE), and
+   optionally through the frozen pipeline's denoising loss. Only the projectors train.
+2. **LLM** (:func:`align_llm`): the LoRA, the media-tag rows, the input projectors and the output heads learn
+   on interleaved conversations with the paper's loss (text cross-entropy + 0.1 x cosine distance of the
+   predicted features), one modality per step in turn.
+
+Both run on :func:`~codi2_sdk.train.train_loop`, and on several GPUs (or CPU processes) through Hugging Face
+``accelerate``: ``accelerate launch -m codi2_sdk.train.align --model DIR --manifest FILE --stage decoders
+--out DIR`` (see ``docs/full-scale.md``).
+
+The data is a JSONL manifest (paths relative to the manifest's folder), one record per line, either a
+captioned medium or a conversation::
+
+    {"caption": "a dog barks twice", "audio": "clips/dog.wav"}
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "make it rain"},
+                                               {"type": "image", "path": "in.png"}]},
+                  {"role": "assistant", "content": [{"type": "image", "path": "out.png"}]}],
+     "examples": [{"inputs": [{"type": "image", "path": "a.png"}], "outputs": [{"type": "image", "path": "b.png"}]}]}
+
+The last message of a conversation is the answer learnt; the ones before it are context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..content import MEDIA_PARTS, MediaPart, Part, Text
+from ..errors import InvalidRequestError
+from ..messages import Example, Message
+from ..model import CoDi2Model, LossWeights, TrainingExample
+from ..model.assembly import paper_lora
+from ..model.pipelines import PipelineDecoder
+from .finetune import TrainingLog, finetune
+from .loop import StepLog, train_loop
+
+__all__ = ["PAPER_LOSS", "CaptionedMedium", "Manifest", "align_decoders", "align_llm", "load_manifest", "main"]
+
+PAPER_LOSS = LossWeights(text=1.0, cosine=0.1, mse=0.0)
+"""The paper's LLM loss: text cross-entropy plus 0.1 x (1 - cosine) between predicted and target features."""
+
+
+@dataclass
+class CaptionedMedium:
+    """A medium and its caption (for the decoder stage)."""
+
+    part: MediaPart
+    caption: str
+
+    @property
+    def modality(self) -> str:
+        return self.part.type
+
+
+@dataclass
+class Manifest:
+    """A manifest's records: captioned media and conversations."""
+
+    captions: list[CaptionedMedium] = field(default_factory=list)
+    conversations: list[TrainingExample] = field(default_factory=list)
+
+
+def _part(item: dict[str, Any], root: Path, where: str) -> Part:
+    kind = item.get("type")
+    if kind == "text":
+        return Text(str(item["text"]))
+    if kind in MEDIA_PARTS:
+        return MEDIA_PARTS[kind].open(root / str(item["path"]))  # type: ignore[attr-defined,no-any-return]
+    raise InvalidRequestError(f"{where}: a content item of unknown type {kind!r} (text, {', '.join(MEDIA_PARTS)})")
+
+
+def _parts(items: Sequence[dict[str, Any]], root: Path, where: str) -> list[Part]:
+    return [_part(item, root, where) for item in items]
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read a JSONL manifest (see the module's documentation); media paths are relative to its folder.
+
+    Raises:
+        InvalidRequestError: a line that is not a record of either shape (the message gives its number).
+        InvalidMediaError: a medium that cannot be read.
+    """
+    path = Path(path)
+    root = path.parent
+    manifest = Manifest()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path.name}, line {number}"
+        try:
+            record = json.loads(line)
+            if "caption" in record:
+                media = [m for m in MEDIA_PARTS if m in record]
+                if len(media) != 1:
+                    raise InvalidRequestError(f"{where}: a caption needs exactly one of {', '.join(MEDIA_PARTS)}")
+                part = MEDIA_PARTS[media[0]].open(root / record[media[0]])  # type: ignore[attr-defined]
+                manifest.captions.append(CaptionedMedium(part, str(record["caption"])))
+                continue
+            messages = [Message(role=m["role"], parts=_parts(m["content"], root, where)) for m in record["messages"]]
+            examples = [
+                Example(inputs=_parts(e["inputs"], root, where), outputs=_parts(e["outputs"], root, where))
+                for e in record.get("examples", [])
+            ]
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise InvalidRequestError(f"{where}: not a caption or conversation record ({exc!r})") from None
+        if len(messages) < 2 or messages[-1].role != "assistant":
+            raise InvalidRequestError(f"{where}: a conversation ends with the assistant's answer")
+        manifest.conversations.append(TrainingExample(messages=messages[:-1], answer=messages[-1], examples=examples))
+    return manifest
+
+
+class _DecoderAlignment(nn.Module):
+    """The decoder stage as one module (so ``accelerate`` can wrap it): a batch of one modality to its loss."""
+
+    def __init__(self, model: CoDi2Model, diffusion_weight: float) -> None:
+        super().__init__()
+        self.model = model
+        self.diffusion_weight = diffusion_weight
+
+    def forward(self, batch: list[CaptionedMedium], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        modality = batch[0].modality
+        decoder: Any = self.model.decoders[modality]
+        parts = [item.part for item in batch]
+        feature = self.model.encode(modality, parts)[:, 0]
+        # What the decoder receives at generation: a unit-norm prediction restored to the encoder's scale.
+        feature = self.model.restore_scale(modality, self.model.regression_target(modality, feature))
+        feature = feature.to(self.model.device)
+        alignment = decoder.alignment_loss(feature, [item.caption for item in batch])
+        out = {"loss": alignment, "alignment_loss": alignment}
+        if self.diffusion_weight:
+            diffusion = decoder.diffusion_loss(decoder.conditioning(feature), parts, generator)
+            out |= {"loss": alignment + self.diffusion_weight * diffusion, "diffusion_loss": diffusion}
+        return out
+
+
+def _phases(groups: dict[str, list[Any]]) -> list[str]:
+    order = sorted(g for g, items in groups.items() if items)
+    if not order:
+        raise InvalidRequestError("no training data for this stage")
+    return order
+
+
+def align_decoders(
+    model: CoDi2Model,
+    data: Sequence[CaptionedMedium],
+    *,
+    steps: int,
+    batch_size: int = 4,
+    lr: float = 1e-4,
+    diffusion_weight: float = 0.0,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    log: Callable[[StepLog], None] | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+    accelerator: Any = None,
+) -> list[StepLog]:
+    """Train the output projectors of ``model``'s pipeline decoders on captioned media, one modality per step
+    in turn; everything else stays frozen. Returns the logged steps (``alignment_loss``, ``diffusion_loss``).
+
+    Raises:
+        InvalidRequestError: no captioned medium has a pipeline decoder in ``model``.
+    """
+    decoders = {m: d for m, d in model.decoders.items() if isinstance(d, PipelineDecoder)}
+    groups = {m: [item for item in data if item.modality == m] for m in decoders}
+    phases = _phases(groups)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for modality in phases:
+        for name, param in decoders[modality].named_parameters():
+            param.requires_grad_(name.startswith("to_"))
+    stage = _DecoderAlignment(model, diffusion_weight)
+    rank = accelerator.process_index if accelerator is not None else 0
+    torch.manual_seed(seed + rank)
+    generator = torch.Generator().manual_seed(seed + rank)
+
+    def step_fn(step: int, rng: random.Random, runner: Any) -> dict[str, torch.Tensor]:
+        pool = groups[phases[step % len(phases)]]
+        result: dict[str, torch.Tensor] = runner([pool[rng.randrange(len(pool))] for _ in range(batch_size)], generator)
+        return result
+
+    stage.train()
+    logs = train_loop(
+        stage,
+        step_fn,
+        steps=steps,
+        lr=lr,
+        rng=random.Random(seed + rank),
+        warmup_steps=min(20, steps // 10),
+        state_path=Path(checkpoint_dir) / "align_decoders.pt" if checkpoint_dir is not None else None,
+        log=log,
+        log_every=log_every,
+        progress=progress,
+        desc="align decoders",
+        accelerator=accelerator,
+    )
+    model.eval()
+    return logs
+
+
+def _modality_of(example: TrainingExample) -> str:
+    for message in [example.answer, *reversed(example.messages)]:
+        for part in message.parts:
+            if part.type != "text":
+                return part.type
+    return "text"
+
+
+def align_llm(
+    model: CoDi2Model,
+    data: Sequence[TrainingExample],
+    *,
+    steps: int,
+    batch_size: int = 4,
+    lr: float = 2e-4,
+    loss: LossWeights = PAPER_LOSS,
+    seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    log: Callable[[StepLog], None] | None = None,
+    log_every: int = 10,
+    progress: bool = True,
+    accelerator: Any = None,
+) -> list[StepLog]:
+    """Train the LLM side (LoRA and media-tag rows, input projectors, output heads) on conversations with the
+    paper's loss, one modality per step in turn (a conversation's modality is its answer's medium, else its
+    last input medium, else text). The LLM's own weights stay frozen: a model without a LoRA gets the paper's
+    (rank 128, with the special tokens' embedding rows)."""
+    groups: dict[str, list[TrainingExample]] = {}
+    for example in data:
+        groups.setdefault(_modality_of(example), []).append(example)
+    phases = _phases(groups)
+    turn = iter(range(sys.maxsize))
+
+    def phased(rng: random.Random, size: int) -> list[TrainingExample]:
+        pool = groups[phases[next(turn) % len(phases)]]
+        return [pool[rng.randrange(len(pool))] for _ in range(size)]
+
+    model.config = model.config.model_copy(update={"loss": loss})
+    logs: list[StepLog] = []
+
+    def record(entry: TrainingLog) -> None:
+        terms = {"text_loss": entry.text_loss, "feature_loss": entry.feature_loss}
+        logs.append(StepLog(entry.step, entry.loss, entry.lr, entry.seconds, terms))
+        if log is not None:
+            log(logs[-1])
+
+    finetune(
+        model,
+        phased,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        lora=model.config.lora or paper_lora(model.tokenizer),
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+        log=record,
+        log_every=log_every,
+        progress=progress,
+        accelerator=accelerator,
+    )
+    return logs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m codi2_sdk.train.align`` (or under ``accelerate launch``): one stage on a saved model."""
+    parser = argparse.ArgumentParser(prog="python -m codi2_sdk.train.align", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="a CoDi-2 folder (assemble(...).save_pretrained(DIR))")
+    parser.add_argument("--manifest", required=True, help="the JSONL manifest")
+    parser.add_argument("--stage", choices=["decoders", "llm"], required=True)
+    parser.add_argument("--out", required=True, help="where the aligned model is saved")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=None, help="1e-4 for decoders, 2e-4 for the LLM by default")
+    parser.add_argument("--diffusion-weight", type=float, default=0.0, help="decoders: weight of the denoising loss")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log", help="a JSONL file for the logged steps (main process)")
+    args = parser.parse_args(argv)
+
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    # Phases train one modality's parameters per step: the others are unused in that step's graph.
+    accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    model = CoDi2Model.from_pretrained(args.model).to(accelerator.device)
+    manifest = load_manifest(args.manifest)
+    sink = open(args.log, "a") if args.log and accelerator.is_main_process else None  # noqa: SIM115
+
+    def log(entry: StepLog) -> None:
+        record = {"stage": args.stage, "processes": accelerator.num_processes, **entry.__dict__}
+        if sink is not None:
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+
+    common = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "log": log, "log_every": 1}
+    if args.stage == "decoders":
+        align_decoders(
+            model,
+            manifest.captions,
+            lr=args.lr or 1e-4,
+            diffusion_weight=args.diffusion_weight,
+            accelerator=accelerator,
+            **common,  # type: ignore[arg-type]
+        )
+    else:
+        align_llm(model, manifest.conversations, lr=args.lr or 2e-4, accelerator=accelerator, **common)  # type: ignore[arg-type]
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        model.save_pretrained(args.out)
+    if sink is not None:
+        sink.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

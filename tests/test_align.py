@@ -1,0 +1,132 @@
+"""Aligning a full-scale-class model (tiny twin): the manifest, the decoder stage (caption MSE, optional diffusion
+loss), the LLM stage (the paper's loss, modality phases), and both under a real 2-process ``accelerate launch``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from codi2_sdk import InvalidRequestError, Video
+from codi2_sdk.model import CoDi2Model
+from codi2_sdk.model.twins import full_scale_twin
+from codi2_sdk.testing import fake_audio
+from codi2_sdk.train.align import PAPER_LOSS, align_decoders, align_llm, load_manifest
+
+
+def write_manifest(root: Path) -> Path:
+    """Captioned clips and videos, and conversations with pictures, as files beside a JSONL manifest."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, caption in enumerate(["a low beep", "a high beep", "two beeps"]):
+        fake_audio(seconds=0.5, frequency=300.0 * (i + 1)).save(root / f"clip{i}.wav")
+        lines.append({"caption": caption, "audio": f"clip{i}.wav"})
+        frames = rng.integers(0, 255, (4, 16, 16, 3), dtype=np.uint8)
+        Video.from_frames(frames, fps=4).save(root / f"video{i}.mp4")
+        lines.append({"caption": f"a {caption} moving", "video": f"video{i}.mp4"})
+    for i, colour in enumerate(["red", "blue"]):
+        PIL.Image.new("RGB", (32, 32), colour).save(root / f"{colour}.png")
+        lines.append(
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "show a circle"}]},
+                    {"role": "assistant", "content": [{"type": "image", "path": f"{colour}.png"}]},
+                ]
+            }
+        )
+        lines.append(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "path": f"{colour}.png"},
+                            {"type": "text", "text": "what is this?"},
+                        ],
+                    },
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "text", "text": "a red circle ." if i == 0 else "a circle ."}],
+                    },
+                ],
+                "examples": [
+                    {"inputs": [{"type": "text", "text": "show"}], "outputs": [{"type": "image", "path": "red.png"}]}
+                ],
+            }
+        )
+    manifest = root / "train.jsonl"
+    manifest.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    return manifest
+
+
+def test_manifest_reads_captions_and_conversations_and_names_bad_lines(tmp_path: Path) -> None:
+    manifest = load_manifest(write_manifest(tmp_path))
+    assert sorted({c.modality for c in manifest.captions}) == ["audio", "video"] and len(manifest.captions) == 6
+    assert len(manifest.conversations) == 4 and manifest.conversations[1].examples
+    assert manifest.conversations[0].answer.parts[0].type == "image"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"caption": "x", "audio": "clip0.wav"}\n{"messages": [{"role": "user"}]}\n')
+    with pytest.raises(InvalidRequestError, match=r"bad\.jsonl, line 2"):
+        load_manifest(bad)
+
+
+def test_decoder_stage_lowers_the_caption_loss_and_trains_only_projectors(tmp_path: Path) -> None:
+    model = full_scale_twin(seed=0)
+    data = load_manifest(write_manifest(tmp_path)).captions
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    logs = align_decoders(model, data, steps=30, batch_size=3, lr=3e-3, progress=False, log_every=1)
+    first = [e.terms["alignment_loss"] for e in logs[:2]]
+    last = [e.terms["alignment_loss"] for e in logs[-2:]]
+    assert sum(last) < 0.5 * sum(first)  # one audio and one video step in each pair
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(".to_prompt." in n or ".to_generated." in n for n in moved)
+    assert any(n.startswith("decoders.audio.") for n in moved) and any(n.startswith("decoders.video.") for n in moved)
+
+    with_diffusion = align_decoders(
+        model, data, steps=2, batch_size=2, diffusion_weight=1.0, progress=False, log_every=1
+    )
+    assert all(np.isfinite(e.terms["diffusion_loss"]) for e in with_diffusion)
+
+
+def test_llm_stage_uses_the_papers_loss_and_lowers_it(tmp_path: Path) -> None:
+    model = full_scale_twin(seed=0)
+    data = load_manifest(write_manifest(tmp_path)).conversations
+    logs = align_llm(model, data, steps=40, batch_size=2, lr=1e-2, progress=False, log_every=1)
+    assert model.config.loss == PAPER_LOSS and model.has_lora and model.config.lora.r == 128  # type: ignore[union-attr]
+    assert np.mean([e.loss for e in logs[-4:]]) < 0.5 * np.mean([e.loss for e in logs[:4]])
+    trained = {n for n, p in model.llm.named_parameters() if p.requires_grad}
+    assert any("lora_" in n for n in trained) and any("trainable_tokens" in n for n in trained)
+
+
+def test_accelerate_launch_runs_both_stages_on_two_cpu_processes(tmp_path: Path) -> None:
+    folder = full_scale_twin(seed=0).save_pretrained(tmp_path / "twin")
+    manifest = write_manifest(tmp_path)
+    # accelerate's multi-process launcher is torchrun; ACCELERATE_USE_CPU puts both processes on CPUs (gloo).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    model_dir = folder
+    for stage in ("decoders", "llm"):
+        out = tmp_path / f"aligned-{stage}"
+        command = [*launch, "-m", "codi2_sdk.train.align", "--model", str(model_dir), "--manifest", str(manifest)]
+        command += ["--stage", stage, "--steps", "2", "--batch-size", "2", "--out", str(out)]
+        command += ["--log", str(tmp_path / "log.jsonl")]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        model_dir = out
+    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in records] == [("decoders", 1), ("decoders", 2), ("llm", 1), ("llm", 2)]
+    assert all(r["processes"] == 2 for r in records)
+    aligned = CoDi2Model.from_pretrained(model_dir)
+    original = CoDi2Model.from_pretrained(folder)
+    assert not torch.equal(
+        aligned.decoders["audio"].to_prompt.out.weight, original.decoders["audio"].to_prompt.out.weight
+    )
+    assert aligned.config.loss == PAPER_LOSS
