@@ -1,0 +1,29 @@
+"""tools/gpu_check.py: its help works without a GPU, and its whole code path runs at tiny sizes on CPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_works_without_a_gpu() -> None:
+    done = run("--help")
+    assert done.returncode == 0 and "--only" in done.stdout and "llm" in done.stdout
+
+
+def test_every_part_runs_at_tiny_sizes_and_reports_json() -> None:
+    done = run("--tiny", "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    parts = {line["part"]: line for line in lines if "part" in line}
+    assert set(parts) == {"llm", "encoders", "unclip", "audioldm2", "zeroscope"}
+    assert parts["llm"]["decode_ms_per_token"] > 0 and parts["unclip"]["s_per_image"] > 0
+    assert run("--only", "nothing", "--tiny").returncode == 2  # an unknown part is refused

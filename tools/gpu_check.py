@@ -1,0 +1,421 @@
+"""Speed and memory of the full-scale CoDi-2 architecture on one GPU, with random weights (nothing downloaded).
+
+Builds each part at its published size in bf16 and prints, as JSON lines:
+
+- the LLM (Llama-2-7b shape, 32 layers x 4096, the media tags added, the paper's rank-128 LoRA): prefill tokens/s
+  on a prompt of ``--prefill-tokens`` (two pictures' 257 feature tokens in it), and decode ms/token at batch 1,
+  with the adapter beside the weights (as trained) and merged into them (as served);
+- the encoders: ImageBind-H's image tower (OpenCLIP ViT-H/14) and audio tower, ms per item;
+- each decoder at the SDK's full-scale defaults (``FULL_SCALE_DEFAULTS``: unCLIP 50 DDIM steps at 768 px,
+  AudioLDM2 200 steps for 10.24 s, Zeroscope 50 steps for 24 frames of 320 px), all with classifier-free
+  guidance (the denoiser runs on a batch of 2): seconds per medium, through the VAE (and vocoder);
+- peak GPU memory after each part.
+
+The denoiser shapes follow the published configs of SD-2.1 unCLIP, AudioLDM2 and Zeroscope as far as they are
+documented; AudioLDM2's UNet is built from its conversion settings (128 channels x (1, 2, 3, 5), T5 and GPT-2
+cross-attention), so its figure is close to, not exactly, the published model's.
+
+``--tiny`` runs the same code at tiny sizes (on CPU in the tests). Usage::
+
+    python tools/gpu_check.py                 # on a GPU machine, about 3-6 minutes on one H100
+    python tools/gpu_check.py --only llm,unclip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+PARTS = ("llm", "encoders", "unclip", "audioldm2", "zeroscope")
+
+FULL: dict[str, Any] = {
+    "llm": {
+        "vocab_size": 32000 + 11,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 4096,
+    },
+    "lora_r": 128,
+    "clip": {
+        "hidden_size": 1280,
+        "intermediate_size": 5120,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 16,
+        "image_size": 224,
+        "patch_size": 14,
+        "projection_dim": 1024,
+    },
+    "imagebind_audio": {},
+    "unclip_unet": {
+        "sample_size": 96,
+        "block_out_channels": (320, 640, 1280, 1280),
+        "attention_head_dim": (5, 10, 20, 20),
+        "cross_attention_dim": 1024,
+        "projection_class_embeddings_input_dim": 2048,
+        "layers_per_block": 2,
+    },
+    "vae": {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2},
+    "image_px": 768,
+    "audioldm2_unet": {
+        "block_out_channels": (128, 256, 384, 640),
+        "cross_attention_dim": ([None, 768, 1024],) * 4,
+        "layers_per_block": 2,
+        "attention_head_dim": 8,
+        "in_channels": 8,
+    },
+    "audio_vae": {"block_out_channels": (128, 256, 512), "layers_per_block": 2},
+    "mel": (1024, 64),
+    "vocoder": {
+        "model_in_dim": 64,
+        "upsample_initial_channel": 1024,
+        "upsample_rates": [5, 4, 2, 2, 2],
+        "upsample_kernel_sizes": [16, 16, 8, 4, 4],
+    },
+    "video_unet": {"block_out_channels": (320, 640, 1280, 1280), "cross_attention_dim": 1024, "attention_head_dim": 64},
+    "video": (24, 320),
+    "steps": {"unclip": 50, "audioldm2": 200, "zeroscope": 50},
+    "text_tokens": 77,
+}
+
+TINY: dict[str, Any] = {
+    "llm": {
+        "vocab_size": 120,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 1024,
+    },
+    "lora_r": 8,
+    "clip": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "image_size": 32,
+        "patch_size": 8,
+        "projection_dim": 32,
+    },
+    "imagebind_audio": {"embed_dim": 32, "num_blocks": 1, "num_heads": 4, "out_dim": 32},
+    "unclip_unet": {
+        "sample_size": 8,
+        "block_out_channels": (16, 32, 32, 32),
+        "attention_head_dim": 4,
+        "cross_attention_dim": 32,
+        "projection_class_embeddings_input_dim": 64,
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+    },
+    "vae": {"block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4},
+    "image_px": 64,
+    "audioldm2_unet": {
+        "block_out_channels": (16, 32),
+        "cross_attention_dim": ([None, 16, 32],) * 2,
+        "layers_per_block": 1,
+        "attention_head_dim": 4,
+        "in_channels": 8,
+        "norm_num_groups": 8,
+    },
+    "audio_vae": {"block_out_channels": (8, 16), "layers_per_block": 1, "norm_num_groups": 4},
+    "mel": (16, 16),
+    "vocoder": {
+        "model_in_dim": 16,
+        "upsample_initial_channel": 16,
+        "upsample_rates": [2, 2],
+        "upsample_kernel_sizes": [4, 4],
+    },
+    "video_unet": {
+        "block_out_channels": (8, 16),
+        "cross_attention_dim": 32,
+        "attention_head_dim": 4,
+        "norm_num_groups": 4,
+        "down_block_types": ("CrossAttnDownBlock3D", "DownBlock3D"),
+        "up_block_types": ("UpBlock3D", "CrossAttnUpBlock3D"),
+        "layers_per_block": 1,
+    },
+    "video": (4, 32),
+    "steps": {"unclip": 2, "audioldm2": 2, "zeroscope": 2},
+    "text_tokens": 8,
+}
+
+
+class Check:
+    """Times parts on one device and prints each result as a JSON line."""
+
+    def __init__(self, device: str, dtype: Any, sizes: dict[str, Any]) -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.sizes = sizes
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.synchronize()
+
+    def timed(self, run: Callable[[], Any], repeats: int = 1) -> float:
+        """Seconds per call, after one warm-up call."""
+        run()
+        self.sync()
+        began = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        self.sync()
+        return (time.perf_counter() - began) / repeats
+
+    def report(self, part: str, **figures: Any) -> None:
+        if self.device.type == "cuda":
+            figures["peak_memory_gib"] = round(self.torch.cuda.max_memory_allocated() / 2**30, 2)
+        print(json.dumps({"part": part, **figures}), flush=True)
+
+    def randn(self, *shape: int) -> Any:
+        return self.torch.randn(*shape, device=self.device, dtype=self.dtype)
+
+    # -- parts -------------------------------------------------------------------------------------
+
+    def llm(self, prefill_tokens: int, decode_tokens: int) -> None:
+        from peft import LoraConfig, get_peft_model
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch = self.torch
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(self.dtype)  # built in bf16 directly: 13 GB, not 27
+        try:
+            with torch.device(self.device):
+                model = LlamaForCausalLM(LlamaConfig(**self.sizes["llm"]))
+        finally:
+            torch.set_default_dtype(default)
+        r = self.sizes["lora_r"]
+        lora = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        model = get_peft_model(model, lora).eval()
+        hidden = self.sizes["llm"]["hidden_size"]
+        prompt = self.randn(1, prefill_tokens, hidden)  # text embeddings and two pictures' 257 feature tokens
+
+        def measure() -> tuple[float, float]:
+            @torch.no_grad()
+            def prefill() -> Any:
+                return model(inputs_embeds=prompt, use_cache=True)
+
+            @torch.no_grad()
+            def decode() -> None:
+                out = prefill()
+                cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                for _ in range(decode_tokens):
+                    out = model(input_ids=token, past_key_values=cache, use_cache=True)
+                    cache, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+
+            seconds = self.timed(prefill, repeats=3)
+            return seconds, (self.timed(decode) - seconds) / decode_tokens
+
+        seconds, per_token = measure()
+        params = sum(p.numel() for p in model.parameters()) / 1e9
+        model = model.merge_and_unload()  # what a server would run: the adapter folded into the weights
+        merged_seconds, merged_per_token = measure()
+        self.report(
+            "llm",
+            params_billion=round(params, 2),
+            prefill_tokens=prefill_tokens,
+            prefill_tokens_per_s=round(prefill_tokens / seconds),
+            decode_ms_per_token=round(per_token * 1000, 2),
+            merged_prefill_tokens_per_s=round(prefill_tokens / merged_seconds),
+            merged_decode_ms_per_token=round(merged_per_token * 1000, 2),
+        )
+
+    def encoders(self) -> None:
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        from codi2_sdk.model.imagebind_audio import ImageBindAudioEncoder
+
+        torch = self.torch
+        clip = self.sizes["clip"]
+        with torch.device(self.device):
+            tower = CLIPVisionModelWithProjection(CLIPVisionConfig(**clip)).to(self.dtype).eval()
+            audio = ImageBindAudioEncoder(**self.sizes["imagebind_audio"]).to(self.dtype).eval()
+        pixels = self.randn(8, 3, clip["image_size"], clip["image_size"])
+        settings = audio.config
+        mels = self.randn(8, settings["clips"], 1, settings["num_mel_bins"], settings["target_length"])  # filterbanks
+        with torch.no_grad():
+            image_s = self.timed(lambda: tower(pixel_values=pixels), repeats=3) / len(pixels)
+            audio_s = self.timed(lambda: audio(mels), repeats=3) / len(mels)
+        self.report("encoders", image_ms_per_item=round(image_s * 1000, 2), audio_ms_per_clip=round(audio_s * 1000, 2))
+
+    def _denoise(self, unet: Any, latents: Any, steps: int, call: Callable[[Any, Any], Any]) -> Any:
+        from diffusers import DDIMScheduler
+
+        scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
+        scheduler.set_timesteps(steps)
+        for t in scheduler.timesteps:
+            noise = call(self.torch.cat([latents] * 2), t)  # classifier-free guidance: one batch of 2
+            uncond, cond = noise.chunk(2)
+            latents = scheduler.step(uncond + 7.5 * (cond - uncond), t, latents).prev_sample
+        return latents
+
+    def _vae(self, in_channels: int, latent: int, blocks: dict[str, Any]) -> Any:
+        from diffusers import AutoencoderKL
+
+        levels = len(blocks["block_out_channels"])
+        with self.torch.device(self.device):
+            return (
+                AutoencoderKL(
+                    in_channels=in_channels,
+                    out_channels=in_channels,
+                    down_block_types=["DownEncoderBlock2D"] * levels,
+                    up_block_types=["UpDecoderBlock2D"] * levels,
+                    latent_channels=latent,
+                    **blocks,
+                )
+                .to(self.dtype)
+                .eval()
+            )
+
+    def unclip(self) -> None:
+        from diffusers import UNet2DConditionModel
+
+        torch = self.torch
+        args = self.sizes["unclip_unet"]
+        with torch.device(self.device):
+            unet = (
+                UNet2DConditionModel(
+                    in_channels=4,
+                    out_channels=4,
+                    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                    use_linear_projection=True,
+                    class_embed_type="projection",
+                    **args,
+                )
+                .to(self.dtype)
+                .eval()
+            )
+        vae = self._vae(3, 4, self.sizes["vae"])
+        text = self.randn(2, self.sizes["text_tokens"], args["cross_attention_dim"])
+        labels = self.randn(2, args["projection_class_embeddings_input_dim"])  # image embedding + noise level
+        side = self.sizes["image_px"] // 8
+
+        @torch.no_grad()
+        def image() -> Any:
+            latents = self.randn(1, 4, side, side)
+            call = lambda x, t: unet(x, t, encoder_hidden_states=text, class_labels=labels).sample  # noqa: E731
+            return vae.decode(self._denoise(unet, latents, self.sizes["steps"]["unclip"], call)).sample
+
+        seconds = self.timed(image)
+        self.report(
+            "unclip", steps=self.sizes["steps"]["unclip"], px=self.sizes["image_px"], s_per_image=round(seconds, 2)
+        )
+
+    def audioldm2(self) -> None:
+        from diffusers import AudioLDM2UNet2DConditionModel
+        from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+        torch = self.torch
+        args = dict(self.sizes["audioldm2_unet"])
+        levels = len(args["block_out_channels"])
+        latent = args["in_channels"]
+        with torch.device(self.device):
+            unet = (
+                AudioLDM2UNet2DConditionModel(
+                    out_channels=latent,
+                    down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
+                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+                    **args,
+                )
+                .to(self.dtype)
+                .eval()
+            )
+            vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(**self.sizes["vocoder"], sampling_rate=16000)).eval()
+        vae = self._vae(1, latent, self.sizes["audio_vae"])
+        dims = [d for d in args["cross_attention_dim"][0] if d is not None]
+        generated = self.randn(2, 8, dims[0])  # GPT-2's 8 states
+        t5 = self.randn(2, self.sizes["text_tokens"], dims[1])
+        frames, bins = self.sizes["mel"]
+        factor = 2 ** (len(self.sizes["audio_vae"]["block_out_channels"]) - 1)
+
+        @torch.no_grad()
+        def clip() -> Any:
+            latents = self.randn(1, latent, frames // factor, bins // factor)
+
+            def call(x: Any, t: Any) -> Any:
+                return unet(x, t, encoder_hidden_states=generated, encoder_hidden_states_1=t5).sample
+
+            mel = vae.decode(self._denoise(unet, latents, self.sizes["steps"]["audioldm2"], call)).sample
+            return vocoder(mel[:, 0].float())
+
+        seconds = self.timed(clip)
+        self.report(
+            "audioldm2", steps=self.sizes["steps"]["audioldm2"], mel_frames=frames, s_per_clip=round(seconds, 2)
+        )
+
+    def zeroscope(self) -> None:
+        from diffusers import UNet3DConditionModel
+
+        torch = self.torch
+        args = self.sizes["video_unet"]
+        with torch.device(self.device):
+            unet = UNet3DConditionModel(in_channels=4, out_channels=4, **args).to(self.dtype).eval()
+        vae = self._vae(3, 4, self.sizes["vae"])
+        text = self.randn(2, self.sizes["text_tokens"], args["cross_attention_dim"])
+        count, px = self.sizes["video"]
+
+        @torch.no_grad()
+        def video() -> Any:
+            latents = self.randn(1, 4, count, px // 8, px // 8)
+            call = lambda x, t: unet(x, t, encoder_hidden_states=text).sample  # noqa: E731
+            latents = self._denoise(unet, latents, self.sizes["steps"]["zeroscope"], call)
+            return torch.cat([vae.decode(latents[:, :, i]).sample for i in range(count)])
+
+        seconds = self.timed(video)
+        steps = self.sizes["steps"]["zeroscope"]
+        self.report("zeroscope", steps=steps, frames=count, px=px, s_per_video=round(seconds, 2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Parts: " + ", ".join(PARTS))
+    parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run (default: all)")
+    parser.add_argument("--prefill-tokens", type=int, default=1024)
+    parser.add_argument("--decode-tokens", type=int, default=64)
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes (a smoke run of the same code, e.g. on CPU)")
+    parser.add_argument("--device", default=None, help="default: cuda (cpu with --tiny)")
+    args = parser.parse_args(argv)
+
+    import torch
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    device = args.device or ("cpu" if args.tiny else "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("gpu_check: no CUDA GPU here (use --tiny --device cpu for a smoke run)", file=sys.stderr)
+        return 2
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; known: {', '.join(PARTS)}")
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    check = Check(device, dtype, TINY if args.tiny else FULL)
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
+    print(json.dumps({"device": name, "dtype": str(dtype), "torch": torch.__version__, "tiny": args.tiny}), flush=True)
+    began = time.perf_counter()
+    for part in parts:
+        if part == "llm":
+            prefill = min(args.prefill_tokens, check.sizes["llm"]["max_position_embeddings"] - args.decode_tokens - 1)
+            check.llm(prefill, args.decode_tokens)
+        else:
+            getattr(check, part)()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+    print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
