@@ -322,10 +322,10 @@ class Check:
         latent = args["in_channels"]
         with torch.device(self.device):
             unet = (
-                AudioLDM2UNet2DConditionModel(
+                AudioLDM2UNet2DConditionModel(  # attention below the top level, as AudioLDM's resolutions (8, 4, 2)
                     out_channels=latent,
-                    down_block_types=("CrossAttnDownBlock2D",) * (levels - 1) + ("DownBlock2D",),
-                    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (levels - 1),
+                    down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+                    up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
                     **args,
                 )
                 .to(self.dtype)
