@@ -294,6 +294,8 @@ def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarr
                 f"video format {container.format.name} is not supported; use MP4 (H.264), WebM, GIF or WebP"
             )
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a container that names a video stream it cannot decode
+            raise InvalidMediaError("video data cannot be decoded (its video stream has no codec)")
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         claimed = int(stream.frames or 0)
         if not claimed and stream.duration and stream.time_base:

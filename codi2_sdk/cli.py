@@ -46,6 +46,15 @@ def _eval(args: argparse.Namespace) -> int:
             f"{name:34} {row['accuracy']:9.3f} {row['heldout_items_accuracy']:9.3f} "
             f"{row['baseline']:9.3f} ({row['baseline_kind']})"
         )
+    audio = {name: row["audio_metrics"] for name, row in result["tasks"].items() if "audio_metrics" in row}
+    if audio:
+        print("\naudio edits (answer / second render of the target / unchanged query):")
+        print(f"{'task':34} {'LSD':>20} {'KL':>20} {'FD':>26}")
+        for name, m in audio.items():
+            cells = [
+                f"{m[k]:.2f} / {m[k + '_render_floor']:.2f} / {m[k + '_copy_query']:.2f}" for k in ("lsd", "kl", "fd")
+            ]
+            print(f"{name:34} {cells[0]:>20} {cells[1]:>20} {cells[2]:>26}")
     return 0
 
 

@@ -51,6 +51,10 @@ class Capabilities(SDKModel):
     max_audio_seconds: float = _media.MAX_AUDIO_SECONDS
     defaults: GenerationConfig = GenerationConfig()
     """The settings used where a request's config leaves a field at ``None``."""
+    vocabulary: list[str] | None = None
+    """The words the model understands, where its vocabulary is closed (codi2-mini); ``None`` for an open one."""
+    prompt_examples: list[str] = Field(default_factory=list)
+    """Prompts of the kinds the model was trained on, as a guide to what it understands."""
 
 
 class GenerationRequest(SDKModel):

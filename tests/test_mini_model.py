@@ -70,6 +70,11 @@ def test_small_evaluation_meets_the_thresholds(mini) -> None:
         assert row["accuracy"] >= floor, (name, row)
         assert row["heldout_items_accuracy"] >= heldout_floor, (name, row)
         assert row["accuracy"] > row["baseline"]
+        if name.startswith(("instructed_audio_edit", "in_context_audio_edit")):
+            # the paper's audio measures: the edit lands nearer the target than the unchanged query does
+            audio = row["audio_metrics"]
+            assert audio["kl"] < audio["kl_copy_query"] and audio["fd"] < audio["fd_copy_query"], (name, audio)
+            assert audio["lsd_render_floor"] < audio["lsd"], (name, audio)  # two renders of one sound agree more
 
 
 def test_in_context_edit_beats_copying_the_query(mini) -> None:
@@ -128,3 +133,22 @@ def test_loading_the_model_prints_nothing() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_words_outside_the_vocabulary_are_refused_with_the_nearest_known_words(mini) -> None:
+    from codi2_sdk import InvalidRequestError
+
+    conv = Conversation(backend=mini)
+    with pytest.raises(InvalidRequestError) as refused:
+        conv.send(Image.from_pil(render_picture(Picture("circle", "red", "small", "left"))), "descirbe this please?")
+    said = str(refused.value)
+    assert "'descirbe' (nearest: " in said and "'please'" in said and "'this'" not in said
+    assert '"what is this?"' in said and "capabilities.vocabulary" in said
+    assert conv.messages == []  # nothing was added to the conversation
+    caps = mini.capabilities
+    assert caps.vocabulary is not None and {"what", "circle", "beeps", "?"} <= set(caps.vocabulary)
+    assert "what is this?" in caps.prompt_examples
+    with pytest.raises(InvalidRequestError, match=r"'purple' \(nearest: .*"):
+        conv.send("draw a small purple circle on the left.")
+    answer = conv.send(Image.from_pil(render_picture(Picture("circle", "red", "small", "left"))), "what is this?")
+    assert answer.text.startswith("a small red circle")

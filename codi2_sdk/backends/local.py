@@ -67,6 +67,8 @@ class LocalBackend(Backend):
             output_modalities=["text", *sorted(model.decoders)],  # type: ignore[list-item]
             context_length=getattr(model.llm.config, "max_position_embeddings", None),
             defaults=model.config.defaults,
+            vocabulary=model.prompts.vocabulary if model.config.closed_vocabulary else None,
+            prompt_examples=model.config.prompt_examples,
         )
 
     def generate(self, request: GenerationRequest) -> Message:

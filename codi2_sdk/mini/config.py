@@ -40,6 +40,23 @@ def _latent_decoder(in_channels: int, extra: dict[str, Any]) -> dict[str, Any]:
     return {**args, **extra}
 
 
+PROMPT_EXAMPLES = [
+    "draw a small red circle on the left.",
+    "play two sine beeps at mi.",
+    "what is this?",
+    "what do you hear?",
+    "what does it sound like?",
+    "what does it look like?",
+    "make it blue.",
+    "turn it into a square.",
+    "move it to the right.",
+    "make it three beeps.",
+    "change the note to sol.",
+    "draw a large green triangle in the center and play its sound.",
+]
+"""Prompts of each kind codi2-mini was trained on (its grammar, by example)."""
+
+
 def mini_config() -> CoDi2Config:
     """codi2-mini's configuration (before training fills in the feature norms)."""
     return CoDi2Config(
@@ -63,6 +80,8 @@ def mini_config() -> CoDi2Config:
             "audio": DecoderSpec(kind="latent_audio", args=_latent_decoder(1, {**MEL, "griffin_lim_iters": 32})),
         },
         lora=None,
+        closed_vocabulary=True,
+        prompt_examples=PROMPT_EXAMPLES,
         defaults=GenerationConfig(
             text=TextConfig(max_new_tokens=64),
             image=ImageConfig(steps=25, guidance_scale=3.0),

@@ -5,6 +5,11 @@ attribute combinations with fresh renders, and ``cases`` cases whose query or an
 item (a combination never seen in training), through any :class:`~codi2_sdk.Backend`. A case is right
 when every attribute of every expected item is right. Baselines: for edits, returning the query
 unchanged ("copy"); otherwise chance (one random value per attribute).
+
+Audio edits are also scored with the paper's measures (:mod:`codi2_sdk.evaluation`): the log-spectral distance
+of each edited clip to a render of its target, and KL and FD over an audio encoder's features (codi2-mini's own
+by default), beside the same figures for a second render of the target (how close two renders of one sound
+are: the floor) and for the unchanged query (the copy baseline).
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from tqdm.auto import tqdm
 
 from ..backends.base import Backend
 from ..config import GenerationConfig
+from ..content import Audio
 from ..conversation import Conversation
 from ..errors import Codi2Error
+from ..evaluation import AudioEditMetrics
 from ..messages import Message, assistant
 from ..types import GenerationRequest
-from .tasks import LORA_TASK, TASKS, Case, TaskSampler, score_answer
-from .world import PICTURE_ATTRIBUTES, SOUND_ATTRIBUTES, Picture
+from .tasks import LORA_TASK, TASKS, Case, TaskSampler, score_answer, sound_part
+from .world import PICTURE_ATTRIBUTES, SOUND_ATTRIBUTES, Picture, Sound
 
-__all__ = ["EDIT_TASKS", "evaluate", "run_case"]
+__all__ = ["AUDIO_EDIT_TASKS", "EDIT_TASKS", "evaluate", "mini_audio_features", "run_case"]
 
 EDIT_TASKS = {
     "instructed_image_edit",
@@ -35,6 +42,38 @@ EDIT_TASKS = {
     "multi_round_edit",
     LORA_TASK,
 }
+
+
+AUDIO_EDIT_TASKS = {"instructed_audio_edit", "in_context_audio_edit"}
+"""Tasks scored with the audio editing measures as well."""
+
+
+def mini_audio_features(clips: list[Audio]) -> np.ndarray:
+    """codi2-mini's audio encoder's pooled features (the embedding behind the KL and FD of ``codi2 eval``)."""
+    import torch
+
+    from ..model.modeling import resolve_checkpoint
+    from ..model.registry import load_kind
+
+    global _MINI_AUDIO_ENCODER
+    if _MINI_AUDIO_ENCODER is None:
+        _MINI_AUDIO_ENCODER = load_kind("encoder", "cnn_audio", resolve_checkpoint("codi2-mini") / "encoders" / "audio")
+    encoder: Any = _MINI_AUDIO_ENCODER
+    with torch.no_grad():
+        return encoder(encoder.preprocess(clips))[:, 0].numpy()
+
+
+_MINI_AUDIO_ENCODER: Any = None
+
+
+def _audio_metrics(pairs: list[tuple[Audio, Audio, Audio, Audio]], embed: Any) -> dict[str, float]:
+    """The measures of the answers, of a second render of each target (floor) and of the query (copy)."""
+    metrics = AudioEditMetrics(embed)
+    answers, targets, renders, queries = (list(column) for column in zip(*pairs, strict=True))
+    out = metrics.score(answers, targets)
+    out |= {f"{k}_render_floor": v for k, v in metrics.score(renders, targets).items()}
+    out |= {f"{k}_copy_query": v for k, v in metrics.score(queries, targets).items()}
+    return out
 
 
 def run_case(backend: Backend, case: Case, config: GenerationConfig) -> Message:
@@ -77,13 +116,18 @@ def evaluate(
     shots: Sequence[int] = (1, 2, 3),
     seed: int = 0,
     progress: bool = True,
+    audio_features: Any = None,
 ) -> dict[str, Any]:
     """Score ``backend`` on the mini world's tasks.
+
+    Args:
+        audio_features: clips to features for the audio edits' KL and FD (default :func:`mini_audio_features`).
 
     Returns:
         ``{"model": ..., "cases": ..., "seed": ..., "tasks": {name: {"accuracy", "heldout_items_accuracy",
         "baseline", "baseline_kind", "cases", "attribute_accuracy", "heldout_attribute_accuracy"}}}``;
-        in-context tasks are named by shots (``in_context_image_edit_2shot``).
+        in-context tasks are named by shots (``in_context_image_edit_2shot``); audio edits add
+        ``"audio_metrics"``: ``lsd``, ``kl``, ``fd`` and each one's ``_render_floor`` and ``_copy_query``.
     """
     tasks = list(tasks or TASKS)
     runs = [(t, k) for t in tasks for k in (shots if t.startswith("in_context") else [None])]
@@ -92,6 +136,7 @@ def evaluate(
     for run_index, (task, k) in enumerate(runs):
         rows: dict[bool, list[tuple[bool, dict[str, bool]]]] = {False: [], True: []}
         baselines: list[float] = []
+        audio_pairs: list[tuple[Audio, Audio, Audio, Audio]] = []
         errors = 0
         name = task
         for heldout in (False, True):
@@ -106,6 +151,13 @@ def evaluate(
                     errors += 1
                     answer = assistant("")
                 rows[heldout].append(score_answer(case, answer))
+                made = [p for p in answer.parts if isinstance(p, Audio)]
+                if task in AUDIO_EDIT_TASKS and made and isinstance(case.expected[0], Sound):
+                    render = np.random.default_rng([seed, run_index, i, int(heldout)])
+                    target = case.expected[0]
+                    query = case.messages[0].media[0]
+                    assert isinstance(query, Audio)
+                    audio_pairs.append((made[0], sound_part(target, render), sound_part(target, render), query))
                 if not heldout:
                     baselines.append(
                         float(score_answer(case, _copy_answer(case))[0]) if task in EDIT_TASKS else _chance(case)
@@ -123,5 +175,8 @@ def evaluate(
             "attribute_accuracy": attributes,
             "heldout_attribute_accuracy": heldout_attributes,
         }
+        if len(audio_pairs) > 1:
+            embed = audio_features or mini_audio_features
+            result["tasks"][name]["audio_metrics"] = _audio_metrics(audio_pairs, embed)
     bar.close()
     return result

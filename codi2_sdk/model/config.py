@@ -89,6 +89,11 @@ class CoDi2Config(_Spec):
     loss: LossWeights = LossWeights()
     defaults: GenerationConfig = GenerationConfig()
     """Generation settings used where a request leaves a field at ``None``."""
+    closed_vocabulary: bool = False
+    """The model understands only its tokenizer's words (codi2-mini): text with other words is refused, naming
+    the nearest known ones, instead of being read as unknown tokens."""
+    prompt_examples: list[str] = []
+    """Prompts of the kinds the model was trained on: shown to a caller whose text it cannot read."""
 
     @property
     def modalities(self) -> list[MediaModality]:

@@ -29,6 +29,7 @@ from ..errors import InvalidRequestError
 from ..messages import Message
 from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from .modeling import CoDi2Model
+from .prompt import UnknownWordsError
 
 __all__ = ["LLMState", "TokenPicker", "decode_medium", "effective_config", "generate_events", "prefill"]
 
@@ -88,6 +89,10 @@ def prefill(model: CoDi2Model, request: GenerationRequest) -> LLMState:
     """Build the request's prompt and run it through the LLM in one call."""
     try:
         prompt = model.prompts.build(request.examples, request.messages)
+    except UnknownWordsError as exc:
+        guide = "; ".join(f'"{p}"' for p in model.config.prompt_examples)
+        guide = f" It understands prompts like {guide}." if guide else ""
+        raise InvalidRequestError(f"{exc}.{guide} Its vocabulary is in capabilities.vocabulary.") from None
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
     state = LLMState(model)

@@ -131,7 +131,11 @@ class CoDi2Model(nn.Module):
         mlp = config.projector_hidden or hidden
         self.in_proj = nn.ModuleDict({m: Projector(e.width, mlp, hidden) for m, e in encoders.items()})
         self.out_head = nn.ModuleDict({m: Projector(hidden, mlp, d.cond_dim) for m, d in decoders.items()})
-        self.prompts = PromptBuilder(tokenizer, {m: int(e.tokens_per_item) for m, e in encoders.items()})
+        self.prompts = PromptBuilder(
+            tokenizer,
+            {m: int(e.tokens_per_item) for m, e in encoders.items()},
+            closed_vocabulary=config.closed_vocabulary,
+        )
         self.whitening = nn.ModuleDict()  # modality -> FeatureWhitening, where the output head regresses whitened
         for encoder in self.encoders.values():
             encoder.requires_grad_(False)  # trained for alignment beforehand, frozen after

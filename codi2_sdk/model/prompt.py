@@ -25,6 +25,7 @@ plain text (``split_special_tokens``), so nobody can inject a media tag.
 
 from __future__ import annotations
 
+import difflib
 import re
 import secrets
 from collections.abc import Sequence
@@ -35,9 +36,21 @@ from ..content import MediaPart, Part, Text
 from ..messages import Example, Message
 from .tokenizer import BOS, END_OF_TURN, MEDIA_SLOT, MEDIA_TAGS, ROLE_TOKENS
 
-__all__ = ["IGNORE_INDEX", "MediaSlot", "Prompt", "PromptBuilder"]
+__all__ = ["IGNORE_INDEX", "MediaSlot", "Prompt", "PromptBuilder", "UnknownWordsError"]
 
 IGNORE_INDEX = -100
+
+
+class UnknownWordsError(ValueError):
+    """Text with words outside a closed vocabulary; says which, and the nearest known words to each."""
+
+    def __init__(self, words: list[str], vocabulary: list[str]) -> None:
+        self.words = words
+        self.suggestions = {w: difflib.get_close_matches(w.lower(), vocabulary, n=3, cutoff=0.5) for w in words}
+        said = "; ".join(
+            f"{w!r} (nearest: {', '.join(near)})" if near else repr(w) for w, near in self.suggestions.items()
+        )
+        super().__init__(f"the model does not know the words {said}")
 
 
 @dataclass
@@ -77,9 +90,10 @@ class PromptBuilder:
         tokens_per_item: encoder token count for each modality.
     """
 
-    def __init__(self, tokenizer: Any, tokens_per_item: dict[str, int]) -> None:
+    def __init__(self, tokenizer: Any, tokens_per_item: dict[str, int], *, closed_vocabulary: bool = False) -> None:
         self.tokenizer = tokenizer
         self.tokens_per_item = tokens_per_item
+        self.closed_vocabulary = closed_vocabulary
         ids = tokenizer.convert_tokens_to_ids
         self.chat_template: str | None = getattr(tokenizer, "chat_template", None) or None
         self.bos_id = ids(BOS) if BOS in tokenizer.get_vocab() else tokenizer.bos_token_id
@@ -94,9 +108,27 @@ class PromptBuilder:
         self.close_ids: dict[str, int] = {m: ids(tags[1]) for m, tags in known.items()}
         self.modality_of_start: dict[int, str] = {v: k for k, v in self.start_ids.items()}
 
+    @property
+    def vocabulary(self) -> list[str]:
+        """The words of a closed vocabulary (what :attr:`closed_vocabulary` models understand)."""
+        special = set(self.tokenizer.all_special_tokens)
+        return sorted(w for w in self.tokenizer.get_vocab() if w not in special)
+
     def text_ids(self, text: str) -> list[int]:
-        """Token ids of plain text (special-token strings stay text)."""
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True).input_ids)
+        """Token ids of plain text (special-token strings stay text).
+
+        Raises:
+            UnknownWordsError: with a closed vocabulary, words the model does not know.
+        """
+        encoded = self.tokenizer(
+            text, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=self.closed_vocabulary
+        )
+        ids = list(encoded.input_ids)
+        if self.closed_vocabulary and self.tokenizer.unk_token_id in ids:
+            spans = encoded.offset_mapping
+            unknown = [text[a:b] for i, (a, b) in zip(ids, spans, strict=True) if i == self.tokenizer.unk_token_id]
+            raise UnknownWordsError(list(dict.fromkeys(unknown)), self.vocabulary)
+        return ids
 
     @staticmethod
     def _add(prompt: Prompt, token_ids: list[int], learn: bool) -> None:
