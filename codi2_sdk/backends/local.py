@@ -6,6 +6,10 @@ and raised as :class:`~codi2_sdk.errors.ModelError`; the SDK's own errors pass t
 One model serves one call at a time: a lock is held for the whole of a generation (a stream holds it
 until it finishes or is closed), so concurrent threads and tasks queue instead of interleaving steps on
 one KV cache. The async methods run the model in a worker thread, never on the event loop.
+
+The backend keeps the KV cache of recent prompts (``cache_mb``) and the features of recent media
+(``media_cache_items``): a conversation's next turn prefills only what is new, and a picture seen before is
+not encoded again. Answers are the same with the caches off (``cache_mb=0``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from ..errors import Codi2Error, ModelError
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
+from ..model.prefix_cache import MediaFeatureCache, PrefixCache
 from ..types import Capabilities, Done, Event, GenerationRequest
 from .base import Backend
 
@@ -35,10 +40,18 @@ class LocalBackend(Backend):
         model: the network.
         device: where to run it (``"cpu"``, ``"cuda"``, ...); ``None`` keeps it where it is.
         dtype: weights' dtype (``torch.bfloat16`` on a GPU, say); ``None`` keeps it.
+        cache_mb: memory for the KV caches of recent prompts (least recently used go first); 0 turns it off.
+        media_cache_items: how many media's encoder features to keep; 0 turns it off.
     """
 
     def __init__(
-        self, model: CoDi2Model, *, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+        self,
+        model: CoDi2Model,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        cache_mb: float = 256.0,
+        media_cache_items: int = 512,
     ):
         if device is not None:
             model = model.to(device=device)
@@ -46,6 +59,8 @@ class LocalBackend(Backend):
             model = model.to(dtype=dtype)
         self.model = model.eval()
         self._lock = threading.Lock()
+        self.prefix_cache = PrefixCache(cache_mb) if cache_mb > 0 else None
+        self.media_cache = MediaFeatureCache(media_cache_items) if media_cache_items > 0 else None
 
     @classmethod
     def from_pretrained(
@@ -54,9 +69,12 @@ class LocalBackend(Backend):
         *,
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
+        cache_mb: float = 256.0,
+        media_cache_items: int = 512,
     ) -> LocalBackend:
         """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini)."""
-        return cls(CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype))
+        model = CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype)
+        return cls(model, cache_mb=cache_mb, media_cache_items=media_cache_items)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -81,7 +99,9 @@ class LocalBackend(Backend):
         self.check_request(request)
         with self._lock:
             try:
-                yield from generate_events(self.model, request)
+                yield from generate_events(
+                    self.model, request, prefix_cache=self.prefix_cache, media_cache=self.media_cache
+                )
             except Codi2Error:
                 raise
             except Exception as exc:  # a bug or a device failure, not the caller's fault: say so once

@@ -81,6 +81,7 @@ def mini_config() -> CoDi2Config:
         },
         lora=None,
         closed_vocabulary=True,
+        prefill_block=16,  # prompts of 20 to 250 tokens: examples and earlier turns reused in blocks of 16
         prompt_examples=PROMPT_EXAMPLES,
         defaults=GenerationConfig(
             text=TextConfig(max_new_tokens=64),

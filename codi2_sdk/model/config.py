@@ -89,6 +89,9 @@ class CoDi2Config(_Spec):
     loss: LossWeights = LossWeights()
     defaults: GenerationConfig = GenerationConfig()
     """Generation settings used where a request leaves a field at ``None``."""
+    prefill_block: int = Field(64, ge=1)
+    """Prompts are prefilled in blocks of this many tokens at fixed positions; a cached prefix is reused up to
+    a block boundary (smaller blocks reuse more of short prompts, larger ones prefill long prompts faster)."""
     closed_vocabulary: bool = False
     """The model understands only its tokenizer's words (codi2-mini): text with other words is refused, naming
     the nearest known ones, instead of being read as unknown tokens."""

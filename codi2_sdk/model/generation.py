@@ -3,8 +3,8 @@
 :func:`generate_events` is a short sequence of named steps:
 
 1. settle the settings (:func:`effective_config`) and the seed;
-2. prefill the prompt in one call (:func:`prefill`; a later version can keep a conversation's prefix
-   cache between turns and prefill only the new turn);
+2. prefill the prompt (:func:`prefill`) in blocks of the model's ``prefill_block`` tokens, starting after the longest prefix a :class:`~codi2_sdk.model.prefix_cache.PrefixCache` holds (a
+   conversation's earlier turns, shared examples), with media features from a feature cache;
 3. pick tokens one at a time (:class:`TokenPicker`: greedy, or temperature and top-p with transformers'
    logits warpers and a seeded ``torch.Generator``; tags that may not be written are masked);
 4. text tokens are streamed as text deltas (:class:`_TextRun`);
@@ -29,6 +29,7 @@ from ..errors import InvalidRequestError
 from ..messages import Message
 from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from .modeling import CoDi2Model
+from .prefix_cache import MediaFeatureCache, PrefixCache, prompt_signature
 from .prompt import UnknownWordsError
 
 __all__ = ["LLMState", "TokenPicker", "decode_medium", "effective_config", "generate_events", "prefill"]
@@ -80,13 +81,29 @@ class LLMState:
         self.logits = out.logits[0, -1].float()
         self.hidden = out.hidden_states[-1][0, -1]
 
+    def feed_blocks(self, embeds: torch.Tensor) -> None:
+        """Feed ``(1, n, hidden)`` embeddings in blocks that end at multiples of the model's ``prefill_block``
+        (absolute positions), so a prompt's keys and values are computed the same way whatever prefix was reused."""
+        block = self.model.config.prefill_block
+        start = 0
+        while start < embeds.shape[1]:
+            end = min(embeds.shape[1], start + block - (self.length % block))
+            self.feed(embeds[:, start:end])
+            start = end
+
     def feed_token(self, token: int) -> None:
         ids = torch.tensor([[token]], device=self.model.device)
         self.feed(self.model.llm.get_input_embeddings()(ids))
 
 
-def prefill(model: CoDi2Model, request: GenerationRequest) -> LLMState:
-    """Build the request's prompt and run it through the LLM in one call."""
+def prefill(
+    model: CoDi2Model,
+    request: GenerationRequest,
+    *,
+    prefix_cache: PrefixCache | None = None,
+    media_cache: MediaFeatureCache | None = None,
+) -> LLMState:
+    """Build the request's prompt and run it through the LLM, after the longest prefix ``prefix_cache`` holds."""
     try:
         prompt = model.prompts.build(request.examples, request.messages)
     except UnknownWordsError as exc:
@@ -100,7 +117,16 @@ def prefill(model: CoDi2Model, request: GenerationRequest) -> LLMState:
         raise InvalidRequestError(
             f"the prompt takes {len(prompt)} tokens (media included); {model.name} attends to at most {state.limit}"
         )
-    state.feed(model.embed([prompt]).embeds)
+    signature = prompt_signature(prompt)
+    reused = 0
+    if prefix_cache is not None:
+        reused, cache = prefix_cache.lookup(signature, model.config.prefill_block)
+        if cache is not None:
+            state.cache, state.length = cache, reused
+    embeds = model.embed([prompt], one_by_one=True, media_cache=media_cache).embeds
+    state.feed_blocks(embeds[:, reused:])
+    if prefix_cache is not None:
+        prefix_cache.store(signature, state.cache)
     return state
 
 
@@ -193,15 +219,22 @@ def decode_medium(
 
 
 @torch.no_grad()
-def generate_events(model: CoDi2Model, request: GenerationRequest) -> Iterator[Event]:
+def generate_events(
+    model: CoDi2Model,
+    request: GenerationRequest,
+    *,
+    prefix_cache: PrefixCache | None = None,
+    media_cache: MediaFeatureCache | None = None,
+) -> Iterator[Event]:
     """Answer ``request``: text deltas, diffusion progress and finished media as they come, then :class:`Done`.
 
-    Closing the iterator stops the work at the next token or diffusion step.
+    Closing the iterator stops the work at the next token or diffusion step. The caches (optional) only save
+    work: the events are the same with or without them.
     """
     config = effective_config(model, request.config)
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
     picker = TokenPicker(model, config, torch.Generator(device="cpu").manual_seed(seed))
-    state = prefill(model, request)
+    state = prefill(model, request, prefix_cache=prefix_cache, media_cache=media_cache)
     builder = model.prompts
     parts: list[Part] = []
     text = _TextRun(model.tokenizer)

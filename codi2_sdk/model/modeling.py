@@ -37,6 +37,7 @@ from ..messages import Example, Message
 from ._quiet import quiet_loading
 from .config import CoDi2Config, LoraSpec
 from .decoders import DiffusionDecoder
+from .prefix_cache import MediaFeatureCache
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
 from .registry import build_kind, load_kind
 from .tokenizer import build_word_tokenizer, load_tokenizer
@@ -221,6 +222,14 @@ class CoDi2Model(nn.Module):
         inputs = encoder.preprocess(list(parts)).to(self.device)
         return encoder(inputs).float()
 
+    def _encode_one(self, modality: str, part: MediaPart, cache: MediaFeatureCache | None) -> torch.Tensor:
+        feature = cache.get(modality, part.sha256) if cache is not None else None
+        if feature is None:
+            feature = self.encode(modality, [part])[0]
+            if cache is not None:
+                cache.put(modality, part.sha256, feature)
+        return feature
+
     def feature_to_input(self, modality: str, feature: torch.Tensor) -> torch.Tensor:
         """Project encoder-space features ``(..., width)`` to LLM input embeddings."""
         proj: Any = self.in_proj[modality]
@@ -266,8 +275,19 @@ class CoDi2Model(nn.Module):
         """Fit the regression space of ``modality`` to the encoder's pooled features of ``parts``."""
         self.whitening[modality] = FeatureWhitening.fit(self.encode(modality, parts)[:, 0], eps=eps)
 
-    def embed(self, prompts: Sequence[Prompt], *, padding_side: str = "right") -> EmbeddedBatch:
-        """Token embeddings with media features in their slots, padded into one batch."""
+    def embed(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        padding_side: str = "right",
+        one_by_one: bool = False,
+        media_cache: MediaFeatureCache | None = None,
+    ) -> EmbeddedBatch:
+        """Token embeddings with media features in their slots, padded into one batch.
+
+        Media are encoded in one batch per modality, or ``one_by_one`` (generation: each medium's features
+        then do not depend on what else is in the prompt, so ``media_cache`` can keep them by content hash).
+        """
         length = max(len(p) for p in prompts)
         pad_id = self.tokenizer.pad_token_id
         ids = torch.full((len(prompts), length), pad_id, dtype=torch.long)
@@ -289,7 +309,11 @@ class CoDi2Model(nn.Module):
         targets: list[tuple[int, int, str, torch.Tensor]] = []
         for modality in {slot.modality for _, slot in slots}:
             group = [(b, slot) for b, slot in slots if slot.modality == modality]
-            features = self.encode(modality, [slot.part for _, slot in group])
+            parts = [slot.part for _, slot in group]
+            if one_by_one:
+                features = torch.stack([self._encode_one(modality, part, media_cache) for part in parts])
+            else:
+                features = self.encode(modality, parts)
             for (b, slot), feature in zip(group, features, strict=True):
                 rows.append(self.feature_to_input(modality, feature[: slot.count]))
                 positions.append((b, offsets[b] + slot.position, slot.count))

@@ -5,9 +5,9 @@ only append), and requests that share in-context examples and a system text shar
 :class:`PrefixCache` keeps the KV cache of recent prompts (least recently used out first, bounded in
 bytes); a new prompt that starts like one of them prefills only the rest.
 
-Outputs stay identical with and without it: prompts are always prefilled in blocks of :data:`PREFILL_BLOCK`
-tokens at fixed positions, and a cache is reused only up to a block boundary, so the same computation
-produces every reused key and value. A prompt's identity is its token ids with each media slot standing for
+Outputs stay identical with and without it: prompts are always prefilled in blocks of the model's
+``prefill_block`` tokens (:class:`~codi2_sdk.model.config.CoDi2Config`) at fixed positions, and a cache is reused
+only up to a block boundary, so the same computation produces every reused key and value. A prompt's identity is its token ids with each media slot standing for
 its medium's content hash (:func:`prompt_signature`).
 """
 
@@ -22,10 +22,7 @@ import torch
 
 from .prompt import Prompt
 
-__all__ = ["PREFILL_BLOCK", "MediaFeatureCache", "PrefixCache", "prompt_signature"]
-
-PREFILL_BLOCK = 64
-"""Prompts are prefilled in blocks of this many tokens at fixed positions (0-63, 64-127, ...)."""
+__all__ = ["MediaFeatureCache", "PrefixCache", "prompt_signature"]
 
 Signature = tuple[Any, ...]
 
@@ -80,22 +77,23 @@ class PrefixCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, signature: Signature) -> tuple[int, Any]:
-        """The longest reusable prefix: ``(tokens, a private copy of the KV cache cut to them)``, or ``(0, None)``.
-
-        At least the prompt's last token is left to feed (its logits start the answer).
-        """
+    def lookup(self, signature: Signature, block: int) -> tuple[int, Any]:
+        """The longest reusable prefix, a multiple of ``block`` tokens: ``(tokens, a private copy of the KV cache
+        cut to them)``, or ``(0, None)``. At least the prompt's last token is left to feed (its logits start
+        the answer)."""
         best, found = 0, None
         for entry in self._entries.values():
             reusable = min(_common_prefix(entry.signature, signature), len(signature) - 1)
-            reusable -= reusable % PREFILL_BLOCK
+            reusable -= reusable % block
             if reusable > best:
                 best, found = reusable, entry
         if found is None:
             return 0, None
         self._entries.move_to_end(found.signature)
         cache = copy.deepcopy(found.cache)
-        cache.crop(best)
+        excess = cache.get_seq_length() - best
+        if excess > 0:
+            cache.crop(-excess)  # transformers' crop takes the count to remove
         self.hits += 1
         self.reused_tokens += best
         return best, cache
