@@ -6,7 +6,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from typing_extensions import Self
 
 from .errors import invalid_request
@@ -33,7 +33,12 @@ def _outermost(name: str, validate: Callable[[], Any]) -> Any:
 class SDKModel(BaseModel):
     """A pydantic model whose refusals are :class:`~codi2_sdk.errors.InvalidRequestError` (naming each field's
     path, with pydantic's details in ``.errors``), so that every error the SDK raises derives from
-    :class:`~codi2_sdk.errors.Codi2Error`. Media that cannot be used still raise ``InvalidMediaError``."""
+    :class:`~codi2_sdk.errors.Codi2Error`. Media that cannot be used still raise ``InvalidMediaError``.
+
+    Validation schemas are built on a model's first use, not at import (``import codi2_sdk`` stays light).
+    """
+
+    model_config = ConfigDict(defer_build=True)
 
     def __init__(self, /, **data: Any) -> None:
         _outermost(type(self).__name__, lambda: super(SDKModel, self).__init__(**data))

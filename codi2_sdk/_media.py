@@ -10,11 +10,11 @@ import io
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import PIL.Image
-import soundfile
+if TYPE_CHECKING:  # imported where used: ``import codi2_sdk`` stays light (tools/bench/import_time.py)
+    import numpy as np
+    import PIL.Image
 
 from .errors import Codi2Error, InvalidMediaError, MediaTooLargeError, MissingDependencyError
 
@@ -86,6 +86,8 @@ class AudioInfo:
 
 
 def _open_image(data: bytes) -> PIL.Image.Image:
+    import PIL.Image
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
@@ -138,6 +140,8 @@ def encode_image(img: PIL.Image.Image, fmt: str = "PNG") -> bytes:
 
 def audio_header(data: bytes) -> AudioInfo:
     """Read an audio clip's header only, and check what it claims against the limits (nothing is decoded)."""
+    import soundfile
+
     check_size(data, "audio")
     try:
         info = soundfile.info(io.BytesIO(data))
@@ -185,6 +189,9 @@ def inspect_audio(data: bytes) -> AudioInfo:
 def decode_audio(data: bytes, frames: int = -1) -> np.ndarray:
     """Decode audio bytes to float32 samples, shape ``(frames,)`` for mono, ``(frames, channels)`` otherwise
     (at most ``frames`` frames when given)."""
+    import numpy as np
+    import soundfile
+
     try:
         samples, _ = soundfile.read(io.BytesIO(data), frames=frames, dtype="float32", always_2d=False)
     except Exception as exc:
@@ -194,6 +201,8 @@ def decode_audio(data: bytes, frames: int = -1) -> np.ndarray:
 
 def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str = "WAV", subtype: str | None = None) -> bytes:
     """Encode float samples in [-1, 1] (WAV 16-bit PCM unless told otherwise)."""
+    import soundfile
+
     buf = io.BytesIO()
     if subtype is None and fmt == "WAV":
         subtype = "PCM_16"
@@ -255,6 +264,8 @@ def check_video_shape(frames: int, width: int, height: int, fps: float) -> None:
 
 
 def _animated_image(data: bytes) -> PIL.Image.Image | None:
+    import PIL.Image
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", PIL.Image.DecompressionBombWarning)
         try:
@@ -267,6 +278,8 @@ def _animated_image(data: bytes) -> PIL.Image.Image | None:
 
 
 def _decode_animated(img: PIL.Image.Image, keep: bool) -> tuple[VideoInfo, list[np.ndarray]]:
+    import numpy as np
+
     count = int(getattr(img, "n_frames", 1))
     durations = []
     frames: list[np.ndarray] = []
@@ -341,6 +354,8 @@ def decode_video(data: bytes, *, keep_frames: bool = True) -> tuple[VideoInfo, l
 
 def encode_video(frames: np.ndarray, fps: float) -> bytes:
     """Encode ``(frames, height, width, 3)`` uint8 RGB as MP4 (H.264, yuv420p; odd sides padded by one pixel)."""
+    import numpy as np
+
     av = _pyav()
     height, width = frames.shape[1:3]
     padded = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")

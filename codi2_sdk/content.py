@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-import numpy as np
 from pydantic import (
     BeforeValidator,
     ConfigDict,
@@ -34,7 +33,8 @@ from . import _media
 from ._base import SDKModel
 from .errors import InvalidMediaError, MediaTooLargeError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy is imported where used: ``import codi2_sdk`` stays light
+    import numpy as np
     import PIL.Image
 
 __all__ = [
@@ -184,6 +184,8 @@ class Image(_Media):
 
     def to_numpy(self) -> np.ndarray:
         """Decode to a ``uint8`` array, shape ``(height, width, channels)`` (``(height, width)`` for grey)."""
+        import numpy as np
+
         return np.asarray(self.to_pil())
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -263,6 +265,8 @@ class Audio(_Media):
         provenance: Provenance | None = None,
     ) -> Audio:
         """Encode float samples in [-1, 1], shape ``(frames,)`` or ``(frames, channels)``, as 16-bit WAV."""
+        import numpy as np
+
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
             raise InvalidMediaError(f"sample_rate must be an int, not {type(sample_rate).__name__}")
         try:
@@ -373,6 +377,8 @@ class Video(_Media):
     @classmethod
     def from_frames(cls, frames: Any, *, fps: float, provenance: Provenance | None = None) -> Video:
         """Encode RGB frames, shape ``(frames, height, width, 3)`` (uint8, or floats in [0, 1]), as MP4/H.264."""
+        import numpy as np
+
         try:
             shape = np.shape(frames)
         except (TypeError, ValueError) as exc:
@@ -388,6 +394,8 @@ class Video(_Media):
 
     def to_frames(self) -> np.ndarray:
         """Decode to ``uint8`` RGB frames, shape ``(frames, height, width, 3)``."""
+        import numpy as np
+
         _, frames = _media.decode_video(self.data)
         return np.stack(frames)
 

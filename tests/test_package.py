@@ -30,3 +30,12 @@ def test_import_does_not_load_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_import_loads_no_media_library_http_client_or_torch() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, codi2_sdk; print(sorted({'numpy', 'PIL', 'soundfile', 'av', 'httpx', 'torch', 'asyncio'} & set(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"  # each is imported where it is first used (tools/bench/import_time.py times it)

@@ -18,7 +18,6 @@ methods in a worker thread. Real backends override them to stream and cancel for
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from abc import ABC, abstractmethod
@@ -77,6 +76,8 @@ class Backend(ABC):
 
     async def agenerate(self, request: GenerationRequest) -> Message:
         """Async twin of :meth:`generate`."""
+        import asyncio  # here, not at import: ``import codi2_sdk`` stays light
+
         return await asyncio.to_thread(self.generate, request)
 
     async def astream(self, request: GenerationRequest) -> AsyncIterator[Event]:
@@ -110,6 +111,8 @@ async def iterate_in_thread(make_iterator: Any) -> AsyncGenerator[Any, None]:
     When the consumer stops early (``aclose()``, ``break``, cancellation), the iterator is closed in its
     thread before this generator finishes, so the work behind it stops and nothing is left running.
     """
+    import asyncio
+
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
     stop = threading.Event()
