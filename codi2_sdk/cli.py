@@ -1,7 +1,7 @@
 """The ``codi2`` command.
 
 codi2 eval --cases 20 [--json] [--tasks text_to_image,...] [--model codi2-mini | --url http://...]
-codi2 serve [--model codi2-mini] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-queue 8]
+codi2 serve [--model codi2-mini] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-queue 8] [--threads N]
 """
 
 from __future__ import annotations
@@ -70,6 +70,9 @@ def _serve(args: argparse.Namespace) -> int:
             "api_key": args.api_key,
             "max_queue": args.max_queue,
             "max_body_bytes": args.max_body_mb * 1024 * 1024 if args.max_body_mb else None,
+            "threads": args.threads,
+            "processes_per_machine": args.processes_per_machine,
+            "cache_mb": args.cache_mb,
         }.items()
         if value is not None
     }
@@ -104,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sv.add_argument("--api-key", help="require this bearer key (or set CODI2_API_KEY)")
     sv.add_argument("--max-queue", type=int, help="requests admitted at once; more get 429 (default 8)")
     sv.add_argument("--max-body-mb", type=int, help="largest request body in MiB (default 64)")
+    sv.add_argument("--threads", type=int, help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes)")
+    sv.add_argument("--processes-per-machine", type=int, help="model processes sharing this machine's CPUs (default 1)")
+    sv.add_argument("--cache-mb", type=float, help="memory for recent prompts' KV caches (default 256; 0: off)")
     sv.set_defaults(run=_serve)
 
     args = parser.parse_args(argv)

@@ -231,3 +231,21 @@ def test_connection_errors_are_typed() -> None:
         RemoteBackend("http://127.0.0.1:9", max_retries=1, max_retry_wait=0.01).generate(
             GenerationRequest(messages=[user("hi")])
         )
+
+
+def test_thread_default_shares_the_cpus_between_processes(monkeypatch) -> None:
+    import os
+
+    from codi2_sdk.server import ServerSettings
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert ServerSettings().torch_threads() == 4
+    assert ServerSettings(processes_per_machine=2).torch_threads() == 2
+    assert ServerSettings(processes_per_machine=8).torch_threads() == 1  # never zero
+    assert ServerSettings(threads=3, processes_per_machine=8).torch_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert ServerSettings().torch_threads() == 1
+    monkeypatch.setenv("CODI2_PROCESSES_PER_MACHINE", "2")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert ServerSettings().torch_threads() == 2

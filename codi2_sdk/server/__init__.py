@@ -11,10 +11,12 @@ __all__ = ["ServerSettings", "create_app", "run"]
 
 def run(settings: ServerSettings | None = None) -> None:
     """Load the model named in ``settings`` (in the background) and serve it with uvicorn until stopped."""
+    import torch
     import uvicorn
 
     from ..backends.local import LocalBackend
 
     settings = settings or ServerSettings()
-    app = create_app(lambda: LocalBackend.from_pretrained(settings.model), settings)
+    torch.set_num_threads(settings.torch_threads())
+    app = create_app(lambda: LocalBackend.from_pretrained(settings.model, cache_mb=settings.cache_mb), settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

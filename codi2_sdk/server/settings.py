@@ -38,3 +38,22 @@ class ServerSettings(BaseSettings):
     """Most seconds of audio in one request, summed from the clips' headers before decoding; more get 413."""
     parse_workers: int = Field(2, ge=1, le=64)
     """Bodies parsed (and their media checked) at once, each in a worker thread; more wait their turn."""
+    threads: int | None = Field(None, ge=1)
+    """Torch CPU threads for the model; ``None``: ``OMP_NUM_THREADS`` if set, else the CPUs this process may
+    use divided by ``processes_per_machine``."""
+    processes_per_machine: int = Field(1, ge=1)
+    """How many model processes share this machine's CPUs (server processes, Ray replicas): each takes its
+    share of threads, as OpenMP threads of two processes that each take every CPU spin against each other."""
+    cache_mb: float = Field(256.0, ge=0)
+    """Memory for the KV caches of recent prompts (a conversation's next turn prefills only what is new)."""
+
+    def torch_threads(self) -> int:
+        """The thread count the model should use (see :attr:`threads`)."""
+        import os
+
+        if self.threads is not None:
+            return self.threads
+        if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+            return max(1, int(os.environ["OMP_NUM_THREADS"]))
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cpus // self.processes_per_machine)
