@@ -76,6 +76,13 @@ def _serve(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
+    if args.replicas and args.replicas > 1:
+        from .server.ray import serve_on_ray
+
+        overrides.setdefault("processes_per_machine", args.replicas)
+        settings = ServerSettings(**overrides)
+        serve_on_ray(settings, replicas=args.replicas, threads_per_replica=settings.torch_threads())
+        return 0
     run(ServerSettings(**overrides))
     return 0
 
@@ -110,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sv.add_argument("--threads", type=int, help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes)")
     sv.add_argument("--processes-per-machine", type=int, help="model processes sharing this machine's CPUs (default 1)")
     sv.add_argument("--cache-mb", type=float, help="memory for recent prompts' KV caches (default 256; 0: off)")
+    sv.add_argument(
+        "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
+    )
     sv.set_defaults(run=_serve)
 
     args = parser.parse_args(argv)

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """N concurrent clients against one server for a bounded time: throughput, p50/p95 latency, errors.
 
-    python tools/bench/server_load.py [--model codi2-mini] [--clients 4] [--seconds 30]
+    python tools/bench/server_load.py [--model codi2-mini] [--clients 4] [--seconds 30] [--compare]
+    python tools/bench/server_load.py --ray-replicas 2     # the same load on Ray Serve, 1 thread per replica
+
+``--compare`` runs one client first, then ``--clients``, and prints the throughput ratio of the two.
 
 Each client sends text-to-image turns in a loop with retries on (429 is expected when the clients
 outnumber the queue; a retried request that then succeeds is not an error). Traffic goes to 127.0.0.1
@@ -14,6 +17,8 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from _serve import serve
 
@@ -46,25 +51,66 @@ async def run(url: str, clients: int, seconds: float) -> tuple[list[float], list
     return latencies, errors, time.monotonic() - began
 
 
+def measure(url: str, clients: int, seconds: float) -> tuple[float, list[float], list[str]]:
+    latencies, errors, elapsed = asyncio.run(run(url, clients, seconds))
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
+    throughput = len(latencies) / elapsed
+    print(
+        f"{clients} clients for {elapsed:.1f} s: ok {len(latencies)}, errors {len(errors)}, {throughput:.2f} req/s",
+        end="",
+    )
+    if latencies:
+        print(f", p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    for error in errors[:5]:
+        print("  error:", error)
+    return throughput, latencies, errors
+
+
+@contextmanager
+def ray_serve(model: str, replicas: int, max_queue: int) -> Iterator[str]:
+    import socket
+
+    import ray
+    from ray import serve
+
+    from codi2_sdk.server import ServerSettings
+    from codi2_sdk.server.ray import serve_on_ray
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    ray.init(num_cpus=replicas, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        settings = ServerSettings(model=model, port=port, max_queue=max_queue, retry_after=0)
+        yield serve_on_ray(settings, replicas=replicas, threads_per_replica=1, blocking=False)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="codi2-mini")
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--max-queue", type=int, default=8)
+    parser.add_argument("--compare", action="store_true", help="also run 1 client first and print the ratio")
+    parser.add_argument("--ray-replicas", type=int, default=0, help="serve on Ray Serve with this many replicas")
     args = parser.parse_args()
-    backend = LocalBackend.from_pretrained(args.model)
-    with serve(backend, max_queue=args.max_queue, retry_after=0) as url:
-        latencies, errors, elapsed = asyncio.run(run(url, args.clients, args.seconds))
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan")
-    print(f"model {args.model}; {args.clients} clients for {elapsed:.1f} s; queue {args.max_queue}")
-    print(f"requests ok {len(latencies)}, errors {len(errors)}")
-    print(f"throughput {len(latencies) / elapsed:.2f} req/s")
-    if latencies:
-        print(f"latency p50 {statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
-    for error in errors[:5]:
-        print("  error:", error)
+    if args.ray_replicas:
+        server = ray_serve(args.model, args.ray_replicas, args.max_queue)
+        where = f"Ray Serve, {args.ray_replicas} replicas x 1 thread"
+    else:
+        server = serve(LocalBackend.from_pretrained(args.model), max_queue=args.max_queue, retry_after=0)
+        where = "one process"
+    with server as url:
+        print(f"model {args.model}; {where}; queue {args.max_queue}")
+        single = measure(url, 1, args.seconds)[0] if args.compare else None
+        many = measure(url, args.clients, args.seconds)[0]
+    if single:
+        print(f"throughput ratio {args.clients} clients / 1 client: {many / single:.2f}")
 
 
 if __name__ == "__main__":
