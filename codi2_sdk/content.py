@@ -117,6 +117,12 @@ class _Media(SDKModel):
     def _data_as_base64(self, data: bytes) -> str:
         return base64.b64encode(data).decode("ascii")
 
+    def _repr_html_(self) -> str:
+        """Notebooks show the picture or a player."""
+        from ._display import part_html
+
+        return part_html(self)
+
     @property
     def sha256(self) -> str:
         """Hex SHA-256 of the encoded bytes: equal media have equal hashes."""
@@ -177,6 +183,10 @@ class Image(_Media):
     def from_pil(cls, img: PIL.Image.Image, *, format: str = "PNG", provenance: Provenance | None = None) -> Image:
         """Encode a PIL image (PNG by default, lossless)."""
         return cls(data=_media.encode_image(img, format.upper()), provenance=provenance)
+
+    def _repr_png_(self) -> bytes:
+        """Notebooks show the picture."""
+        return self.data if self.mime_type == "image/png" else _media.encode_image(self.to_pil(), "PNG")
 
     def to_pil(self) -> PIL.Image.Image:
         """Decode to a PIL image."""

@@ -109,6 +109,12 @@ class Conversation:
         head = [system(self.system)] if self.system is not None else []
         return head + self._history
 
+    def _repr_html_(self) -> str:
+        """Notebooks show the examples and every turn, media as pictures and players."""
+        from ._display import conversation_html
+
+        return conversation_html(self.examples, self.messages)
+
     def add_example(
         self,
         inputs: PartLike | Sequence[PartLike],

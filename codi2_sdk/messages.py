@@ -26,6 +26,12 @@ PartLike = str | Text | Image | Audio | Video
 class Message(SDKModel):
     """One turn of a conversation: who spoke and what, text and media interleaved in order."""
 
+    def _repr_html_(self) -> str:
+        """Notebooks show the role and the parts (pictures, players)."""
+        from ._display import message_html
+
+        return message_html(self)
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     role: Role

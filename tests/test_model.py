@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import PIL.Image
 import pytest
 import torch
@@ -322,3 +323,16 @@ def test_decoder_diffusion_loss_trains_the_unet(tiny_model: CoDi2Model, image: I
         decoder.diffusion_loss(latents, cond, noise, t).backward()
         optimizer.step()
     assert float(decoder.diffusion_loss(latents, cond, noise, t)) < 0.8 * first
+
+
+def test_resampling_removes_what_the_new_rate_cannot_hold() -> None:
+    from codi2_sdk.testing import fake_audio
+
+    high = fake_audio(seconds=1.0, frequency=12_000.0, sample_rate=44_100)  # above 8 kHz: no place at 16 kHz
+    low = fake_audio(seconds=1.0, frequency=3_000.0, sample_rate=44_100)
+    from codi2_sdk.model.encoders import audio_to_tensor
+
+    waves = audio_to_tensor([high, low], 16_000, 16_000).numpy()
+    assert np.abs(waves[0][500:-500]).max() < 0.01  # filtered out (past the onset), not folded to a 4 kHz alias
+    spectrum = np.abs(np.fft.rfft(waves[1]))
+    assert abs(int(spectrum.argmax()) - 3_000) <= 1 and np.abs(waves[1]).max() > 0.45  # the 3 kHz tone kept

@@ -74,7 +74,10 @@ def image_to_tensor(images: Sequence[Image | PIL.Image.Image], size: int) -> tor
 
 
 def audio_to_tensor(clips: list[Audio], sample_rate: int, num_samples: int) -> torch.Tensor:
-    """Decode clips to mono ``(batch, num_samples)`` at ``sample_rate`` (linear resampling, cut or zero-padded)."""
+    """Decode clips to mono ``(batch, num_samples)`` at ``sample_rate`` (cut or zero-padded), resampled with
+    soxr's anti-aliasing filter: what lies above the new Nyquist frequency is removed, not folded down."""
+    import soxr
+
     waves = np.zeros((len(clips), num_samples), dtype=np.float32)
     for i, clip in enumerate(clips):
         samples = clip.to_numpy()
@@ -82,8 +85,7 @@ def audio_to_tensor(clips: list[Audio], sample_rate: int, num_samples: int) -> t
             samples = samples.mean(axis=1)
         if clip.sample_rate != sample_rate:
             assert clip.sample_rate is not None
-            n = round(len(samples) * sample_rate / clip.sample_rate)
-            samples = np.interp(np.arange(n) * clip.sample_rate / sample_rate, np.arange(len(samples)), samples)
+            samples = soxr.resample(samples.astype(np.float32), clip.sample_rate, sample_rate, quality="HQ")
         n = min(num_samples, len(samples))
         waves[i, :n] = samples[:n]
     return torch.from_numpy(waves)
