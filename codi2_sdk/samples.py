@@ -1,0 +1,55 @@
+"""Sample inputs for trying the SDK: codi2-mini's world rendered by description, no files needed.
+
+>>> from codi2_sdk import samples
+>>> picture = samples.picture("a small red circle on the left")
+>>> clip = samples.sound("two sine beeps at mi")
+>>> picture.to_pil().size, round(clip.duration, 1)
+((64, 64), 1.0)
+
+Pictures: a size (small, large), a colour (red, yellow, green, cyan, blue, magenta), a shape (circle, square,
+triangle, diamond) and a position (left, center, right). Sounds: one to three beeps (``one beep``, ``two
+beeps``), a timbre (sine, square, sawtooth) and a note after ``at`` (do re mi fa sol la si doh).
+"""
+
+from __future__ import annotations
+
+from .content import Audio, Image
+from .errors import InvalidRequestError
+
+__all__ = ["picture", "sound"]
+
+
+def picture(description: str, *, seed: int = 0) -> Image:
+    """Render ``"a large blue square in the center"`` as a 64 x 64 PNG (``seed`` picks the small jitter).
+
+    Raises:
+        InvalidRequestError: the description misses an attribute or uses words of no attribute.
+    """
+    import numpy as np
+
+    from .mini.tasks import parse_picture
+    from .mini.world import PICTURE_ATTRIBUTES, render_picture
+
+    item = parse_picture(description)
+    if item is None:
+        options = "; ".join(f"{name}: {', '.join(map(str, values))}" for name, values in PICTURE_ATTRIBUTES.items())
+        raise InvalidRequestError(f"cannot draw {description!r}: name one of each ({options})")
+    return Image.from_pil(render_picture(item, np.random.default_rng(seed)))
+
+
+def sound(description: str, *, seed: int = 0) -> Audio:
+    """Render ``"three square beeps at sol"`` as one second of 16 kHz WAV (``seed`` picks the small jitter).
+
+    Raises:
+        InvalidRequestError: the description misses the beep count, the timbre or the note.
+    """
+    import numpy as np
+
+    from .mini.tasks import parse_sound
+    from .mini.world import SAMPLE_RATE, SOUND_ATTRIBUTES, render_sound
+
+    item = parse_sound(description)
+    if item is None:
+        options = "; ".join(f"{name}: {', '.join(map(str, values))}" for name, values in SOUND_ATTRIBUTES.items())
+        raise InvalidRequestError(f"cannot play {description!r}: say '<count> <timbre> beeps at <note>' ({options})")
+    return Audio.from_array(render_sound(item, np.random.default_rng(seed)), sample_rate=SAMPLE_RATE)
