@@ -58,6 +58,14 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    index = run_demo(args.out, seed=args.seed)
+    print(f"wrote {index} (open it in a browser)")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import ServerSettings, run
 
@@ -106,6 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--api-key", help="the server's API key")
     ev.add_argument("--threads", type=int, help="torch CPU threads")
     ev.set_defaults(run=_eval)
+
+    dm = sub.add_parser("demo", help="show what codi2-mini does: a page of conversations with pictures and sounds")
+    dm.add_argument("--out", default="codi2-demo", help="folder for index.html and the media (default codi2-demo)")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.set_defaults(run=_demo)
 
     sv = sub.add_parser("serve", help="serve a model over HTTP")
     sv.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")

@@ -39,6 +39,33 @@ def test_eval_prints_a_scored_table_as_json() -> None:
         assert 0.0 <= row["accuracy"] <= 1.0 and row["baseline_kind"] == "chance"
 
 
+def test_demo_writes_a_page_that_shows_every_turn(tmp_path: Path) -> None:
+    import re
+
+    from codi2_sdk import Conversation as Conv
+    from codi2_sdk.mini.probes import probe_picture
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [*CODI2, "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=True,
+    )
+    index = tmp_path / "demo" / "index.html"
+    assert str(index) in out.stdout
+    page = index.read_text()
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert len(sources) >= 15 and all((index.parent / src).is_file() for src in sources)
+    for title in ("Text to image", "In-context image edit", "Image to audio", "In-context audio edit", "three-turn"):
+        assert title in page
+    assert page.count('class="role">codi2-mini') == 7  # one answer per turn of the five scenes
+    edit = Conv.load(index.parent / "2-conversation.json")  # the 2-shot edit: make it large
+    assert probe_picture(edit.history[-1].images[0].to_pil()).size == "large"  # type: ignore[union-attr]
+
+
 def test_eval_refuses_unknown_tasks() -> None:
     out = subprocess.run([*CODI2, "eval", "--tasks", "juggling"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "unknown tasks: juggling" in out.stderr
