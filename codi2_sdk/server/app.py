@@ -23,7 +23,6 @@ import secrets
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -33,9 +32,10 @@ from starlette.requests import ClientDisconnect
 from .._protocol import API_PREFIX, ErrorBody, ErrorDetail, GenerateBody, sse_frame
 from ..backends.base import Backend
 from ..errors import ERROR_CODES, Codi2Error, error_code_of
-from ..messages import Message
-from ..types import Done, ErrorEvent, GenerationRequest
+from ..types import ErrorEvent, GenerationRequest
+from ._common import ErrorAnswer, final_message, read_body, until_disconnect
 from ._parsing import BodyLimits, Refusal, parse_body
+from .openai_api import add_openai_routes
 from .settings import ServerSettings
 
 __all__ = ["ErrorAnswer", "create_app"]
@@ -51,19 +51,6 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_schema",
 }
-
-
-class ErrorAnswer(Exception):
-    """Raised inside a route to answer with an error: a code from :data:`~codi2_sdk.errors.ERROR_CODES`."""
-
-    def __init__(self, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.headers = code, message, headers or {}
-
-    @classmethod
-    def of(cls, exc: Codi2Error) -> ErrorAnswer:
-        """The answer for an SDK error, by the error table."""
-        return cls(error_code_of(exc), str(exc))
 
 
 def _error_response(
@@ -137,25 +124,6 @@ class _Model:
                 raise ErrorAnswer(refusal.code, refusal.message) from None
 
 
-async def _read_body(request: Request, limit: int) -> bytearray:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type not in ("application/json", ""):
-        raise ErrorAnswer("unsupported_media_type", f"send the body as application/json, not {content_type}")
-    declared = request.headers.get("content-length")
-    expected = int(declared) if declared is not None and declared.isdigit() else 0
-    if expected > limit:
-        raise ErrorAnswer("body_too_large", f"the body is {expected:,} bytes; the limit is {limit:,}")
-    # Filled in place: joining 60 MiB of chunks at the end would stall the event loop for ~50 ms.
-    body, size = bytearray(expected), 0
-    async for chunk in request.stream():
-        if size + len(chunk) > limit:
-            raise ErrorAnswer("body_too_large", f"the body is over the limit of {limit:,} bytes")
-        body[size : size + len(chunk)] = chunk
-        size += len(chunk)
-    del body[size:]  # a Content-Length that claimed more than came
-    return body
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ErrorAnswer)
     async def error_answer(request: Request, exc: ErrorAnswer) -> JSONResponse:
@@ -223,7 +191,7 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
     async def generate(request: Request) -> Response:
         authorize(request)
         backend = state.ready()
-        raw = await _read_body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes)
         release = state.admit()
         try:
             body = await state.parse(raw)
@@ -237,11 +205,12 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
                 release = _handed_over
                 return response
             async with state.running:
-                message = await _until_disconnect(request, _final_message(backend, generation))
+                message = await until_disconnect(request, final_message(backend, generation))
             return JSONResponse(message.model_dump(mode="json"))
         finally:
             release()
 
+    add_openai_routes(app, state, authorize)
     return app
 
 
@@ -272,35 +241,3 @@ def _stream(state: _Model, backend: Backend, generation: GenerationRequest, rele
     body = frames()
     weakref.finalize(body, release)  # a stream dropped before it started still gives its place back
     return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
-
-
-async def _final_message(backend: Backend, generation: GenerationRequest) -> Message:
-    events = backend.astream(generation)
-    try:
-        async for event in events:
-            if isinstance(event, Done):
-                return event.message
-    except Codi2Error as exc:
-        raise ErrorAnswer.of(exc) from None
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-    raise ErrorAnswer("model_error", "the model ended without an answer")
-
-
-async def _until_disconnect(request: Request, work: Any) -> Any:
-    """Run ``work``; cancel it (and so the generation) if the client goes away first."""
-    task = asyncio.ensure_future(work)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.25)
-            if done:
-                return task.result()
-            if await request.is_disconnected():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                log.info("client disconnected from %s; its generation was cancelled", request.url.path)
-                raise ErrorAnswer("model_error", "the client disconnected")
-    finally:
-        if not task.done():
-            task.cancel()

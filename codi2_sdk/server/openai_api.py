@@ -1,0 +1,292 @@
+"""OpenAI-compatible endpoints on the server, so the ``openai`` client (and tools built on it) can talk to CoDi-2.
+
+- ``GET /v1/models``: the served model.
+- ``POST /v1/chat/completions``: ``text``, ``image_url`` (data URLs) and ``input_audio`` parts in; text out, or
+  with ``modalities=["text", "audio"]`` an audio answer in OpenAI's ``message.audio`` shape (base64 WAV);
+  ``stream=true`` answers with ``chat.completion.chunk`` server-sent events ending in ``[DONE]``.
+- ``POST /v1/images/generations``: a prompt to ``n`` pictures as ``b64_json``.
+- ``POST /v1/images/edits``: multipart like OpenAI's; ``image`` is the picture to edit, and in-context example
+  pairs go in ``example_before`` / ``example_after`` (the same count, paired in order), so the edit can be
+  shown rather than named (the ``prompt`` may then be empty).
+
+``seed`` is honoured everywhere (``extra_body={"seed": 0}`` for the image endpoints). The API key, the queue
+and the limits are the server's own; errors have OpenAI's shape (``{"error": {"message", "type", "param",
+"code"}}``) with the statuses of :data:`~codi2_sdk.errors.ERROR_CODES`. Token usage is not reported.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from ..config import GenerationConfig
+from ..content import Audio, Image, Part, Text
+from ..errors import ERROR_CODES, Codi2Error, InvalidRequestError, error_code_of
+from ..integrations._common import b64
+from ..integrations.openai import from_openai_parts
+from ..messages import Example, Message
+from ..types import Done, GenerationRequest, TextDelta
+from ._common import ErrorAnswer, final_message, read_body, until_disconnect
+
+__all__ = ["add_openai_routes"]
+
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
+          422: "invalid_request_error", 429: "rate_limit_error", 503: "server_error"}  # fmt: skip
+
+
+def _openai_error(code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    status = ERROR_CODES[code].status
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _openai_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Answer the SDK's errors in OpenAI's error shape."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ErrorAnswer as exc:
+            return _openai_error(exc.code, exc.message, exc.headers)
+        except Codi2Error as exc:
+            return _openai_error(error_code_of(exc), str(exc))
+
+    return wrapped
+
+
+def _messages(raw: Any) -> list[Message]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequestError("messages must be a non-empty list")
+    out = []
+    for i, item in enumerate(raw):
+        role = item.get("role") if isinstance(item, dict) else None
+        if role == "developer":
+            role = "system"
+        if role not in ("system", "user", "assistant"):
+            raise InvalidRequestError(f"messages[{i}].role must be system, developer, user or assistant")
+        content = item.get("content") or ""
+        parts: list[Part] = list(from_openai_parts(content))
+        audio = item.get("audio")
+        if role == "assistant" and isinstance(audio, dict) and audio.get("data"):
+            import base64
+
+            parts.append(Audio.from_bytes(base64.b64decode(audio["data"])))
+        out.append(Message(role=role, parts=parts))
+    return out
+
+
+def _config(body: dict[str, Any], output_modality: str) -> GenerationConfig:
+    text: dict[str, Any] = {}
+    for ours, theirs in (("max_new_tokens", "max_completion_tokens"), ("max_new_tokens", "max_tokens")):
+        if body.get(theirs) is not None:
+            text[ours] = body[theirs]
+    for name in ("temperature", "top_p"):
+        if body.get(name) is not None:
+            text[name] = body[name]
+    return GenerationConfig.model_validate({"seed": body.get("seed"), "output_modality": output_modality, "text": text})
+
+
+def add_openai_routes(app: FastAPI, state: Any, authorize: Callable[[Request], None]) -> None:
+    """Mount the OpenAI-compatible routes on the server ``app`` (its model state and API key check)."""
+    settings = state.settings
+
+    def model_name() -> str:
+        return str(state.ready().capabilities.model)
+
+    async def answer(request: Request, generation: GenerationRequest) -> Message:
+        backend = state.ready()
+        try:
+            backend.check_request(generation)
+        except Codi2Error as exc:
+            raise ErrorAnswer.of(exc) from None
+        release = state.admit()
+        try:
+            async with state.running:
+                message: Message = await until_disconnect(request, final_message(backend, generation))
+                return message
+        finally:
+            release()
+
+    async def json_body(request: Request) -> dict[str, Any]:
+        raw = await read_body(request, settings.max_body_bytes)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidRequestError("the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise InvalidRequestError("the body must be a JSON object")
+        return body
+
+    @app.get("/v1/models")
+    @_openai_errors
+    async def models(request: Request) -> Response:
+        authorize(request)
+        entry = {"id": model_name(), "object": "model", "created": 0, "owned_by": "codi2-sdk"}
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    @app.post("/v1/chat/completions")
+    @_openai_errors
+    async def chat_completions(request: Request) -> Response:
+        authorize(request)
+        body = await json_body(request)
+        wants_audio = "audio" in (body.get("modalities") or ["text"])
+        generation = GenerationRequest(
+            messages=_messages(body.get("messages")), config=_config(body, "audio" if wants_audio else "text")
+        )
+        created, completion_id, name = int(time.time()), f"chatcmpl-{secrets.token_hex(12)}", model_name()
+        if body.get("stream"):
+            return _stream_chat(state, request, generation, completion_id, created, name)
+        message = await answer(request, generation)
+        reply: dict[str, Any] = {"role": "assistant", "content": message.text or None}
+        if wants_audio and message.audios:
+            reply["audio"] = _audio_reply(message.audios[0], message.text)
+        choice = {"index": 0, "message": reply, "finish_reason": "stop", "logprobs": None}
+        return JSONResponse(
+            {"id": completion_id, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
+        )
+
+    def _image_config(body: dict[str, Any], index: int) -> GenerationConfig:
+        seed = body.get("seed")
+        image: dict[str, Any] = {}
+        size = body.get("size")
+        if size not in (None, "auto"):
+            width, _, height = str(size).partition("x")
+            if width != height or not width.isdigit():
+                raise InvalidRequestError(f"size must be square, like '64x64', not {size!r}")
+            image["size"] = int(width)
+        return GenerationConfig.model_validate(
+            {"seed": None if seed is None else int(seed) + index, "output_modality": "image", "image": image}
+        )
+
+    async def _pictures(
+        request: Request, body: dict[str, Any], messages: list[Message], examples: list[Example]
+    ) -> Response:
+        count = int(body.get("n") or 1)
+        if not 1 <= count <= 8:
+            raise InvalidRequestError("n must be between 1 and 8")
+        if body.get("response_format") not in (None, "b64_json"):
+            raise InvalidRequestError("only response_format 'b64_json' is served (no URLs are hosted)")
+        data = []
+        for i in range(count):
+            generation = GenerationRequest(examples=examples, messages=messages, config=_image_config(body, i))
+            message = await answer(request, generation)
+            if not message.images:
+                raise ErrorAnswer("model_error", "the model answered without a picture")
+            data.append({"b64_json": b64(message.images[0].data), "revised_prompt": None})
+        return JSONResponse({"created": int(time.time()), "data": data})
+
+    @app.post("/v1/images/generations")
+    @_openai_errors
+    async def images_generations(request: Request) -> Response:
+        authorize(request)
+        body = await json_body(request)
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidRequestError("prompt must be a non-empty string")
+        return await _pictures(request, body, [Message(role="user", parts=[Text(prompt)])], [])
+
+    @app.post("/v1/images/edits")
+    @_openai_errors
+    async def images_edits(request: Request) -> Response:
+        authorize(request)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise ErrorAnswer(
+                "body_too_large", f"the body is {int(declared):,} bytes; the limit is {settings.max_body_bytes:,}"
+            )
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise ErrorAnswer("unsupported_media_type", "send the edit as multipart/form-data, as OpenAI's is")
+        async with request.form(max_files=2 * settings.max_media_parts + 2) as form:
+            pictures = {
+                name: [await _upload(f) for f in form.getlist(name)]
+                for name in ("image", "image[]", "example_before", "example_after")
+            }
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        targets = pictures["image"] + pictures["image[]"]
+        if len(targets) != 1:
+            raise InvalidRequestError("send exactly one image to edit")
+        before, after = pictures["example_before"], pictures["example_after"]
+        if len(before) != len(after):
+            raise InvalidRequestError("send as many example_after pictures as example_before ones (paired in order)")
+        examples = [Example(inputs=[b], outputs=[a]) for b, a in zip(before, after, strict=True)]
+        prompt = fields.get("prompt", "").strip()
+        if not prompt and not examples:
+            raise InvalidRequestError("say the edit in the prompt, or show it with example_before/example_after pairs")
+        parts: list[Part] = [targets[0], *([Text(prompt)] if prompt else [])]
+        body = {k: fields[k] for k in ("n", "size", "response_format", "seed") if fields.get(k)}
+        return await _pictures(request, body, [Message(role="user", parts=parts)], examples)
+
+
+async def _upload(upload: Any) -> Image:
+    if isinstance(upload, str):
+        raise InvalidRequestError("image fields must be files")
+    return Image.from_bytes(await upload.read())
+
+
+def _audio_reply(clip: Audio, transcript: str) -> dict[str, Any]:
+    wav = (
+        clip
+        if clip.mime_type == "audio/wav"
+        else Audio.from_array(clip.to_numpy(), sample_rate=clip.sample_rate or 16_000)
+    )
+    return {
+        "id": f"audio_{secrets.token_hex(8)}",
+        "data": b64(wav.data),
+        "expires_at": int(time.time()) + 3600,
+        "transcript": transcript,
+    }
+
+
+def _stream_chat(
+    state: Any, request: Request, generation: GenerationRequest, completion_id: str, created: int, name: str
+) -> StreamingResponse:
+    """``chat.completion.chunk`` events: the role, each text delta, the audio (if asked) and ``finish_reason``."""
+    backend = state.ready()
+    try:
+        backend.check_request(generation)
+    except Codi2Error as exc:
+        raise ErrorAnswer.of(exc) from None
+    release = state.admit()
+    wants_audio = generation.config.output_modality == "audio"
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        frame = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": name,
+            "choices": [choice],
+        }
+        return f"data: {json.dumps(frame)}\n\n".encode()
+
+    async def frames() -> AsyncIterator[bytes]:
+        try:
+            async with state.running:
+                yield chunk({"role": "assistant", "content": ""})
+                events = backend.astream(generation)
+                try:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            yield chunk({"content": event.text})
+                        elif isinstance(event, Done) and wants_audio and event.message.audios:
+                            yield chunk({"audio": _audio_reply(event.message.audios[0], event.message.text)})
+                except Codi2Error as exc:
+                    error = {"message": str(exc), "type": "server_error", "param": None, "code": error_code_of(exc)}
+                    yield f"data: {json.dumps({'error': error})}\n\n".encode()
+                    return
+                finally:
+                    await events.aclose()  # type: ignore[attr-defined]
+                yield chunk({}, "stop")
+                yield b"data: [DONE]\n\n"
+        finally:
+            release()
+
+    return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
