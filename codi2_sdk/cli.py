@@ -66,6 +66,33 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from .backends.base import Backend
+    from .tools.mcp_server import build_mcp_server, run_stdio
+    from .tools.store import MediaStore
+
+    backend: Backend
+    if args.url:
+        from .backends.remote import RemoteBackend
+
+        backend = RemoteBackend(args.url, api_key=args.api_key)
+    else:
+        from .backends.local import LocalBackend
+
+        backend = LocalBackend.from_pretrained(args.model)
+    store = MediaStore(args.media_dir, allowed_roots=args.allowed_root or [])
+    server = build_mcp_server(backend, store=store)
+    if args.http:
+        import uvicorn
+
+        uvicorn.run(server.streamable_http_app(host=args.host), host=args.host, port=args.port, log_level="warning")
+    else:
+        asyncio.run(run_stdio(server))
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import ServerSettings, run
 
@@ -119,6 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     dm.add_argument("--out", default="codi2-demo", help="folder for index.html and the media (default codi2-demo)")
     dm.add_argument("--seed", type=int, default=0)
     dm.set_defaults(run=_demo)
+
+    mc = sub.add_parser("mcp", help="the agent tools as an MCP server (stdio by default)")
+    mc.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    mc.add_argument("--url", help="use a model behind a codi2 server instead")
+    mc.add_argument("--api-key", help="the server's API key")
+    mc.add_argument("--media-dir", help="also write every medium the tools make into this folder")
+    mc.add_argument(
+        "--allowed-root", action="append", help="a folder whose files the tools may read by path (repeatable)"
+    )
+    mc.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    mc.add_argument("--host", default="127.0.0.1")
+    mc.add_argument("--port", type=int, default=8765)
+    mc.set_defaults(run=_mcp)
 
     sv = sub.add_parser("serve", help="serve a model over HTTP")
     sv.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")
