@@ -66,6 +66,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    from .backends.base import Backend
+    from .chat import chat
+
+    backend: Backend
+    if args.url:
+        from .backends.remote import RemoteBackend
+
+        backend = RemoteBackend(args.url, api_key=args.api_key)
+    else:
+        from .backends.local import LocalBackend
+
+        backend = LocalBackend.from_pretrained(args.model)
+    chat(backend, out=args.out, seed=args.seed)
+    return 0
+
+
 def _mcp(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -146,6 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     dm.add_argument("--out", default="codi2-demo", help="folder for index.html and the media (default codi2-demo)")
     dm.add_argument("--seed", type=int, default=0)
     dm.set_defaults(run=_demo)
+
+    ch = sub.add_parser("chat", help="chat in the terminal: /image PATH, /audio PATH, /example IN OUT, /save, /undo")
+    ch.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    ch.add_argument("--url", help="chat with a model behind a codi2 server instead")
+    ch.add_argument("--api-key", help="the server's API key")
+    ch.add_argument("--out", default="codi2-chat", help="folder for the pictures and clips the model makes")
+    ch.add_argument("--seed", type=int, help="a seed for reproducible answers")
+    ch.set_defaults(run=_chat)
 
     mc = sub.add_parser("mcp", help="the agent tools as an MCP server (stdio by default)")
     mc.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")

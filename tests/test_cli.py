@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from codi2_sdk import AuthenticationError, Conversation, RemoteBackend
+from codi2_sdk import AuthenticationError, Conversation, Image, RemoteBackend
 
 CODI2 = [sys.executable, "-m", "codi2_sdk.cli"]
 
@@ -64,6 +64,54 @@ def test_demo_writes_a_page_that_shows_every_turn(tmp_path: Path) -> None:
     assert page.count('class="role">codi2-mini') == 7  # one answer per turn of the five scenes
     edit = Conv.load(index.parent / "2-conversation.json")  # the 2-shot edit: make it large
     assert probe_picture(edit.history[-1].images[0].to_pil()).size == "large"  # type: ignore[union-attr]
+
+
+def test_chat_through_a_pipe(tmp_path: Path) -> None:
+    from codi2_sdk import samples
+    from codi2_sdk.mini.probes import probe_picture
+
+    samples.picture("a small red circle on the left").save(tmp_path / "red.png")
+    samples.picture("a large red circle on the left").save(tmp_path / "big.png")
+    samples.picture("a small blue square on the right").save(tmp_path / "query.png")
+    script = "\n".join(
+        [
+            "/image red.png",
+            "what is this?",
+            "make it blue.",
+            "/undo",
+            "/example red.png big.png",
+            "/image query.png",
+            "/image nowhere.png",
+            "/frobnicate",
+            "describe it please",
+            "/save chat.json",
+            "/quit",
+        ]
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*CODI2, "chat", "--seed", "0", "--out", "made"],
+        input=script,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env=env,
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert "codi2: a small red circle on the left." in lines
+    assert any("[image: made/001-image.png]" in line for line in lines)  # the blue circle, saved
+    assert "took back the last turn" in lines and "example 1: red.png -> big.png" in lines
+    assert any(line.startswith("error:") and "nowhere.png" in line for line in lines)
+    assert any("unknown command" in line for line in lines)
+    assert any("does not know the words" in line for line in lines)  # refused, and the chat goes on
+    from codi2_sdk import Conversation as Conv
+
+    saved = Conv.load(tmp_path / "chat.json")
+    assert len(saved.examples) == 1 and [m.role for m in saved.history] == ["user", "assistant"]
+    assert (tmp_path / "made" / "001-image.png").is_file()
+    assert probe_picture(Image.open(tmp_path / "made" / "001-image.png").to_pil()).colour == "blue"
 
 
 def test_eval_refuses_unknown_tasks() -> None:
