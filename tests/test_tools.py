@@ -151,7 +151,8 @@ def test_chat_model_invoke_stream_and_ainvoke(backend, image) -> None:
     streamed = None
     for chunk in chat.stream([SystemMessage("be brief"), human]):
         streamed = chunk if streamed is None else streamed + chunk
-    assert [b for b in streamed.content if b["type"] == "image"] == [b for b in reply.content if b["type"] == "image"]
+    streamed_images = [b for b in streamed.content if isinstance(b, dict) and b["type"] == "image"]
+    assert streamed_images == [b for b in reply.content if b["type"] == "image"]
     text_reply = ChatCoDi2(
         backend=backend, config={"seed": 5, "output_modality": "text", "text": {"max_new_tokens": 3}}
     )

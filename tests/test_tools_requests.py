@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import ToolException
 
-from codi2_sdk import Capabilities, Example, GenerationConfig, assistant, system, user
+from codi2_sdk import Capabilities, Example, GenerationConfig, InvalidRequestError, Text, assistant, system, user
 from codi2_sdk.integrations import to_langchain_blocks
 from codi2_sdk.testing import FunctionBackend, fake_audio, fake_image
 from codi2_sdk.tools import ChatCoDi2, MediaStore, codi2_toolkit
@@ -112,3 +112,53 @@ def test_the_store_knows_its_ids_and_names_them_when_one_is_unknown(tmp_path: Pa
     for not_a_string in (None, 3, b"image_1", ["image_1"]):
         with pytest.raises(MediaReferenceError, match="an id like"):
             store.get(not_a_string)  # type: ignore[arg-type]
+
+
+def test_chat_model_takes_settings_the_langchain_way() -> None:
+    backend = answering_with("text")
+    chat = ChatCoDi2(backend=backend, seed=1, generation={"image": {"steps": 9}})
+    chat.bind(seed=7, output_modality="text").invoke("what is this?")
+    chat.invoke("what is this?", output_modality="audio")
+    first, second = backend.requests
+    assert (first.config.seed, first.config.output_modality, first.config.image.steps) == (7, "text", 9)
+    assert (second.config.seed, second.config.output_modality) == (1, "audio")
+    with pytest.raises(InvalidRequestError, match="does not take temprature"):
+        chat.invoke("hi", temprature=0.5)  # a typo is refused, not ignored
+    with pytest.raises(NotImplementedError, match="codi2_toolkit"):
+        chat.bind_tools([])
+
+
+def test_chat_model_streams_one_text_and_reports_metadata() -> None:
+    from codi2_sdk.testing import ScriptedBackend
+
+    chat = ChatCoDi2(backend=ScriptedBackend(["a small red circle on the left."] * 2), seed=4)
+    merged = None
+    for chunk in chat.stream("what is this?"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None and merged.content == "a small red circle on the left."  # one text, not blocks
+    assert merged.response_metadata["seed"] == 4 and merged.response_metadata["seconds"] >= 0
+    reply = chat.invoke("what is this?")
+    assert (
+        reply.response_metadata["model_name"] == chat.backend.capabilities.model
+        and reply.response_metadata["seed"] == 4
+    )
+
+
+def test_mcp_client_objects_convert_and_bare_names_are_found_in_any_allowed_folder(tmp_path: Path) -> None:
+    from mcp import types
+
+    from codi2_sdk.integrations import from_mcp_content, to_mcp_content
+
+    objects = [types.TextContent(type="text", text="look"), types.ImageContent.model_validate(to_mcp_content([RED])[0])]
+    assert from_mcp_content(objects) == [Text("look"), RED]
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    BLUE.save(second / "blue.png")
+    store = MediaStore(allowed_roots=[first, second])
+    assert store.get("blue.png") == BLUE  # found in the second folder, not "outside the folders"
+    from codi2_sdk.errors import MediaReferenceError
+
+    with pytest.raises(MediaReferenceError, match="outside"):
+        store.get("../blue.png")

@@ -27,10 +27,12 @@ def to_mcp_content(parts: Iterable[Part]) -> list[dict[str, Any]]:
     return out
 
 
-def from_mcp_content(content: Iterable[dict[str, Any]]) -> list[Text | Image | Audio]:
-    """MCP content items as SDK parts."""
+def from_mcp_content(content: Iterable[Any]) -> list[Text | Image | Audio]:
+    """MCP content items as SDK parts: dicts, or the objects an ``mcp`` client session returns."""
     parts: list[Text | Image | Audio] = []
     for item in content:
+        if hasattr(item, "model_dump"):  # mcp.types.TextContent, ImageContent, AudioContent
+            item = item.model_dump(by_alias=True)
         kind = block_type(item)
         if kind == "text":
             parts.append(Text(item.get("text", "")))

@@ -122,6 +122,11 @@ class MediaStore:
 
     def _resolve(self, ref: str) -> Path:
         path = Path(ref).expanduser()
-        if not path.is_absolute() and len(self.allowed_roots) == 1:
-            path = self.allowed_roots[0] / path
+        if not path.is_absolute():
+            # A relative name is looked up in each allowed folder, then taken from the working folder.
+            found = [root / path for root in self.allowed_roots if (root / path).exists()]
+            if found:
+                path = found[0]
+            elif len(self.allowed_roots) == 1:
+                path = self.allowed_roots[0] / path
         return path.resolve()  # follows symlinks, so a link cannot lead outside a root
