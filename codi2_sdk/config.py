@@ -9,7 +9,7 @@ that is. Out-of-range values are refused when the config is made, with an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,51 +29,51 @@ class _Config(SDKModel):
 class TextConfig(_Config):
     """How text is sampled."""
 
-    max_new_tokens: int | None = Field(None, ge=1, le=8192)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=8192)
     """Most tokens in one answer (a medium counts as the three tokens of its tags and slot); ``None``
     for the model's default (256 unless the model says otherwise)."""
-    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
     """0 picks the likeliest token every time (greedy); higher values sample more freely."""
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     """Nucleus sampling: sample only from the smallest set of tokens whose probability reaches this."""
 
 
 class ImageConfig(_Config):
     """How images are decoded."""
 
-    steps: int | None = Field(None, ge=1, le=1000)
+    steps: int | None = Field(default=None, ge=1, le=1000)
     """Diffusion steps (the paper: 50 DDIM steps)."""
-    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
     """Classifier-free guidance (the paper: 7.5); 1 turns guidance off."""
-    noise_level: int | None = Field(None, ge=0, le=1000)
+    noise_level: int | None = Field(default=None, ge=0, le=1000)
     """unCLIP noise added to the image embedding (0 to 1000)."""
-    size: int | None = Field(None, ge=8, le=2048, multiple_of=8)
+    size: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     """Side of the square output in pixels; ``None`` for the decoder's native size."""
 
 
 class AudioConfig(_Config):
     """How audio is decoded."""
 
-    steps: int | None = Field(None, ge=1, le=1000)
+    steps: int | None = Field(default=None, ge=1, le=1000)
     """Diffusion steps."""
-    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
     """Classifier-free guidance; 1 turns guidance off."""
-    duration: float | None = Field(None, gt=0.0, le=60.0)
+    duration: float | None = Field(default=None, gt=0.0, le=60.0)
     """Clip length in seconds; ``None`` for the decoder's native length."""
 
 
 class VideoConfig(_Config):
     """How video clips are decoded."""
 
-    steps: int | None = Field(None, ge=1, le=1000)
+    steps: int | None = Field(default=None, ge=1, le=1000)
     """Diffusion steps."""
-    guidance_scale: float | None = Field(None, ge=0.0, le=50.0)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
     """Classifier-free guidance; 1 turns guidance off."""
-    num_frames: int | None = Field(None, ge=1, le=600)
+    num_frames: int | None = Field(default=None, ge=1, le=600)
     """Frames in the clip; ``None`` for the decoder's native count."""
-    fps: float | None = Field(None, gt=0.0, le=240.0)
+    fps: float | None = Field(default=None, gt=0.0, le=240.0)
     """Frames per second of the clip written; ``None`` for the decoder's own."""
-    size: int | None = Field(None, ge=8, le=2048, multiple_of=8)
+    size: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     """Side of the square frames in pixels; ``None`` for the decoder's native size."""
 
 
@@ -85,7 +85,7 @@ class GenerationConfig(_Config):
         GenerationConfig(seed=7, output_modality='image', ...)
     """
 
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
     """Seed for sampling and diffusion noise; the same seed and request give the same bytes."""
     output_modality: OutputModality = "auto"
     """``"auto"`` lets the model choose; another value makes the answer start with that medium."""
@@ -93,6 +93,19 @@ class GenerationConfig(_Config):
     image: ImageConfig = ImageConfig()
     audio: AudioConfig = AudioConfig()
     video: VideoConfig = VideoConfig()
+
+    if TYPE_CHECKING:  # what the constructor takes: each section as its config or as a mapping of its fields
+
+        def __init__(
+            self,
+            *,
+            seed: int | None = None,
+            output_modality: OutputModality = "auto",
+            text: TextConfig | Mapping[str, Any] = ...,
+            image: ImageConfig | Mapping[str, Any] = ...,
+            audio: AudioConfig | Mapping[str, Any] = ...,
+            video: VideoConfig | Mapping[str, Any] = ...,
+        ) -> None: ...
 
     def settings_for(self, modality: str) -> TextConfig | ImageConfig | AudioConfig | VideoConfig:
         """The sub-config of one modality (each is the field named after it)."""
