@@ -69,3 +69,45 @@ def test_mcp_client_lists_and_calls_the_tools_over_stdio(tmp_path: Path) -> None
             assert missing.is_error and "prompt" in missing.content[0].text
 
     anyio.run(session_run)
+
+
+def test_mcp_over_streamable_http(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import time
+
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "codi2_sdk.cli", "mcp", "--http", "--port", str(port)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "codi2 mcp --http did not start"
+                time.sleep(0.3)
+
+        async def session_run() -> None:
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, *_):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    assert len((await session.list_tools()).tools) == 5
+                    made = await session.call_tool(
+                        "generate_audio", {"prompt": "play two sine beeps at mi.", "seed": 0}
+                    )
+                    assert not made.is_error and made.content[1].mime_type == "audio/wav"
+
+        anyio.run(session_run)
+    finally:
+        server.terminate()
+        server.wait(30)
