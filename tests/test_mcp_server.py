@@ -98,14 +98,12 @@ def test_mcp_over_streamable_http(tmp_path: Path) -> None:
                 time.sleep(0.3)
 
         async def session_run() -> None:
-            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, *_):
-                async with ClientSession(read, write) as session:
-                    await session.initialize()
-                    assert len((await session.list_tools()).tools) == 5
-                    made = await session.call_tool(
-                        "generate_audio", {"prompt": "play two sine beeps at mi.", "seed": 0}
-                    )
-                    assert not made.is_error and made.content[1].mime_type == "audio/wav"
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with streamable_http_client(url) as (read, write, *_), ClientSession(read, write) as session:
+                await session.initialize()
+                assert len((await session.list_tools()).tools) == 5
+                made = await session.call_tool("generate_audio", {"prompt": "play two sine beeps at mi.", "seed": 0})
+                assert not made.is_error and made.content[1].mime_type == "audio/wav"
 
         anyio.run(session_run)
     finally:
