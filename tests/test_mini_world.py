@@ -120,3 +120,19 @@ def test_vocabulary_covers_every_case() -> None:
         case = sampler.sample(task)
         for message in [*case.messages, case.answer]:
             assert set(re.findall(r"[a-z]+|[.,:?]", message.text)) <= words
+
+
+def test_clips_are_read_back_exactly_from_renders_and_from_mp4() -> None:
+    from codi2_sdk import Video
+    from codi2_sdk.mini.clips import CLIP_FPS, all_clips, probe_clip, render_clip
+
+    clips = all_clips()
+    assert len(clips) == len(set(clips)) == 144
+    rng = np.random.default_rng(0)
+    renders = [(clip, render_clip(clip, rng)) for clip in clips for _ in range(3)]
+    assert all(frames.shape == (8, 64, 64, 3) for _, frames in renders)
+    assert sum(probe_clip(frames) == clip for clip, frames in renders) / len(renders) >= 0.99
+    for clip, frames in renders[::9]:  # through H.264 and back
+        assert probe_clip(Video.from_frames(frames, fps=CLIP_FPS).to_frames()) == clip
+    assert clips[0].describe() == "a small red circle moving to the right"
+    assert probe_clip(np.full((8, 64, 64, 3), 255, dtype=np.uint8)) is None  # nothing there
