@@ -192,7 +192,8 @@ class CoDi2Model(nn.Module):
             target_modules=list(spec.target_modules),
             **extra,
         )
-        self.llm = get_peft_model(self.llm, lora)
+        with quiet_loading():  # peft's own deprecation warning under transformers 5: not the user's doing
+            self.llm = get_peft_model(self.llm, lora)
         self.config = self.config.model_copy(update={"lora": spec})
 
     @property
@@ -367,7 +368,9 @@ class CoDi2Model(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config.model_copy(update={"llm_path": "llm"})
         if self.has_lora:
-            self.llm.save_pretrained(str(directory / "adapter"))
+            # The media-tag rows trained beside the adapter are saved with it (said, so peft does not warn).
+            embeddings = bool(self.config.lora is not None and self.config.lora.trainable_tokens)
+            self.llm.save_pretrained(str(directory / "adapter"), save_embedding_layers=embeddings or "auto")
             base = self.llm.get_base_model()
             # the base weights as they were before peft wrapped them: no lora_ tensors, no base_layer prefix
             state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k}
