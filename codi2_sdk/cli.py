@@ -10,8 +10,23 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 __all__ = ["main"]
+
+
+def _backend(args: argparse.Namespace) -> Backend:
+    """The model the command talks to: behind ``--url`` (with ``--api-key``), else ``--model`` in-process."""
+    if args.url:
+        from .backends.remote import RemoteBackend
+
+        return RemoteBackend(args.url, api_key=args.api_key)
+    from .backends.local import LocalBackend
+
+    return LocalBackend.from_pretrained(args.model)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -21,14 +36,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .mini.tasks import LORA_TASK, TASKS
 
     torch.set_num_threads(args.threads) if args.threads else None
-    if args.url:
-        from .backends.remote import RemoteBackend
-
-        backend = RemoteBackend(args.url, api_key=args.api_key)
-    else:
-        from .backends.local import LocalBackend
-
-        backend = LocalBackend.from_pretrained(args.model)  # type: ignore[assignment]
+    backend = _backend(args)
     tasks = args.tasks.split(",") if args.tasks else list(TASKS)
     unknown = set(tasks) - set(TASKS) - {LORA_TASK}
     if unknown:
@@ -67,18 +75,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from .backends.base import Backend
     from .chat import chat
 
-    backend: Backend
-    if args.url:
-        from .backends.remote import RemoteBackend
-
-        backend = RemoteBackend(args.url, api_key=args.api_key)
-    else:
-        from .backends.local import LocalBackend
-
-        backend = LocalBackend.from_pretrained(args.model)
+    backend = _backend(args)
     chat(backend, out=args.out, seed=args.seed)
     return 0
 
@@ -86,19 +85,10 @@ def _chat(args: argparse.Namespace) -> int:
 def _mcp(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .backends.base import Backend
     from .tools.mcp_server import build_mcp_server, run_stdio
     from .tools.store import MediaStore
 
-    backend: Backend
-    if args.url:
-        from .backends.remote import RemoteBackend
-
-        backend = RemoteBackend(args.url, api_key=args.api_key)
-    else:
-        from .backends.local import LocalBackend
-
-        backend = LocalBackend.from_pretrained(args.model)
+    backend = _backend(args)
     store = MediaStore(args.media_dir, allowed_roots=args.allowed_root or [])
     server = build_mcp_server(backend, store=store)
     if args.http:

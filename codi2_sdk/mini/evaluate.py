@@ -14,6 +14,7 @@ are: the floor) and for the unchanged query (the copy baseline).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -48,22 +49,21 @@ AUDIO_EDIT_TASKS = {"instructed_audio_edit", "in_context_audio_edit"}
 """Tasks scored with the audio editing measures as well."""
 
 
+@functools.cache
+def _mini_audio_encoder() -> Any:
+    from ..model.modeling import resolve_checkpoint
+    from ..model.registry import load_kind
+
+    return load_kind("encoder", "cnn_audio", resolve_checkpoint("codi2-mini") / "encoders" / "audio")
+
+
 def mini_audio_features(clips: list[Audio]) -> np.ndarray:
     """codi2-mini's audio encoder's pooled features (the embedding behind the KL and FD of ``codi2 eval``)."""
     import torch
 
-    from ..model.modeling import resolve_checkpoint
-    from ..model.registry import load_kind
-
-    global _MINI_AUDIO_ENCODER
-    if _MINI_AUDIO_ENCODER is None:
-        _MINI_AUDIO_ENCODER = load_kind("encoder", "cnn_audio", resolve_checkpoint("codi2-mini") / "encoders" / "audio")
-    encoder: Any = _MINI_AUDIO_ENCODER
+    encoder = _mini_audio_encoder()
     with torch.no_grad():
-        return encoder(encoder.preprocess(clips))[:, 0].numpy()
-
-
-_MINI_AUDIO_ENCODER: Any = None
+        return encoder(encoder.preprocess(clips))[:, 0].numpy()  # type: ignore[no-any-return]
 
 
 def _audio_metrics(pairs: list[tuple[Audio, Audio, Audio, Audio]], embed: Any) -> dict[str, float]:
