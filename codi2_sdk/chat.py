@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .backends.base import Backend
-from .content import Audio, Image, MediaPart, Part, Text, Video
+from .content import Part, Text, open_media
 from .conversation import Conversation
 from .errors import Codi2Error
 from .types import MediaDone, TextDelta
@@ -30,15 +30,6 @@ from .types import MediaDone, TextDelta
 __all__ = ["chat"]
 
 HELP = __doc__.split("\n\n")[1] if __doc__ else ""
-_OPENERS = {".png": Image, ".jpg": Image, ".jpeg": Image, ".webp": Image, ".gif": Image, ".bmp": Image,
-            ".wav": Audio, ".flac": Audio, ".ogg": Audio, ".mp3": Audio, ".mp4": Video, ".webm": Video}  # fmt: skip
-
-
-def _open(path: str) -> MediaPart:
-    opener = _OPENERS.get(Path(path).suffix.lower())
-    if opener is None:
-        raise ValueError(f"{path}: not a picture, clip or video file ({', '.join(sorted(_OPENERS))})")
-    return opener.open(path)  # type: ignore[no-any-return,attr-defined]
 
 
 def chat(
@@ -79,10 +70,10 @@ def chat(
                 if command == "/help":
                     show(HELP)
                 elif command in ("/image", "/audio", "/video") and len(args) == 1:
-                    attached.append(_open(args[0]))
+                    attached.append(open_media(args[0]))
                     show(f"attached {args[0]} to the next message")
                 elif command == "/example" and len(args) == 2:
-                    conv.add_example(inputs=_open(args[0]), outputs=_open(args[1]))
+                    conv.add_example(inputs=open_media(args[0]), outputs=open_media(args[1]))
                     show(f"example {len(conv.examples)}: {args[0]} -> {args[1]}")
                 elif command == "/save" and len(args) == 1:
                     show(f"saved {conv.save(args[0])}")

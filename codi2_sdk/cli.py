@@ -100,6 +100,18 @@ def _mcp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ui(args: argparse.Namespace) -> int:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from .ui import mount_ui
+
+    app = mount_ui(FastAPI(), _backend(args), path="/", api_key=args.page_key)
+    print(f"the chat page is at http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from .server import ServerSettings, run
 
@@ -115,6 +127,7 @@ def _serve(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "processes_per_machine": args.processes_per_machine,
             "cache_mb": args.cache_mb,
+            "ui": False if args.no_ui else None,
         }.items()
         if value is not None
     }
@@ -175,7 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     mc.add_argument("--port", type=int, default=8765)
     mc.set_defaults(run=_mcp)
 
-    sv = sub.add_parser("serve", help="serve a model over HTTP")
+    ui = sub.add_parser("ui", help="the web chat page (Gradio), on the in-process model or a server's")
+    ui.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    ui.add_argument("--url", help="chat with a model behind a codi2 server instead")
+    ui.add_argument("--api-key", help="the server's API key (with --url)")
+    ui.add_argument("--page-key", help="ask visitors of the page for this key")
+    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    ui.add_argument("--port", type=int, default=7860)
+    ui.set_defaults(run=_ui)
+
+    sv = sub.add_parser("serve", help="serve a model over HTTP (and the chat page at /ui)")
     sv.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")
     sv.add_argument("--host", help="bind address (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, help="port (default 8000)")
@@ -188,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sv.add_argument(
         "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
     )
+    sv.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /ui")
     sv.set_defaults(run=_serve)
 
     args = parser.parse_args(argv)

@@ -49,6 +49,7 @@ __all__ = [
     "Part",
     "Provenance",
     "Text",
+    "open_media",
 ]
 
 MediaModality = Literal["image", "audio", "video"]
@@ -453,3 +454,22 @@ MEDIA_PARTS: dict[MediaModality, type[Image] | type[Audio] | type[Video]] = {
     "video": Video,
 }
 """The content part class of each medium: the one registry of media kinds that the rest derives from."""
+
+
+def open_media(path: str | os.PathLike[str]) -> MediaPart:
+    """Open a picture, sound or video file as its part, by the file's suffix (``.png``, ``.wav``, ``.mp4``,
+    ...; a ``.gif`` is read as a picture).
+
+    Raises:
+        InvalidMediaError: the suffix is not one of a medium, or the file is not a usable medium.
+        MediaTooLargeError: the file is over the size limit.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in _media.IMAGE_SUFFIXES:
+        return Image.open(path)
+    if suffix in _media.AUDIO_SUFFIXES:
+        return Audio.open(path)
+    if suffix in _media.VIDEO_SUFFIXES:
+        return Video.open(path)
+    known = sorted({*_media.IMAGE_SUFFIXES, *_media.AUDIO_SUFFIXES, *_media.VIDEO_SUFFIXES})
+    raise InvalidMediaError(f"{path}: not a picture, sound or video file (known suffixes: {', '.join(known)})")

@@ -1,8 +1,9 @@
 """``codi2 demo``: a showcase of what the SDK does, on codi2-mini, written to a folder with a page to open.
 
 Each scene is a real conversation with the model (no server): text to image, a 2-shot in-context image edit,
-image to audio, a 2-shot in-context audio edit and a three-turn conversation. Every input and output is saved
-as a PNG or WAV file beside ``index.html``, which shows every turn with pictures and audio players.
+image to audio, a 2-shot in-context audio edit, text to video, a 2-shot in-context video edit and a three-turn
+conversation. Every input and output is saved as a PNG, WAV or MP4 file beside ``index.html``, which shows every
+turn with pictures, audio and video players.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Scene:
 
 
 def _scenes() -> list[Scene]:
-    pic, snd = samples.picture, samples.sound
+    pic, snd, vid = samples.picture, samples.sound, samples.clip
     return [
         Scene(
             "Text to image",
@@ -66,6 +67,22 @@ def _scenes() -> list[Scene]:
                 (snd("two square beeps at sol"), snd("three square beeps at sol")),
             ],
             config={"output_modality": "audio"},
+        ),
+        Scene(
+            "Text to video",
+            "A description in, a clip out (8 frames at 4 fps).",
+            [["show a large red circle moving to the right."]],
+            config={"output_modality": "video"},
+        ),
+        Scene(
+            "In-context video edit (2 examples)",
+            "Two before/after pairs of clips show the change (make it green); the model applies it to a new clip.",
+            [[vid("a small blue triangle moving to the left")]],
+            examples=[
+                (vid("a large red square moving to the right"), vid("a large green square moving to the right")),
+                (vid("a yellow circle growing"), vid("a green circle growing")),
+            ],
+            config={"output_modality": "video"},
         ),
         Scene(
             "A three-turn conversation",

@@ -8,15 +8,17 @@
 
 Pictures: a size (small, large), a colour (red, yellow, green, cyan, blue, magenta), a shape (circle, square,
 triangle, diamond) and a position (left, center, right). Sounds: one to three beeps (``one beep``, ``two
-beeps``), a timbre (sine, square, sawtooth) and a note after ``at`` (do re mi fa sol la si doh).
+beeps``), a timbre (sine, square, sawtooth) and a note after ``at`` (do re mi fa sol la si doh). Video clips
+(8 frames at 4 fps): a picture's item ``moving to the right`` or ``moving to the left`` (with its size), or
+``growing`` or ``shrinking`` (in the center, without a size).
 """
 
 from __future__ import annotations
 
-from .content import Audio, Image
+from .content import Audio, Image, Video
 from .errors import InvalidRequestError
 
-__all__ = ["picture", "sound"]
+__all__ = ["clip", "picture", "sound"]
 
 
 def picture(description: str, *, seed: int = 0) -> Image:
@@ -53,3 +55,24 @@ def sound(description: str, *, seed: int = 0) -> Audio:
         options = "; ".join(f"{name}: {', '.join(map(str, values))}" for name, values in SOUND_ATTRIBUTES.items())
         raise InvalidRequestError(f"cannot play {description!r}: say '<count> <timbre> beeps at <note>' ({options})")
     return Audio.from_array(render_sound(item, np.random.default_rng(seed)), sample_rate=SAMPLE_RATE)
+
+
+def clip(description: str, *, seed: int = 0) -> Video:
+    """Render ``"a small red circle moving to the right"`` or ``"a blue square growing"`` as an MP4 clip
+    (8 frames of 64 x 64 at 4 fps; ``seed`` picks the small jitter). Needs PyAV (the ``video`` extra).
+
+    Raises:
+        InvalidRequestError: the description misses the shape, the colour, or how the item moves.
+    """
+    import numpy as np
+
+    from .mini.clips import CLIP_FPS, render_clip
+    from .mini.tasks import parse_clip
+
+    item = parse_clip(description)
+    if item is None:
+        raise InvalidRequestError(
+            f"cannot show {description!r}: say 'a <size> <colour> <shape> moving to the <left|right>' or "
+            "'a <colour> <shape> <growing|shrinking>'"
+        )
+    return Video.from_frames(render_clip(item, np.random.default_rng(seed)), fps=CLIP_FPS)

@@ -177,3 +177,21 @@ def test_a_wav_whose_header_claims_more_than_it_holds_gives_what_is_there() -> N
     cut = bytes(data[: len(data) // 2])
     short = Audio.from_bytes(cut)
     assert 0 < short.duration < 1.0 and len(short.to_numpy()) == round(short.duration * 8000)
+
+
+def test_open_media_picks_the_part_by_suffix(tmp_path: Path) -> None:
+    from codi2_sdk import InvalidRequestError, Video, samples
+    from codi2_sdk.content import open_media
+    from codi2_sdk.mini.clips import Clip, probe_clip
+
+    picture, sound = samples.picture("a small red circle on the left"), samples.sound("two sine beeps at mi")
+    clip = samples.clip("a large blue square moving to the right")
+    for part, name in ((picture, "p.png"), (sound, "s.wav"), (clip, "c.mp4")):
+        part.save(tmp_path / name)
+        assert open_media(tmp_path / name) == part
+    assert isinstance(clip, Video) and probe_clip(clip.to_frames()) == Clip("square", "blue", "large", "rightward")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InvalidMediaError, match="not a picture, sound or video"):
+        open_media(tmp_path / "notes.txt")
+    with pytest.raises(InvalidRequestError, match="cannot show"):
+        samples.clip("a blue square")

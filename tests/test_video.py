@@ -117,3 +117,63 @@ def test_video_in_the_store_and_the_converters(video: Video, tmp_path: Path) -> 
     for convert in (to_openai_parts, to_mcp_content):
         with pytest.raises(InvalidMediaError, match="no video"):
             convert([video])
+
+
+def test_frame_encoder_in_two_spans_keeps_which_way_a_clip_goes(video: Video, tmp_path: Path) -> None:
+    import torch
+
+    from codi2_sdk.model.encoders import FrameVideoEncoder
+    from codi2_sdk.model.registry import build_kind, load_kind
+
+    args = {"image_kind": "cnn_image", "frames": 8, "image_size": 64, "width": 16, "channels": [8, 16], "grid": 2}
+    torch.manual_seed(0)
+    two_spans = build_kind("encoder", "frames_video", {**args, "segments": 2}).eval()
+    one_span = FrameVideoEncoder(two_spans.image_encoder, frames=8, segments=1)
+    backwards = Video.from_frames(moving_square()[::-1], fps=4)
+    with torch.no_grad():
+        forth, back = (two_spans(two_spans.preprocess([v])) for v in (video, backwards))
+        assert forth.shape == (1, two_spans.tokens_per_item, 32) and two_spans.width == 32
+        codec = (forth[..., 16:] - back[..., :16]).abs().max()  # the end of one is the start of the other (H.264)
+        assert (forth - back).abs().max() > 10 * codec  # start and end are told apart
+        averaged = [one_span(one_span.preprocess([v])) for v in (video, backwards)]
+        assert (averaged[0] - averaged[1]).abs().max() <= codec  # one span: the average forgets the direction
+    two_spans.save_pretrained(tmp_path)
+    again = load_kind("encoder", "frames_video", tmp_path).eval()
+    assert (again.frames, again.segments, again.width) == (8, 2, 32)
+    with torch.no_grad():
+        assert torch.equal(again(again.preprocess([video])), forth)
+
+
+def test_latent_video_decoder_makes_clips_and_reloads(tmp_path: Path) -> None:
+    import torch
+
+    from codi2_sdk import VideoConfig
+    from codi2_sdk.mini.config import mini_config
+    from codi2_sdk.model.registry import build_kind, load_kind
+
+    spec = mini_config().decoders["video"]
+    args = {
+        **spec.args,
+        "vae": {**spec.args["vae"], "block_out_channels": [8, 8, 8, 8], "norm_num_groups": 4},
+        "unet": {**spec.args["unet"], "block_out_channels": [16, 16], "norm_num_groups": 8, "attention_head_dim": 8},
+    }
+    torch.manual_seed(0)
+    decoder = build_kind("decoder", "latent_video", args).eval()
+    cond = torch.randn(1, decoder.cond_dim)
+    settings = VideoConfig(steps=2, guidance_scale=2.0)
+
+    def decode(model) -> Video:
+        run = model.iter_decode(cond, settings, generator=torch.Generator().manual_seed(3))
+        while True:
+            try:
+                next(run)
+            except StopIteration as done:
+                return done.value[0]
+
+    clip = decode(decoder)
+    assert (clip.frames, clip.width, clip.height, clip.fps) == (8, 64, 64, 4.0)
+    assert clip.provenance is not None and clip.provenance.steps == 2
+    decoder.save_pretrained(tmp_path)
+    assert decode(load_kind("decoder", "latent_video", tmp_path).eval()).data == clip.data
+    wider = decoder.to_media(torch.zeros(1, 8, 3, 64, 64), settings=VideoConfig(size=32, fps=8.0))[0]
+    assert (wider.width, wider.fps) == (32, 8.0)

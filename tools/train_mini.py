@@ -6,14 +6,15 @@
     python tools/train_mini.py vae-audio             # the audio decoder's autoencoder (log-mel)
     python tools/train_mini.py unet-image            # latent diffusion on the image autoencoder
     python tools/train_mini.py unet-audio
+    python tools/train_mini.py unet-video            # video diffusion over the image autoencoder's latents
     python tools/train_mini.py llm                   # the tiny Llama on the task mix (needs encoders)
+    python tools/train_mini.py llm-v2                # video, own outputs, more shots (needs llm, the decoders)
     python tools/train_mini.py lora                  # the held-out skill, taught by LoRA (needs all above)
-    python tools/train_mini.py own-outputs --out DIR # an experiment, not in the shipped weights (see the stage)
 
 Each stage is seeded, resumable (its state is kept under runs/mini/<stage>/ every few hundred steps;
 run the same command again to resume), logs to codi2_sdk/weights/codi2-mini/training/<stage>.log and
 prints its wall time. Stages on the same line of dependencies can run side by side, one thread each:
-encoders | vae-image | vae-audio, then unet-image | unet-audio | llm, then lora.
+encoders | vae-image | vae-audio, then unet-image | unet-audio | unet-video | llm, then llm-v2, then lora.
 """
 
 from __future__ import annotations
@@ -37,9 +38,19 @@ from torch.nn import functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from codi2_sdk.mini.clips import Clip, all_clips, probe_clip, render_clip  # noqa: E402
 from codi2_sdk.mini.config import LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
-from codi2_sdk.mini.tasks import LORA_TASK, TASKS, TaskSampler, is_heldout, picture_part, vocabulary  # noqa: E402
+from codi2_sdk.mini.tasks import (  # noqa: E402
+    LORA_TASK,
+    TASKS,
+    VIDEO_TASKS,
+    TaskSampler,
+    clip_part,
+    is_heldout,
+    picture_part,
+    vocabulary,
+)
 from codi2_sdk.mini.world import (  # noqa: E402
     PICTURE_ATTRIBUTES,
     SOUND_ATTRIBUTES,
@@ -52,10 +63,10 @@ from codi2_sdk.mini.world import (  # noqa: E402
     render_sound,
 )
 from codi2_sdk.model import CoDi2Model, TrainingExample  # noqa: E402
-from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder  # noqa: E402
-from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder, image_to_tensor  # noqa: E402
+from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder, VideoDecoder  # noqa: E402
+from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder, FrameVideoEncoder, image_to_tensor  # noqa: E402
 from codi2_sdk.model.registry import build_kind  # noqa: E402
-from codi2_sdk.model.tokenizer import build_word_tokenizer  # noqa: E402
+from codi2_sdk.model.tokenizer import build_word_tokenizer, load_tokenizer  # noqa: E402
 from codi2_sdk.train import StepLog, TrainingLog, finetune, train_loop  # noqa: E402
 
 OUT = ROOT / "codi2_sdk" / "weights" / "codi2-mini"
@@ -66,6 +77,7 @@ SEED = 0  # --seed: offsets every stage's data seed and seeds torch (weights' in
 TRAIN_PICTURES = [p for p in all_pictures() if not is_heldout(p)]
 TRAIN_SOUNDS = [s for s in all_sounds() if not is_heldout(s)]
 PAIRED_PICTURES = [p for p in TRAIN_PICTURES if not is_heldout(picture_to_sound(p))]
+TRAIN_CLIPS = [c for c in all_clips() if not is_heldout(c)]
 
 
 class Log:
@@ -93,6 +105,19 @@ def pictures_tensor(pictures: list[Picture], rng: np.random.Generator) -> torch.
 
 def sounds_tensor(sounds: list[Sound], rng: np.random.Generator) -> torch.Tensor:
     return torch.from_numpy(np.stack([render_sound(s, rng) for s in sounds]))
+
+
+def clips_tensor(clips: list[Clip], rng: np.random.Generator) -> torch.Tensor:
+    """Renders as ``(batch, frames, 3, 64, 64)`` in [-1, 1]."""
+    frames = [torch.from_numpy(render_clip(clip, rng).astype(np.float32) / 127.5 - 1.0) for clip in clips]
+    return torch.stack(frames).permute(0, 1, 4, 2, 3)
+
+
+def video_encoder() -> FrameVideoEncoder:
+    """codi2-mini's video encoder: the trained image encoder over 8 frames, in two spans."""
+    args = CONFIG.encoders["video"].args
+    image = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image")
+    return FrameVideoEncoder(image, frames=args["frames"], segments=args["segments"]).eval()
 
 
 def pick(pool: list, rng: np.random.Generator, n: int) -> list:
@@ -208,6 +233,8 @@ def probe_outputs(modality: str, decoder: ImageDecoder | AudioDecoder, outputs: 
     media = decoder.to_media(outputs, generator=torch.Generator().manual_seed(0))
     if modality == "image":
         found = [probe_picture(m.to_pil()) for m in media]
+    elif modality == "video":
+        found = [probe_clip(m.to_frames()) for m in media]
     else:
         found = [probe_sound(m.to_numpy()) for m in media]
     return float(np.mean([a == b for a, b in zip(found, items, strict=True)]))
@@ -308,6 +335,64 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
     decoder.save_pretrained(target)
 
 
+def stage_unet_video(steps: int, log: Log) -> None:
+    """Video diffusion over the (frozen) image autoencoder's per-frame latents, conditioned on the video
+    encoder's feature (start and end spans) of another render of the clip."""
+    from diffusers import AutoencoderKL
+    from diffusers.training_utils import EMAModel
+
+    decoder = fresh_decoder("video")
+    assert isinstance(decoder, VideoDecoder)
+    decoder.vae = AutoencoderKL.from_pretrained(OUT / "decoders" / "image" / "vae").eval()
+    decoder.vae.requires_grad_(False)
+    encoder = video_encoder()
+    pool = TRAIN_CLIPS
+
+    rng = np.random.default_rng(5)
+    latents, owners, conds = [], [], {}
+    with torch.no_grad():
+        for _ in range(2000 // 50):
+            items = pick(pool, rng, 50)
+            latents.append(decoder.encode_latents(clips_tensor(items, rng)))
+            owners += [pool.index(i) for i in items]
+        for index, item in enumerate(pool):
+            conds[index] = encoder(encoder.preprocess([clip_part(item, rng) for _ in range(8)]))[:, 0]
+    cached, owner_ids = torch.cat(latents), torch.tensor(owners)
+    bank = torch.stack([conds[i] for i in range(len(pool))])  # (items, 8, 2 * width)
+    log(f"cached {len(cached)} clip latents {tuple(cached.shape[1:])}, {bank.shape[1]} features per clip")
+
+    unet = decoder.unet
+    ema = EMAModel(unet.parameters(), decay=0.998)
+    batch = 16
+    scheduler = decoder.scheduler
+
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
+        idx = torch.from_numpy(rng.integers(len(cached), size=batch))
+        z = cached[idx]
+        cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
+        cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
+        noise = torch.randn_like(z)
+        t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
+        return decoder.diffusion_loss(z, cond, noise, t)
+
+    run_stage("unet-video", unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema, save_every=100)
+    ema.copy_to(unet.parameters())
+    unet.eval()
+    rng = np.random.default_rng(13)
+    items = pick(pool, rng, 32)
+    with torch.no_grad():
+        cond = encoder(encoder.preprocess([clip_part(item, rng) for item in items]))[:, 0]
+        for guidance in (1.0, 3.0):
+            out = decoder.sample(cond, steps=25, guidance_scale=guidance, generator=torch.Generator().manual_seed(0))
+            log(
+                f"probe accuracy of samples from fresh features, 25 steps, guidance {guidance}: "
+                f"{probe_outputs('video', decoder, out, items):.3f}"
+            )
+    target = OUT / "decoders" / "video"
+    shutil.rmtree(target, ignore_errors=True)
+    decoder.save_pretrained(target)
+
+
 def install(model: CoDi2Model, parts: list[str]) -> None:
     """Write ``model``'s checkpoint and copy the named parts into the package's folder (the rest stays)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -332,9 +417,14 @@ def task_batches(tasks: tuple[str, ...], weights: list[float] | None = None) -> 
 
 
 def stage_llm(steps: int, log: Log) -> None:
-    """The tiny Llama, trained from scratch on the task mix with the frozen encoders."""
+    """The tiny Llama, trained from scratch on the picture and sound tasks with the frozen encoders (video
+    comes after, in ``llm-video``)."""
     norms = json.loads((LOGS / "feature_norms.json").read_text())
-    config = CONFIG.model_copy(update={"feature_norms": norms})
+    without_video = {
+        "encoders": {m: spec for m, spec in CONFIG.encoders.items() if m != "video"},
+        "decoders": {m: spec for m, spec in CONFIG.decoders.items() if m != "video"},
+    }
+    config = CONFIG.model_copy(update={"feature_norms": norms, **without_video})
     model = CoDi2Model.from_config(config, tokenizer=build_word_tokenizer(vocabulary()), seed=SEED)
     for modality, encoder_cls in (("image", CNNImageEncoder), ("audio", CNNAudioEncoder)):
         model.encoders[modality] = encoder_cls.from_pretrained(OUT / "encoders" / modality).eval().requires_grad_(False)
@@ -345,7 +435,7 @@ def stage_llm(steps: int, log: Log) -> None:
     log(f"LLM parameters {sum(p.numel() for p in model.llm.parameters()):,}; vocabulary {len(model.tokenizer)}")
     finetune(
         model,
-        task_batches(TASKS),
+        task_batches(tuple(t for t in TASKS if t not in VIDEO_TASKS)),
         steps=steps,
         batch_size=32,
         lr=1e-3,
@@ -359,6 +449,134 @@ def stage_llm(steps: int, log: Log) -> None:
         progress=False,
     )
     install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json"])
+
+
+def decoded_pool(model: CoDi2Model, modality: str, items: list, per_item: int, log: Log) -> dict:
+    """Media the model's own decoder makes from the encoder features of fresh renders, kept where the probe
+    reads back the item they were made from: item -> parts (what describing its own outputs is taught on)."""
+    from codi2_sdk.mini.tasks import clip_part, sound_part
+
+    render, read = {
+        "image": (picture_part, lambda part: probe_picture(part.to_pil())),
+        "audio": (sound_part, lambda part: probe_sound(part.to_numpy(), part.sample_rate)),
+        "video": (clip_part, lambda part: probe_clip(part.to_frames())),
+    }[modality]
+    rng = np.random.default_rng(SEED + 41)
+    settings = getattr(model.config.defaults, modality)
+    wanted = [item for item in items for _ in range(per_item)]
+    pool: dict = {}
+    for start in range(0, len(wanted), 32):
+        batch = wanted[start : start + 32]
+        with torch.no_grad():
+            features = model.encode(modality, [render(item, rng) for item in batch])[:, 0]
+            steps = model.decoders[modality].iter_decode(
+                features, settings, generator=torch.Generator().manual_seed(int(rng.integers(2**31)))
+            )
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as done:
+                    parts = done.value
+                    break
+        for item, part in zip(batch, parts, strict=True):
+            if read(part) == item:
+                pool.setdefault(item, []).append(part)
+    log(f"{modality}: decoded {len(wanted)} from fresh renders, kept {sum(map(len, pool.values()))} read right")
+    return pool
+
+
+def own_outputs(pools: dict, rate: float) -> Callable[[random.Random, TrainingExample], TrainingExample]:
+    """Swap the media of a training case's conversation (not its answer, not its examples) for the model's
+    own decoded media of the same item, each with probability ``rate``."""
+    from codi2_sdk.content import Audio, Image, Video
+
+    readers = {
+        Image: lambda part: probe_picture(part.to_pil()),
+        Audio: lambda part: probe_sound(part.to_numpy(), part.sample_rate),
+        Video: lambda part: probe_clip(part.to_frames()),
+    }
+    kinds = {Image: "image", Audio: "audio", Video: "video"}
+
+    def swap(rng: random.Random, example: TrainingExample) -> TrainingExample:
+        messages = []
+        for message in example.messages:
+            parts = []
+            for part in message.parts:
+                pool = pools.get(kinds.get(type(part), ""))
+                if pool is not None and rng.random() < rate:
+                    made = pool.get(readers[type(part)](part), [])
+                    part = made[rng.randrange(len(made))] if made else part
+                parts.append(part)
+            messages.append(message.model_copy(update={"parts": parts}))
+        return TrainingExample(messages=messages, answer=example.answer, examples=example.examples)
+
+    return swap
+
+
+def stage_llm_v2(steps: int, log: Log) -> None:
+    """codi2-mini v2 on the trained LLM: video joins (the video encoder is the image encoder over two spans
+    of frames; new words' rows, a video input projector and output head), half of the pictures and sounds the
+    model reads in a conversation are its own decoded outputs, and in-context cases draw more examples; the
+    whole mix, video and in-context tasks weighted up."""
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+
+    from codi2_sdk.model.registry import load_kind
+
+    norms = json.loads((LOGS / "feature_norms.json").read_text())
+    encoder = video_encoder()
+    rng = np.random.default_rng(19)
+    clips = [clip_part(c, rng) for c in TRAIN_CLIPS for _ in range(4)]
+    with torch.no_grad():
+        norms["video"] = float(encoder(encoder.preprocess(clips))[:, 0].norm(dim=-1).mean())
+    config = CONFIG.model_copy(update={"feature_norms": norms})
+    tokenizer = build_word_tokenizer(vocabulary(), extends=load_tokenizer(OUT / "tokenizer"))
+    model = CoDi2Model.from_config(config, tokenizer=tokenizer, seed=SEED)
+    base = LlamaForCausalLM.from_pretrained(OUT / "llm")
+    added = len(model.tokenizer) - base.config.vocab_size
+    base.resize_token_embeddings(len(model.tokenizer))
+    model.llm.load_state_dict(base.state_dict())
+    for modality, encoder_cls in (("image", CNNImageEncoder), ("audio", CNNAudioEncoder)):
+        model.encoders[modality] = encoder_cls.from_pretrained(OUT / "encoders" / modality).eval().requires_grad_(False)
+    model.encoders["video"] = encoder.requires_grad_(False)
+    for modality in ("image", "audio"):
+        model.decoders[modality] = load_kind(
+            "decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality
+        ).eval()
+    model.fit_whitening("video", clips)
+    # the trained projectors, heads and whitenings over the fresh ones (video's stay fresh)
+    fresh = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in ("in_proj", "out_head", "whitening")}
+    model._load_projectors(fresh | load_file(OUT / "projectors.safetensors"), OUT)
+    log(f"{added} new words; video feature norm {norms['video']:.2f}; {len(clips)} clips for the whitening")
+    # pictures and sounds: what the describe-own-output tasks read (the video decoder trains beside this stage)
+    pools = {
+        "image": decoded_pool(model, "image", TRAIN_PICTURES, 3, log),
+        "audio": decoded_pool(model, "audio", TRAIN_SOUNDS, 4, log),
+    }
+    swap = own_outputs(pools, rate=0.5)
+    weights = [2.0 if t in VIDEO_TASKS else 1.5 if t.startswith("in_context") else 1.0 for t in TASKS]
+    draw = task_batches(TASKS, weights)
+
+    def batches(rng: random.Random, batch_size: int) -> list[TrainingExample]:
+        return [swap(rng, example) for example in draw(rng, batch_size)]
+
+    finetune(
+        model,
+        batches,
+        steps=steps,
+        batch_size=32,
+        lr=5e-4,
+        lora=None,
+        warmup_steps=100,
+        seed=SEED,
+        checkpoint_dir=RUNS / "llm-v2",
+        checkpoint_every=100,
+        log=lambda e: log(e.to_json()),
+        log_every=25,
+        progress=False,
+    )
+    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json", "encoders/video"])
+    (LOGS / "feature_norms.json").write_text(json.dumps(norms))
 
 
 def stage_lora(steps: int, log: Log) -> None:
@@ -400,92 +618,16 @@ def stage_lora(steps: int, log: Log) -> None:
     install(model, ["adapter", "llm", "projectors.safetensors", "codi2.json"])
 
 
-def decoded_sounds(model: CoDi2Model, per_sound: int, log: Log) -> dict[Sound, list]:
-    """Clips the model's own audio decoder makes from the encoder features of fresh renders, kept where the
-    probe hears the sound they were made from (so a description of them can be taught)."""
-    from codi2_sdk.mini.tasks import sound_part
-
-    rng = np.random.default_rng(SEED + 41)
-    pool: dict[Sound, list] = {}
-    settings = model.config.defaults.audio
-    made = kept = 0
-    for sound in TRAIN_SOUNDS:
-        for _ in range(per_sound):
-            feature = model.encode("audio", [sound_part(sound, rng)])[0, 0]
-            generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            steps = model.decoders["audio"].iter_decode(feature[None], settings, generator=generator)
-            while True:
-                try:
-                    next(steps)
-                except StopIteration as done:
-                    clip = done.value[0]
-                    break
-            made += 1
-            if probe_sound(clip.to_numpy(), clip.sample_rate) == sound:
-                pool.setdefault(sound, []).append(clip)
-                kept += 1
-    log(f"decoded {made} clips from fresh renders, kept {kept} the probe hears as their sound")
-    return pool
-
-
-def stage_own_outputs(steps: int, log: Log) -> None:
-    """The LoRA again, on the shipped model: describe clips its own decoder made (it had heard only renders),
-    with more in-context image edits and the whole task mix (the LoRA skill too) replayed; heads frozen.
-
-    An experiment, not applied to the shipped weights (run it with ``--out`` on a copy): it lifts describing the
-    model's own clips from 0.80 to 0.97 (40 clips), but held-out audio tasks drop by 0.05 to 0.10 at
-    ``codi2 eval --cases 20`` (text_to_audio 0.80 -> 0.70). Teaching it without that cost needs the decoded
-    pool in the LLM stage itself (issue 11, item 5).
-    """
-    from codi2_sdk.messages import assistant, user
-
-    model = CoDi2Model.from_pretrained(OUT)
-    with torch.no_grad():
-        pool = decoded_sounds(model, per_sound=3, log=log)
-    sounds = sorted(pool)
-    replay = task_batches((*TASKS, LORA_TASK))
-    edits = task_batches(("in_context_image_edit",))
-
-    def own_clips(rng: random.Random, count: int) -> list[TrainingExample]:
-        out = []
-        for _ in range(count):
-            sound = sounds[rng.randrange(len(sounds))]
-            clip = pool[sound][rng.randrange(len(pool[sound]))]
-            out.append(
-                TrainingExample(messages=[user(clip, "what do you hear?")], answer=assistant(f"{sound.describe()}."))
-            )
-        return out
-
-    def mixed(rng: random.Random, batch_size: int) -> list[TrainingExample]:
-        eighth = batch_size // 8
-        return own_clips(rng, eighth) + edits(rng, eighth) + replay(rng, batch_size - 2 * eighth)
-
-    finetune(
-        model,
-        mixed,
-        steps=steps,
-        batch_size=32,
-        lr=3e-4,
-        lora=LORA,
-        train_projectors=False,  # the heads stay as trained, so held-out outputs keep their quality
-        seed=SEED + 7,
-        checkpoint_dir=RUNS / "own-outputs",
-        log=lambda e: log(e.to_json()),
-        log_every=25,
-        progress=False,
-    )
-    install(model, ["adapter", "codi2.json"])
-
-
 STAGES: dict[str, tuple[Callable[..., None], int]] = {
     "encoders": (stage_encoders, 800),
     "vae-image": (lambda steps, log: stage_vae("image", steps, log), 3000),
     "vae-audio": (lambda steps, log: stage_vae("audio", steps, log), 2000),
     "unet-image": (lambda steps, log: stage_unet("image", steps, log), 2500),
     "unet-audio": (lambda steps, log: stage_unet("audio", steps, log), 2000),
+    "unet-video": (stage_unet_video, 1500),
     "llm": (stage_llm, 2000),
+    "llm-v2": (stage_llm_v2, 2000),
     "lora": (stage_lora, 300),
-    "own-outputs": (stage_own_outputs, 300),
 }
 
 

@@ -4,14 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+W=codi2_sdk/weights/codi2-mini
 mkdir -p runs/mini
-( $PY tools/train_mini.py encoders && $PY tools/train_mini.py vae-audio && $PY tools/train_mini.py unet-audio ) \
+rm -f runs/mini/*.done
+wait_for() { while [ ! -e "$1" ]; do sleep 10; done; }
+( $PY tools/train_mini.py encoders && $PY tools/train_mini.py vae-audio && $PY tools/train_mini.py unet-audio && \
+  touch runs/mini/audio.done && wait_for $W/decoders/image/vae && $PY tools/train_mini.py unet-video ) \
   > runs/mini/lane-a.out 2>&1 &
 lane_a=$!
-( $PY tools/train_mini.py vae-image && \
-  while [ ! -f codi2_sdk/weights/codi2-mini/training/feature_norms.json ]; do sleep 10; done && \
+( $PY tools/train_mini.py vae-image && wait_for $W/training/feature_norms.json && \
   $PY tools/train_mini.py unet-image && $PY tools/train_mini.py llm && \
-  $PY tools/train_mini.py llm --steps 4500 ) > runs/mini/lane-b.out 2>&1 &  # resumed: 2500 more steps
+  $PY tools/train_mini.py llm --steps 4500 && \
+  wait_for runs/mini/audio.done && $PY tools/train_mini.py llm-v2 ) > runs/mini/lane-b.out 2>&1 &  # resumed: 2500 more steps
 lane_b=$!
 wait $lane_a
 wait $lane_b

@@ -13,18 +13,19 @@ so every clip answer can be scored, as pictures and sounds are.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .probes import probe_picture
 from .world import COLOURS, POSITIONS, SHAPES, SIZES, draw_shape
 
-__all__ = ["CLIP_FPS", "CLIP_FRAMES", "MOTIONS", "Clip", "all_clips", "probe_clip", "render_clip"]
+__all__ = ["CLIP_ATTRIBUTES", "CLIP_FPS", "CLIP_FRAMES", "MOTIONS", "Clip", "all_clips", "probe_clip", "render_clip"]
 
 CLIP_FRAMES = 8
 CLIP_FPS = 4.0
 MOTIONS = ("rightward", "leftward", "growing", "shrinking")
+_REVERSED = {"rightward": "leftward", "leftward": "rightward", "growing": "shrinking", "shrinking": "growing"}
 
 
 @dataclass(frozen=True, order=True)
@@ -42,6 +43,23 @@ class Clip:
             way = "right" if self.motion == "rightward" else "left"
             return f"a {self.size} {self.colour} {self.shape} moving to the {way}"
         return f"a {self.colour} {self.shape} {self.motion}"
+
+    def with_(self, attribute: str, value: str) -> Clip:
+        return replace(self, **{attribute: value})
+
+    def reversed(self) -> Clip:
+        """The clip played the other way (a growing clip starts large when it shrinks)."""
+        motion = _REVERSED[self.motion]
+        size = {"growing": "small", "shrinking": "large"}.get(motion, self.size)
+        return replace(self, motion=motion, size=size)
+
+
+CLIP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "size": tuple(SIZES),
+    "motion": MOTIONS,
+}
 
 
 def all_clips() -> list[Clip]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import AudioConfig, GenerationConfig, ImageConfig, TextConfig
+from ..config import AudioConfig, GenerationConfig, ImageConfig, TextConfig, VideoConfig
 from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, latent_decoder_args
+from .clips import CLIP_FPS, CLIP_FRAMES
 from .world import IMAGE_SIZE, SAMPLE_RATE
 
 __all__ = ["MEL", "mini_config"]
@@ -40,6 +41,35 @@ def _latent_decoder(in_channels: int, extra: dict[str, Any]) -> dict[str, Any]:
     return {**args, **extra}
 
 
+IMAGE_ENCODER: dict[str, Any] = {"image_size": IMAGE_SIZE, "width": WIDTH, "channels": [32, 64, 128], "grid": 2}
+
+
+def _video_decoder() -> dict[str, Any]:
+    """Zeroscope's design at small scale: a UNet3D over the image decoder's per-frame latents, conditioned on
+    the clip's start and end features (two cross-attention tokens)."""
+    image = _latent_decoder(3, {})
+    return {
+        "cond_dim": 2 * WIDTH,
+        "vae": image["vae"],
+        "unet": {
+            "sample_size": image["unet"]["sample_size"],
+            # the latent's channels, then each frame's conditioning vector laid out as 8 x 8 maps
+            "in_channels": image["unet"]["in_channels"] + WIDTH // image["unet"]["sample_size"] ** 2,
+            "out_channels": image["unet"]["out_channels"],
+            "down_block_types": ["DownBlock3D", "CrossAttnDownBlock3D"],
+            "up_block_types": ["CrossAttnUpBlock3D", "UpBlock3D"],
+            "block_out_channels": [32, 64],
+            "layers_per_block": 1,
+            "norm_num_groups": 16,
+            "attention_head_dim": 16,
+            "cross_attention_dim": WIDTH,
+        },
+        "scheduler": image["scheduler"],
+        "frames": CLIP_FRAMES,
+        "fps": CLIP_FPS,
+    }
+
+
 PROMPT_EXAMPLES = [
     "draw a small red circle on the left.",
     "play two sine beeps at mi.",
@@ -53,6 +83,11 @@ PROMPT_EXAMPLES = [
     "make it three beeps.",
     "change the note to sol.",
     "draw a large green triangle in the center and play its sound.",
+    "show a small red circle moving to the right.",
+    "show a blue square growing.",
+    "what happens?",
+    "make it move to the left.",
+    "make it grow.",
 ]
 """Prompts of each kind codi2-mini was trained on (its grammar, by example)."""
 
@@ -70,14 +105,17 @@ def mini_config() -> CoDi2Config:
             "max_position_embeddings": 512,
         },
         encoders={
-            "image": EncoderSpec(
-                kind="cnn_image", args={"image_size": IMAGE_SIZE, "width": WIDTH, "channels": [32, 64, 128], "grid": 2}
-            ),
+            "image": EncoderSpec(kind="cnn_image", args=IMAGE_ENCODER),
             "audio": EncoderSpec(kind="cnn_audio", args={**MEL, "width": WIDTH, "channels": [32, 64, 128], "grid": 2}),
+            # the image encoder on the clip's first and last frames, side by side: where it starts and ends
+            "video": EncoderSpec(
+                kind="frames_video", args={"image_kind": "cnn_image", "frames": 2, "segments": 2, **IMAGE_ENCODER}
+            ),
         },
         decoders={
             "image": DecoderSpec(kind="latent_image", args=_latent_decoder(3, {})),
             "audio": DecoderSpec(kind="latent_audio", args=_latent_decoder(1, {**MEL, "griffin_lim_iters": 32})),
+            "video": DecoderSpec(kind="latent_video", args=_video_decoder()),
         },
         lora=None,
         closed_vocabulary=True,
@@ -87,6 +125,7 @@ def mini_config() -> CoDi2Config:
             text=TextConfig(max_new_tokens=64),
             image=ImageConfig(steps=25, guidance_scale=3.0),
             audio=AudioConfig(steps=25, guidance_scale=3.0),
+            video=VideoConfig(steps=25, guidance_scale=3.0),
         ),
     )
 

@@ -30,8 +30,8 @@ from ..errors import Codi2Error
 from ..evaluation import AudioEditMetrics
 from ..messages import Message, assistant
 from ..types import GenerationRequest
-from .tasks import LORA_TASK, TASKS, Case, TaskSampler, score_answer, sound_part
-from .world import PICTURE_ATTRIBUTES, SOUND_ATTRIBUTES, Picture, Sound
+from .tasks import LORA_TASK, TASKS, Case, TaskSampler, item_attributes, score_answer, sound_part
+from .world import Sound
 
 __all__ = ["AUDIO_EDIT_TASKS", "EDIT_TASKS", "evaluate", "mini_audio_features", "run_case"]
 
@@ -40,6 +40,7 @@ EDIT_TASKS = {
     "instructed_audio_edit",
     "in_context_image_edit",
     "in_context_audio_edit",
+    "in_context_video_edit",
     "multi_round_edit",
     LORA_TASK,
 }
@@ -90,8 +91,7 @@ def run_case(backend: Backend, case: Case, config: GenerationConfig) -> Message:
 def _chance(case: Case) -> float:
     p = 1.0
     for item in case.expected:
-        attributes = PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES
-        p *= math.prod(1 / len(v) for v in attributes.values())
+        p *= math.prod(1 / len(v) for v in item_attributes(item).values())
     return p
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..content import Audio, Image
+from ..content import Audio, Image, Video
 from ..messages import Example, Message, assistant, user
+from .clips import CLIP_ATTRIBUTES, CLIP_FPS, Clip, all_clips, probe_clip, render_clip
 from .probes import probe_picture, probe_sound
 from .world import (
     BEEP_WORDS,
@@ -36,11 +37,14 @@ from .world import (
 )
 
 __all__ = [
+    "HELDOUT_CLIPS",
     "HELDOUT_PICTURES",
     "HELDOUT_SOUNDS",
     "LORA_TASK",
     "TASKS",
     "Case",
+    "OWN_OUTPUT_TASKS",
+    "VIDEO_TASKS",
     "TaskSampler",
     "parse_picture",
     "parse_sound",
@@ -48,6 +52,10 @@ __all__ = [
     "vocabulary",
 ]
 
+VIDEO_TASKS = ("text_to_video", "video_to_text", "image_to_video", "in_context_video_edit")
+"""The video tasks (codi2-mini v2: its LLM learnt them after the others, in the ``llm-v2`` stage)."""
+OWN_OUTPUT_TASKS = ("describe_generated_image", "describe_generated_audio")
+"""Make a medium, then describe it in the next turn: reading the model's own outputs (codi2-mini v2)."""
 TASKS = (
     "text_to_image",
     "image_to_text",
@@ -61,27 +69,30 @@ TASKS = (
     "in_context_audio_edit",
     "multi_round_edit",
     "interleaved_answer",
+    *VIDEO_TASKS,
+    *OWN_OUTPUT_TASKS,
 )
 LORA_TASK = "step_right_edit"
 """The skill held out of the main mix and taught by the LoRA stage: "move it one step right"."""
 
-Item = Picture | Sound
+Item = Picture | Sound | Clip
 
 
-def _pick_heldout() -> tuple[frozenset[Picture], frozenset[Sound]]:
-    # Fixed forever (seed 2311): every attribute value still appears in training.
+def _pick_heldout() -> tuple[frozenset[Picture], frozenset[Sound], frozenset[Clip]]:
+    # Fixed forever (seeds 2311, 2312): every attribute value still appears in training.
     rng = np.random.default_rng(2311)
-    pictures, sounds = all_pictures(), all_sounds()
+    pictures, sounds, clips = all_pictures(), all_sounds(), all_clips()
     held_p = [pictures[i] for i in rng.choice(len(pictures), 14, replace=False)]
     held_s = [sounds[i] for i in rng.choice(len(sounds), 7, replace=False)]
-    return frozenset(held_p), frozenset(held_s)
+    held_c = [clips[i] for i in np.random.default_rng(2312).choice(len(clips), 14, replace=False)]
+    return frozenset(held_p), frozenset(held_s), frozenset(held_c)
 
 
-HELDOUT_PICTURES, HELDOUT_SOUNDS = _pick_heldout()
+HELDOUT_PICTURES, HELDOUT_SOUNDS, HELDOUT_CLIPS = _pick_heldout()
 
 
 def is_heldout(item: Item | None) -> bool:
-    return item in HELDOUT_PICTURES or item in HELDOUT_SOUNDS
+    return item in HELDOUT_PICTURES or item in HELDOUT_SOUNDS or item in HELDOUT_CLIPS
 
 
 def image_instruction(attribute: str, value: str) -> str:
@@ -99,6 +110,16 @@ def sound_instruction(attribute: str, value: str | int) -> str:
     if attribute == "beeps":
         return f"make it {BEEP_WORDS[int(value)]} beeps" if value != 1 else "make it one beep"
     return {"note": f"change the note to {value}", "timbre": f"play it as {value}"}[attribute]
+
+
+def motion_instruction(motion: str) -> str:
+    """The words that ask for a picture to move: ``"make it move to the right"``, ``"make it grow"``."""
+    return {
+        "rightward": "make it move to the right",
+        "leftward": "make it move to the left",
+        "growing": "make it grow",
+        "shrinking": "make it shrink",
+    }[motion]
 
 
 STEP_RIGHT = "move it one step right"
@@ -136,13 +157,32 @@ def sound_part(sound: Sound, rng: np.random.Generator) -> Audio:
     return Audio.from_array(render_sound(sound, rng), sample_rate=SAMPLE_RATE)
 
 
-def _media(item: Item, rng: np.random.Generator) -> Image | Audio:
+def clip_part(clip: Clip, rng: np.random.Generator) -> Video:
+    return Video.from_frames(render_clip(clip, rng), fps=CLIP_FPS)
+
+
+def _media(item: Item, rng: np.random.Generator) -> Image | Audio | Video:
+    if isinstance(item, Clip):
+        return clip_part(item, rng)
     return picture_part(item, rng) if isinstance(item, Picture) else sound_part(item, rng)
 
 
+def item_attributes(item: Item) -> dict[str, tuple[Any, ...]]:
+    """The attributes an item is scored on, with their values."""
+    if isinstance(item, Clip):
+        return CLIP_ATTRIBUTES
+    return PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES
+
+
 def _edit(item: Item, rng: np.random.Generator, attribute: str | None = None) -> tuple[str, Any, Item]:
-    """A random attribute change of ``item``: (attribute, new value, edited item)."""
-    attributes = PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES
+    """A random attribute change of ``item``: (attribute, new value, edited item). A clip's motion is
+    reversed (a clip keeps how it moves, only its direction changes)."""
+    if isinstance(item, Clip):
+        attribute = attribute or str(rng.choice(["shape", "colour", "motion"]))
+        if attribute == "motion":
+            edited = item.reversed()
+            return attribute, edited.motion, edited
+    attributes = item_attributes(item)
     attribute = attribute or str(rng.choice(list(attributes)))
     values = [v for v in attributes[attribute] if v != getattr(item, attribute)]
     value = values[int(rng.integers(len(values)))]
@@ -162,11 +202,16 @@ class TaskSampler:
             held-out item (for the held-out evaluation).
     """
 
+    SHOT_WEIGHTS = (0.2, 0.3, 0.5)
+    """How often an in-context case without a set number of shots has 1, 2 and 3 examples (training draws
+    more of the longer prompts, so more examples never score worse than fewer)."""
+
     def __init__(self, rng: np.random.Generator, *, heldout: bool = False) -> None:
         self.rng = rng
         self.heldout = heldout
         self.pictures = [p for p in all_pictures() if not is_heldout(p)]
         self.sounds = [s for s in all_sounds() if not is_heldout(s)]
+        self.clips = [c for c in all_clips() if not is_heldout(c)]
 
     def _pick(self, pool: list[Any]) -> Any:
         return pool[int(self.rng.integers(len(pool)))]
@@ -176,6 +221,9 @@ class TaskSampler:
 
     def sound(self) -> Sound:
         return self._pick(self.sounds)
+
+    def clip(self) -> Clip:
+        return self._pick(self.clips)
 
     def sample(self, task: str, *, shots: int | None = None, tries: int = 200) -> Case:
         """One case of ``task`` (``shots`` sets the number of examples for in-context tasks)."""
@@ -198,6 +246,9 @@ class TaskSampler:
 
     def _any_sound(self) -> Sound:
         return self._pick(all_sounds()) if self.heldout else self.sound()
+
+    def _any_clip(self) -> Clip:
+        return self._pick(all_clips()) if self.heldout else self.clip()
 
     # -- the tasks: each returns (case, every item it involves) --------------------------------------
 
@@ -248,16 +299,26 @@ class TaskSampler:
         return self._instructed("instructed_audio_edit", self._any_sound())
 
     def _in_context(self, task: str, shots: int | None, draw: Callable[[], Item]) -> tuple[Case, list[Item]]:
-        shots = shots or int(self.rng.integers(1, 4))
+        shots = shots or 1 + int(self.rng.choice(3, p=self.SHOT_WEIGHTS))
         query = draw()
         attribute, value, target = _edit(query, self.rng)
         examples: list[Example] = []
         involved: list[Item] = [query, target]
         while len(examples) < shots:
-            source = self.picture() if isinstance(query, Picture) else self.sound()
+            if isinstance(query, Clip):
+                clip = self.clip()
+                if attribute == "motion" and clip.motion != query.motion:
+                    continue  # the same reversal as the query's
+                source: Item = clip
+            else:
+                source = self.picture() if isinstance(query, Picture) else self.sound()
             if getattr(source, attribute) == value or source == query:
                 continue  # an example must show the change
-            edited = source.with_(attribute, value)  # type: ignore[arg-type]
+            edited = (
+                source.reversed()
+                if isinstance(source, Clip) and attribute == "motion"
+                else source.with_(attribute, value)
+            )  # type: ignore[arg-type]
             examples.append(Example(inputs=[_media(source, self.rng)], outputs=[_media(edited, self.rng)]))
             involved += [source, edited]
         msg = user(_media(query, self.rng))
@@ -269,6 +330,48 @@ class TaskSampler:
 
     def _in_context_audio_edit(self, shots: int | None = None) -> tuple[Case, list[Item]]:
         return self._in_context("in_context_audio_edit", shots, self._any_sound)
+
+    def _in_context_video_edit(self, shots: int | None = None) -> tuple[Case, list[Item]]:
+        return self._in_context("in_context_video_edit", shots, self._any_clip)
+
+    def _text_to_video(self) -> tuple[Case, list[Item]]:
+        c = self._any_clip()
+        case = Case("text_to_video", [user(f"show {c.describe()}.")], assistant(clip_part(c, self.rng)), [c])
+        return case, [c]
+
+    def _video_to_text(self) -> tuple[Case, list[Item]]:
+        c = self._any_clip()
+        msg = user(clip_part(c, self.rng), "what happens?")
+        return Case("video_to_text", [msg], assistant(f"{c.describe()}."), [c], query=c), [c]
+
+    def _image_to_video(self) -> tuple[Case, list[Item]]:
+        while True:
+            c = self._any_clip()
+            p = Picture(c.shape, c.colour, c.size, "center" if c.motion in ("growing", "shrinking") else "left")
+            if c.motion == "leftward":
+                p = p.with_("position", "right")
+            if not self.heldout and is_heldout(p):
+                continue
+            break
+        # the picture may stand anywhere for a move; it moves across the whole frame
+        if c.motion in ("rightward", "leftward"):
+            p = p.with_("position", str(self.rng.choice(list(PICTURE_ATTRIBUTES["position"]))))
+        msg = user(picture_part(p, self.rng), f"{motion_instruction(c.motion)}.")
+        return Case("image_to_video", [msg], assistant(clip_part(c, self.rng)), [c], query=p), [p, c]
+
+    def _describe_generated(self, task: str, item: Item, make: str, ask: str) -> tuple[Case, list[Item]]:
+        first, followup = user(make), user(ask)
+        messages = [first, assistant(_media(item, self.rng)), followup]
+        answer = assistant(f"{item.describe()}.")
+        return Case(task, messages, answer, [item], query=item, followups=[followup]), [item]
+
+    def _describe_generated_image(self) -> tuple[Case, list[Item]]:
+        p = self._any_picture()
+        return self._describe_generated("describe_generated_image", p, f"draw {p.describe()}.", "what is this?")
+
+    def _describe_generated_audio(self) -> tuple[Case, list[Item]]:
+        s = self._any_sound()
+        return self._describe_generated("describe_generated_audio", s, f"play {s.describe()}.", "what do you hear?")
 
     def _multi_round_edit(self) -> tuple[Case, list[Item]]:
         item: Picture = self._any_picture()
@@ -335,12 +438,34 @@ def parse_sound(text: str) -> Sound | None:
     return Sound(note, timbre, beeps)
 
 
+def parse_clip(text: str) -> Clip | None:
+    """Read a clip description (``"a large red circle moving to the right"``, ``"a red circle growing"``) back;
+    ``None`` if incomplete."""
+    words = re.findall(r"[a-z]+", text.lower())
+    shape = next((w for w in words if w in CLIP_ATTRIBUTES["shape"]), None)
+    colour = next((w for w in words if w in CLIP_ATTRIBUTES["colour"]), None)
+    if shape is None or colour is None:
+        return None
+    if "growing" in words:
+        return Clip(shape, colour, "small", "growing")
+    if "shrinking" in words:
+        return Clip(shape, colour, "large", "shrinking")
+    size = next((w for w in words if w in CLIP_ATTRIBUTES["size"]), None)
+    after_to = words[words.index("to") + 1 :] if "to" in words else []
+    way = next((w for w in after_to if w in ("left", "right")), None)
+    if size is None or way is None or "moving" not in words:
+        return None
+    return Clip(shape, colour, size, "rightward" if way == "right" else "leftward")
+
+
 def read_answer(answer: Message, expected: list[Item]) -> list[Item | None]:
     """What the answer holds for each expected item: probed media, or parsed text."""
-    images, audios = list(answer.images), list(answer.audios)
+    images, audios, videos = list(answer.images), list(answer.audios), list(answer.videos)
     found: list[Item | None] = []
     for item in expected:
-        if isinstance(item, Picture):
+        if isinstance(item, Clip):
+            found.append(probe_clip(videos.pop(0).to_frames()) if videos else parse_clip(answer.text))
+        elif isinstance(item, Picture):
             found.append(probe_picture(images.pop(0).to_pil()) if images else parse_picture(answer.text))
         else:
             found.append(probe_sound(audios.pop(0).to_numpy()) if audios else parse_sound(answer.text))
@@ -352,8 +477,8 @@ def score_answer(case: Case, answer: Message) -> tuple[bool, dict[str, bool]]:
     found = read_answer(answer, case.expected)
     attributes: dict[str, bool] = {}
     for item, got in zip(case.expected, found, strict=True):
-        prefix = "picture" if isinstance(item, Picture) else "sound"
-        for name in PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES:
+        prefix = "video" if isinstance(item, Clip) else "picture" if isinstance(item, Picture) else "sound"
+        for name in item_attributes(item):
             attributes[f"{prefix}.{name}"] = got is not None and getattr(got, name) == getattr(item, name)
     return all(attributes.values()), attributes
 
@@ -368,4 +493,5 @@ def vocabulary() -> list[str]:
     texts += [" ".join(map(str, values)) for values in PICTURE_ATTRIBUTES.values()]
     texts += [" ".join(map(str, values)) for values in SOUND_ATTRIBUTES.values()]
     texts += list(BEEP_WORDS.values())
+    texts.append("show what happens moving growing shrinking grow shrink")
     return sorted({w for t in texts for w in re.findall(r"[a-z]+|[.,:?]", t)})

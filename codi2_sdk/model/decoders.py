@@ -27,12 +27,12 @@ import diffusers
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel, UNet3DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from ..config import AudioConfig, ImageConfig
-from ..content import Audio, Image, MediaModality, Provenance
+from ..config import AudioConfig, ImageConfig, VideoConfig
+from ..content import Audio, Image, MediaModality, Provenance, Video
 from ._quiet import quiet_loading
 from .audio_features import LogMel, griffin_lim
 from .encoders import LOG_MEL_MEAN, LOG_MEL_STD
@@ -140,25 +140,30 @@ class DiffusionDecoder(nn.Module):
         raise NotImplementedError
 
 
-def pixels_to_images(
-    outputs: torch.Tensor, *, size: int | None = None, provenance: Provenance | None = None
-) -> list[Image]:
-    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (resized to a square of
-    side ``size`` when given, bicubic)."""
+def pixels_to_pil(outputs: torch.Tensor, *, size: int | None = None) -> list[PIL.Image.Image]:
+    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as RGB pictures (resized to a square of side ``size``
+    when given, bicubic)."""
     pixels = ((outputs.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    images = []
+    pictures = []
     for p in pixels:
         pil = PIL.Image.fromarray(np.ascontiguousarray(p))
         if size is not None and pil.size != (size, size):
             pil = pil.resize((size, size), PIL.Image.Resampling.BICUBIC)
-        images.append(Image.from_pil(pil, provenance=provenance))
-    return images
+        pictures.append(pil)
+    return pictures
+
+
+def pixels_to_images(
+    outputs: torch.Tensor, *, size: int | None = None, provenance: Provenance | None = None
+) -> list[Image]:
+    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (see :func:`pixels_to_pil`)."""
+    return [Image.from_pil(pil, provenance=provenance) for pil in pixels_to_pil(outputs, size=size)]
 
 
 class LatentDiffusionPipeline(DiffusionPipeline):
     """The parts of a latent decoder as a diffusers pipeline: how its folder is written and read."""
 
-    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, scheduler: Any) -> None:
+    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel | UNet3DConditionModel, scheduler: Any) -> None:
         super().__init__()
         self.register_modules(vae=vae, unet=unet, scheduler=scheduler)
 
@@ -166,7 +171,9 @@ class LatentDiffusionPipeline(DiffusionPipeline):
 class LatentDiffusionDecoder(DiffusionDecoder):
     """Latent diffusion conditioned on one feature vector per sample."""
 
-    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, scheduler: Any, *, cond_dim: int, **extra: Any):
+    unet_class: ClassVar[type] = UNet2DConditionModel
+
+    def __init__(self, vae: AutoencoderKL, unet: Any, scheduler: Any, *, cond_dim: int, **extra: Any):
         super().__init__()
         self.vae, self.unet, self.scheduler = vae, unet, scheduler
         self.cond_dim = cond_dim
@@ -183,7 +190,7 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         scheduler_cls = getattr(diffusers, scheduler.get("_class_name", "DDIMScheduler"))
         return cls(
             AutoencoderKL(**vae),
-            UNet2DConditionModel(**unet),
+            cls.unet_class(**unet),
             scheduler_cls.from_config(scheduler),
             cond_dim=cond_dim,
             **extra,
@@ -210,7 +217,7 @@ class LatentDiffusionDecoder(DiffusionDecoder):
     # -- diffusion -------------------------------------------------------------------------------
 
     @property
-    def latent_shape(self) -> tuple[int, int, int]:
+    def latent_shape(self) -> tuple[int, ...]:
         size = int(self.unet.config.sample_size)
         return (int(self.unet.config.in_channels), size, size)
 
@@ -267,6 +274,10 @@ class LatentDiffusionDecoder(DiffusionDecoder):
                 out = uncond + guidance_scale * (conditioned - uncond)
             latents = scheduler.step(out, t, latents, generator=generator).prev_sample
             yield i + 1
+        return self.decode_latents(latents)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents back to the decoder's space (the inverse of :meth:`encode_latents`)."""
         return self.vae.decode(latents / self.vae.config.scaling_factor).sample
 
 
@@ -327,6 +338,65 @@ class AudioDecoder(LatentDiffusionDecoder):
         iterations = int(self.extra.get("griffin_lim_iters", 60))
         waves = griffin_lim(log_mel, self.logmel, iterations=iterations, generator=generator).cpu().numpy()
         return waves_to_clips(waves, int(self.extra["sample_rate"]), settings, provenance)
+
+
+@register_decoder
+class VideoDecoder(LatentDiffusionDecoder):
+    """Latent video diffusion, Zeroscope's design at small scale: a ``UNet3DConditionModel`` over per-frame
+    latents of an image ``AutoencoderKL``, to MP4 clips.
+
+    The conditioning feature is read as ``cond_dim // cross_attention_dim`` cross-attention tokens (for
+    codi2-mini: the clip's start and end, as its video encoder writes them), and once more per frame: the
+    tokens interpolated over the frames, each frame's vector laid out as extra input channels of its latent (a
+    UNet3D's cross-attention sees the same tokens at every frame, so without them it cannot tell which end of
+    the clip a token describes). ``extra`` holds ``frames`` and ``fps``.
+    """
+
+    kind = "latent_video"
+    modality = "video"
+    unet_class = UNet3DConditionModel
+
+    @property
+    def frames(self) -> int:
+        return int(self.extra["frames"])
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        size = int(self.unet.config.sample_size)
+        return (int(self.unet.config.out_channels), self.frames, size, size)
+
+    def _unet(self, latents: torch.Tensor, t: torch.Tensor | int, cond: torch.Tensor) -> torch.Tensor:
+        tokens = cond.unflatten(-1, (-1, int(self.unet.config.cross_attention_dim)))  # (batch, spans, width)
+        batch, _, frames, height, width = latents.shape
+        per_frame = nn.functional.interpolate(tokens.transpose(1, 2), size=frames, mode="linear", align_corners=True)
+        maps = per_frame.transpose(1, 2).reshape(batch, frames, -1, height, width).transpose(1, 2)
+        return self.unet(torch.cat([latents, maps.to(latents.dtype)], dim=1), t, encoder_hidden_states=tokens).sample
+
+    def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """Clips ``(batch, frames, 3, H, W)`` in [-1, 1] to scaled latents ``(batch, channels, frames, h, w)``."""
+        latents = super().encode_latents(x.flatten(0, 1))
+        return latents.unflatten(0, x.shape[:2]).transpose(1, 2)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Scaled latents ``(batch, channels, frames, h, w)`` to frames ``(batch, frames, 3, H, W)`` in [-1, 1]."""
+        frames = latents.transpose(1, 2)
+        return super().decode_latents(frames.flatten(0, 1)).unflatten(0, frames.shape[:2])
+
+    def to_media(
+        self,
+        outputs: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        settings: VideoConfig | None = None,
+        provenance: Provenance | None = None,
+    ) -> list[Video]:
+        fps = float(settings.fps if settings is not None and settings.fps else self.extra["fps"])
+        size = settings.size if settings is not None else None
+        clips = []
+        for clip in outputs:
+            pixels = np.stack([np.asarray(frame) for frame in pixels_to_pil(clip, size=size)])
+            clips.append(Video.from_frames(pixels, fps=fps, provenance=provenance))
+        return clips
 
 
 def waves_to_clips(

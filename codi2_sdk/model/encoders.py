@@ -26,7 +26,7 @@ from torch import nn
 
 from ..content import Audio, Image
 from .audio_features import LogMel
-from .registry import register_encoder
+from .registry import ENCODER_KINDS, register_encoder
 
 __all__ = [
     "CLIPImageEncoder",
@@ -281,51 +281,58 @@ class ImageBindImageEncoder(CLIPImageEncoder):
 
 @register_encoder
 class FrameVideoEncoder(nn.Module):
-    """Video clips read by an image tower frame by frame: up to ``frames`` frames spread over the clip, each
-    encoded like an image, the tokens averaged over time (``tokens_per_item`` as the image tower's).
+    """Video clips read by an image tower frame by frame: ``frames`` frames spread over the clip, each encoded
+    like an image, the tokens averaged over time within each of ``segments`` consecutive spans.
 
-    The paper runs ImageBind's vision tower on 2-frame clips and averages them; ImageBind's tower is
-    OpenCLIP ViT-H with a temporal patch stem, and this runs the same ViT-H (``CLIPImageEncoder``) on single
-    frames, the stem's image case.
+    The paper runs ImageBind's vision tower on 2-frame clips and averages them (``segments=1``); ImageBind's
+    tower is OpenCLIP ViT-H with a temporal patch stem, and this runs the same ViT-H (``CLIPImageEncoder``) on
+    single frames, the stem's image case. With ``segments`` > 1 the spans' tokens are concatenated along the
+    width (``width`` is the tower's times ``segments``), so the features keep which way a clip goes (codi2-mini
+    reads its start and end: ``segments=2``).
     """
 
     kind = "frames_video"
     modality = "video"
     FILE = "frames_video.json"
 
-    def __init__(self, image_encoder: CLIPImageEncoder, frames: int = 8) -> None:
+    def __init__(self, image_encoder: Any, frames: int = 8, segments: int = 1) -> None:
         super().__init__()
+        if frames % segments:
+            raise ValueError(f"frames ({frames}) must split evenly into {segments} segments")
         self.image_encoder = image_encoder
         self.frames = frames
+        self.segments = segments
 
     @classmethod
     def build(cls, **args: Any) -> FrameVideoEncoder:
-        frames = int(args.pop("frames", 8))
-        tower = _FRAME_TOWERS[args.pop("image_kind", "clip_image")]
-        return cls(tower.from_config(**args), frames=frames)
+        frames, segments = int(args.pop("frames", 8)), int(args.pop("segments", 1))
+        tower = ENCODER_KINDS[args.pop("image_kind", "clip_image")]
+        return cls(tower.build(**args), frames=frames, segments=segments)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> FrameVideoEncoder:
         import json
 
         settings = json.loads((Path(path) / cls.FILE).read_text())
-        tower = _FRAME_TOWERS[settings.get("image_kind", "clip_image")]
-        return cls(tower.from_pretrained(path), frames=int(settings["frames"]))
+        tower = ENCODER_KINDS[settings.get("image_kind", "clip_image")]
+        return cls(
+            tower.from_pretrained(path), frames=int(settings["frames"]), segments=int(settings.get("segments", 1))
+        )
 
     def save_pretrained(self, directory: str | Path) -> None:
         import json
 
         self.image_encoder.save_pretrained(directory)
-        settings = {"frames": self.frames, "image_kind": self.image_encoder.kind}
+        settings = {"frames": self.frames, "segments": self.segments, "image_kind": self.image_encoder.kind}
         (Path(directory) / self.FILE).write_text(json.dumps(settings))
 
     @property
     def width(self) -> int:
-        return self.image_encoder.width
+        return int(self.image_encoder.width) * self.segments
 
     @property
     def tokens_per_item(self) -> int:
-        return self.image_encoder.tokens_per_item
+        return int(self.image_encoder.tokens_per_item)
 
     def preprocess(self, parts: list[Any]) -> torch.Tensor:
         """Clips to ``(batch, frames, 3, size, size)``, each frame read as the image tower reads a picture (a
@@ -339,11 +346,6 @@ class FrameVideoEncoder(nn.Module):
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         batch, count = clips.shape[:2]
-        tokens = self.image_encoder(clips.flatten(0, 1))
-        return tokens.view(batch, count, *tokens.shape[1:]).mean(dim=1)
-
-
-_FRAME_TOWERS: dict[str, type[CLIPImageEncoder]] = {
-    "clip_image": CLIPImageEncoder,
-    "imagebind_image": ImageBindImageEncoder,
-}
+        tokens = self.image_encoder(clips.flatten(0, 1))  # (batch * frames, tokens, width)
+        spans = tokens.view(batch, self.segments, count // self.segments, *tokens.shape[1:]).mean(dim=2)
+        return spans.permute(0, 2, 1, 3).flatten(2)  # (batch, tokens, segments * width)

@@ -54,15 +54,19 @@ LLAMA2_CHAT_TEMPLATE = (
 Meta's published tokenizer carries; for Llama-2 folders saved without one (see :func:`codi2_sdk.model.assemble`)."""
 
 
-def build_word_tokenizer(words: Iterable[str]) -> Any:
+def build_word_tokenizer(words: Iterable[str], *, extends: Any = None) -> Any:
     """A word-level ``PreTrainedTokenizerFast`` over ``words`` (punctuation split off), with the special tokens.
 
-    Small models trained from scratch (codi2-mini) use it: one token per word of a closed grammar.
+    Small models trained from scratch (codi2-mini) use it: one token per word of a closed grammar. ``extends``
+    (a tokenizer this function built) keeps its tokens' ids and appends what is new, so a trained model's
+    rows stay where they are when its vocabulary grows.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab: dict[str, int] = {}
+    if extends is not None:
+        vocab = dict(sorted(extends.get_vocab().items(), key=lambda item: item[1]))
     for token in [PAD, UNK, BOS, *SPECIAL_TOKENS, *sorted(set(words))]:
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))

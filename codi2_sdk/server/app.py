@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import secrets
 import threading
@@ -31,7 +32,7 @@ from starlette.requests import ClientDisconnect
 
 from .._protocol import API_PREFIX, ErrorBody, ErrorDetail, GenerateBody, sse_frame
 from ..backends.base import Backend
-from ..errors import ERROR_CODES, Codi2Error, error_code_of
+from ..errors import ERROR_CODES, Codi2Error, error_code_of, error_from_code
 from ..types import ErrorEvent, GenerationRequest
 from ._common import ErrorAnswer, final_message, read_body, until_disconnect
 from ._parsing import BodyLimits, Refusal, parse_body
@@ -211,7 +212,35 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
             release()
 
     add_openai_routes(app, state, authorize)
+    if settings.ui or (settings.ui is None and importlib.util.find_spec("gradio") is not None):
+        _mount_ui(app, state)
     return app
+
+
+def _mount_ui(app: FastAPI, state: _Model) -> None:
+    """The chat page at /ui, on the same model, its turns taking places in the same queue as API calls."""
+    from ..ui import mount_ui
+
+    def backend() -> Backend:
+        try:
+            return state.ready()
+        except ErrorAnswer as exc:
+            raise error_from_code(exc.code, exc.message) from None
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        try:
+            release = state.admit()
+        except ErrorAnswer as exc:
+            raise error_from_code(exc.code, exc.message) from None
+        try:
+            async with state.running:
+                yield
+        finally:
+            release()
+
+    key = state.settings.api_key.get_secret_value() if state.settings.api_key is not None else None
+    mount_ui(app, backend, path="/ui", api_key=key, gate=gate)
 
 
 def _handed_over() -> None:

@@ -44,6 +44,8 @@ class ServerSettings(BaseSettings):
     processes_per_machine: int = Field(1, ge=1)
     """How many model processes share this machine's CPUs (server processes, Ray replicas): each takes its
     share of threads, as OpenMP threads of two processes that each take every CPU spin against each other."""
+    ui: bool | None = None
+    """Serve the web chat page at ``/ui``; ``None``: when Gradio is installed (the ``ui`` extra)."""
     cache_mb: float = Field(256.0, ge=0)
     """Memory for the KV caches of recent prompts (a conversation's next turn prefills only what is new)."""
 

@@ -13,8 +13,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .._media import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-from ..content import MEDIA_PARTS, Audio, Image, MediaPart, Video
+from ..content import MEDIA_PARTS, Audio, Image, MediaPart, open_media
 from ..errors import InvalidMediaError, MediaReferenceError
 
 __all__ = ["MediaStore"]
@@ -110,11 +109,7 @@ class MediaStore:
         if not is_file:
             raise MediaReferenceError(f"no file at '{ref[:200]}'")
         try:
-            if resolved.suffix.lower() in IMAGE_SUFFIXES:
-                return Image.open(resolved)
-            if resolved.suffix.lower() in VIDEO_SUFFIXES:
-                return Video.open(resolved)
-            return Audio.open(resolved)
+            return open_media(resolved)
         except InvalidMediaError as exc:
             raise MediaReferenceError(f"'{ref}' is not a usable medium: {exc}") from exc
         except OSError as exc:  # unreadable: permissions, a folder swapped in, ...
