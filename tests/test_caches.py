@@ -101,3 +101,30 @@ def test_chat_template_prompts_extend_each_other_too() -> None:
 def test_lookup_leaves_the_last_token_and_cuts_at_block_boundaries() -> None:
     cache = PrefixCache(max_mb=1)
     assert cache.lookup((1, 2, 3), 2) == (0, None)
+
+
+def test_clear_caches_after_changing_the_weights_in_place() -> None:
+    """The caches hold what the weights computed: after a change (a fine-tune in place), cleared caches give the
+    new model's answer, as a fresh backend does."""
+    import torch
+
+    model = CoDi2Model.from_pretrained("codi2-mini")
+    backend = LocalBackend(model)
+
+    def ask(on: LocalBackend) -> list[str]:
+        conv = Conversation(backend=on, config={"seed": 1})
+        for before, after in (("red", "blue"), ("green", "blue")):  # examples: a long prefix, kept in the cache
+            conv.add_example(
+                inputs=picture(Picture("circle", before, "small", "left")),
+                outputs=picture(Picture("circle", after, "small", "left")),
+            )
+        return hashes(conv.send(picture(Picture("square", "yellow", "large", "right"))))
+
+    ask(backend)  # fills both caches
+    with torch.no_grad():
+        model.in_proj["image"][0].weight.mul_(-1.0)  # pictures now read as something else
+    fresh = ask(LocalBackend(model))
+    assert ask(backend) != fresh  # the old weights' KV cache answered
+    backend.clear_caches()
+    assert len(backend.prefix_cache) == 0  # type: ignore[arg-type]
+    assert ask(backend) == fresh

@@ -20,24 +20,33 @@ ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "codi2_sdk" / "weights" / "codi2-mini"
 
 # task -> (accuracy floor, held-out accuracy floor) on the CI evaluation below: every row of `codi2 eval`, each
-# 0.1 below the lower of the figures in docs/mini-eval.json and this evaluation's own (10 cases, seed 1)
+# 0.1 below this evaluation's own figures (10 cases, seed 1; the table in docs/mini.md), 0.2 for the video and
+# own-output rows, whose in-context cases vary most
 THRESHOLDS = {
-    "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 (docs, 20 cases), 1.00/1.00 here
-    "image_to_text": (0.90, 0.90),  # measured 1.00/1.00 (docs, 20 cases), 1.00/1.00 here
-    "text_to_audio": (0.90, 0.70),  # measured 1.00/0.80 (docs, 20 cases), 1.00/1.00 here
-    "audio_to_text": (0.90, 0.90),  # measured 1.00/1.00 (docs, 20 cases), 1.00/1.00 here
-    "image_to_audio": (0.90, 0.80),  # measured 1.00/0.95 (docs, 20 cases), 1.00/0.90 here
-    "audio_to_image": (0.90, 0.90),  # measured 1.00/1.00 (docs, 20 cases), 1.00/1.00 here
-    "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 (docs, 20 cases), 1.00/1.00 here
-    "instructed_audio_edit": (0.90, 0.80),  # measured 1.00/1.00 (docs, 20 cases), 1.00/0.90 here
-    "in_context_image_edit_1shot": (0.75, 0.75),  # measured 0.85/0.85 (docs, 20 cases), 1.00/1.00 here
-    "in_context_image_edit_2shot": (0.90, 0.80),  # measured 1.00/0.95 (docs, 20 cases), 1.00/0.90 here
-    "in_context_image_edit_3shot": (0.70, 0.60),  # measured 0.80/0.70 (docs, 20 cases), 0.90/0.80 here
-    "in_context_audio_edit_1shot": (0.90, 0.70),  # measured 1.00/0.85 (docs, 20 cases), 1.00/0.80 here
-    "in_context_audio_edit_2shot": (0.90, 0.75),  # measured 1.00/0.85 (docs, 20 cases), 1.00/0.90 here
-    "in_context_audio_edit_3shot": (0.90, 0.85),  # measured 1.00/0.95 (docs, 20 cases), 1.00/1.00 here
-    "multi_round_edit": (0.80, 0.85),  # measured 1.00/0.95 (docs, 20 cases), 0.90/1.00 here
-    "interleaved_answer": (0.90, 0.80),  # measured 1.00/0.90 (docs, 20 cases), 1.00/0.90 here
+    "audio_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "audio_to_text": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 1 thread)
+    "describe_generated_audio": (0.80, 0.40),  # measured 1.00/0.60 here (10 cases, seed 1, 1 thread)
+    "describe_generated_image": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "image_to_audio": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 1 thread)
+    "image_to_text": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "image_to_video": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 1 thread)
+    "in_context_audio_edit_1shot": (0.70, 0.70),  # measured 0.80/0.80 here (10 cases, seed 1, 1 thread)
+    "in_context_audio_edit_2shot": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 1 thread)
+    "in_context_audio_edit_3shot": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 1 thread)
+    "in_context_image_edit_1shot": (0.80, 0.80),  # measured 0.90/0.90 here (10 cases, seed 1, 1 thread)
+    "in_context_image_edit_2shot": (0.80, 0.90),  # measured 0.90/1.00 here (10 cases, seed 1, 1 thread)
+    "in_context_image_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "in_context_video_edit_1shot": (0.50, 0.30),  # measured 0.70/0.50 here (10 cases, seed 1, 1 thread)
+    "in_context_video_edit_2shot": (0.40, 0.40),  # measured 0.60/0.60 here (10 cases, seed 1, 1 thread)
+    "in_context_video_edit_3shot": (0.70, 0.50),  # measured 0.90/0.70 here (10 cases, seed 1, 1 thread)
+    "instructed_audio_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "interleaved_answer": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 1 thread)
+    "multi_round_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
+    "text_to_video": (0.70, 0.60),  # measured 0.90/0.80 here (10 cases, seed 1, 1 thread)
+    "video_to_text": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 1 thread)
 }
 
 

@@ -9,7 +9,8 @@ mkdir -p runs/mini
 rm -f runs/mini/*.done
 wait_for() { while [ ! -e "$1" ]; do sleep 10; done; }
 ( $PY tools/train_mini.py encoders && $PY tools/train_mini.py vae-audio && $PY tools/train_mini.py unet-audio && \
-  touch runs/mini/audio.done && wait_for $W/decoders/image/vae && $PY tools/train_mini.py unet-video ) \
+  touch runs/mini/audio.done && wait_for $W/decoders/image/vae && \
+  $PY tools/train_mini.py unet-video && $PY tools/train_mini.py unet-video --steps 3000 ) \
   > runs/mini/lane-a.out 2>&1 &
 lane_a=$!
 ( $PY tools/train_mini.py vae-image && wait_for $W/training/feature_norms.json && \

@@ -76,6 +76,15 @@ class LocalBackend(Backend):
         model = CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype)
         return cls(model, cache_mb=cache_mb, media_cache_items=media_cache_items)
 
+    def clear_caches(self) -> None:
+        """Forget the cached KV prefixes and media features. Call it after changing the model's weights in place
+        (fine-tuning it, loading an adapter): the caches hold what the old weights computed."""
+        with self._lock:
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
+            if self.media_cache is not None:
+                self.media_cache.clear()
+
     @property
     def capabilities(self) -> Capabilities:
         model = self.model

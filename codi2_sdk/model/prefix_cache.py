@@ -132,6 +132,10 @@ class MediaFeatureCache:
             self.hits += 1
         return feature
 
+    def clear(self) -> None:
+        """Forget every feature."""
+        self._features.clear()
+
     def put(self, modality: str, sha256: str, feature: torch.Tensor) -> None:
         self._features[(modality, sha256)] = feature
         while len(self._features) > self.max_items:
