@@ -90,7 +90,11 @@ def mini():
 def answer_for(backend, name: str) -> Message:
     if name in TURNS:
         turn, settings = TURNS[name]
-        media = [] if turn.startswith(("draw", "show")) else [Image.from_pil(render_picture(QUERY, np.random.default_rng(0)))]
+        media = (
+            []
+            if turn.startswith(("draw", "show"))
+            else [Image.from_pil(render_picture(QUERY, np.random.default_rng(0)))]
+        )
         return Conversation(backend=backend).send(*media, turn, config=settings)
     case = TaskSampler(np.random.default_rng(4)).sample(name, shots=2 if name.startswith("in_context") else None)
     return run_case(backend, case, GenerationConfig(seed=11))
