@@ -43,6 +43,7 @@ def test_demo_writes_a_page_that_shows_every_turn(tmp_path: Path) -> None:
     import re
 
     from codi2_sdk import Conversation as Conv
+    from codi2_sdk.mini.clips import Clip, probe_clip
     from codi2_sdk.mini.probes import probe_picture
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -59,11 +60,15 @@ def test_demo_writes_a_page_that_shows_every_turn(tmp_path: Path) -> None:
     page = index.read_text()
     sources = re.findall(r'src="([^"]+)"', page)
     assert len(sources) >= 15 and all((index.parent / src).is_file() for src in sources)
-    for title in ("Text to image", "In-context image edit", "Image to audio", "In-context audio edit", "three-turn"):
+    titles = ("Text to image", "In-context image edit", "Image to audio", "In-context audio edit", "Text to video")
+    for title in (*titles, "In-context video edit", "three-turn"):
         assert title in page
-    assert page.count('class="role">codi2-mini') == 7  # one answer per turn of the five scenes
+    assert page.count('class="role">codi2-mini') == 9  # one answer per turn of the seven scenes
     edit = Conv.load(index.parent / "2-conversation.json")  # the 2-shot edit: make it large
     assert probe_picture(edit.history[-1].images[0].to_pil()).size == "large"  # type: ignore[union-attr]
+    clip = Conv.load(index.parent / "6-conversation.json").history[-1].videos[0]  # the video edit: make it green
+    assert probe_clip(clip.to_frames()) == Clip("triangle", "green", "small", "leftward")
+    assert "<video controls" in page
 
 
 def test_chat_through_a_pipe(tmp_path: Path) -> None:
