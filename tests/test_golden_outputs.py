@@ -11,6 +11,8 @@ which amplifies such differences). Both answers are still right in every attribu
 
 Re-recorded (issue 11, codi2-mini v2): every media hash, and the two video rows are new. The LLM trained on (the
 ``llm-v2`` and ``lora`` stages), and Pillow is 12.3 (Gradio's bound) where it was 13.0. The texts held.
+An in-context video edit is not pinned: its MP4 bytes change with what the backend's prefix KV cache held before
+(reuse is not bit-exact for that prompt, and H.264 turns the last-bit differences into other bytes); issue 12.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ TURNS = {
 TASK_CASES = (
     "in_context_image_edit",
     "in_context_audio_edit",
-    "in_context_video_edit",
     "multi_round_edit",
     "interleaved_answer",
 )
@@ -62,7 +63,6 @@ EXPECTED: dict[str, list[str]] = {
     "text_to_video": ["video:1569e19aacffd8a1"],
     "in_context_image_edit": ["image:724b5721250d4add"],
     "in_context_audio_edit": ["audio:2d4defa0904b94a5"],
-    "in_context_video_edit": ["video:c408fcd75a389191"],
     "multi_round_edit": ["image:84665bb0fddd2850"],
     "interleaved_answer": [
         "text:02308ca616d09109",
