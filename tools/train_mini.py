@@ -274,10 +274,43 @@ def stage_vae(modality: str, steps: int, log: Log) -> None:
     vae.save_pretrained(OUT / "decoders" / modality / "vae")
 
 
+def train_unet(
+    stage: str,
+    decoder: ImageDecoder | AudioDecoder | VideoDecoder,
+    cached: torch.Tensor,
+    owner_ids: torch.Tensor,
+    bank: torch.Tensor,
+    *,
+    batch: int,
+    steps: int,
+    log: Log,
+    save_every: int = 250,
+) -> None:
+    """A decoder's UNet on cached latents, each conditioned on a feature of another render of its item (10%
+    dropped to zeros, for guidance), with EMA; leaves the EMA weights in the UNet, in eval mode."""
+    from diffusers.training_utils import EMAModel
+
+    unet = decoder.unet
+    ema = EMAModel(unet.parameters(), decay=0.998)
+    scheduler = decoder.scheduler
+
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
+        idx = torch.from_numpy(rng.integers(len(cached), size=batch))
+        z = cached[idx]
+        cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
+        cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
+        noise = torch.randn_like(z)
+        t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
+        return decoder.diffusion_loss(z, cond, noise, t)
+
+    run_stage(stage, unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema, save_every=save_every)
+    ema.copy_to(unet.parameters())
+    unet.eval()
+
+
 def stage_unet(modality: str, steps: int, log: Log) -> None:
     """Latent diffusion conditioned on the (frozen) encoder's pooled feature of another render of the item."""
     from diffusers import AutoencoderKL
-    from diffusers.training_utils import EMAModel
 
     decoder = fresh_decoder(modality)
     decoder.vae = AutoencoderKL.from_pretrained(OUT / "decoders" / modality / "vae").eval()
@@ -301,23 +334,7 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
     bank = torch.stack([conds[i] for i in range(len(pool))])  # (items, 16, width)
     log(f"cached {len(cached)} latents, {bank.shape[1]} features per item")
 
-    unet = decoder.unet
-    ema = EMAModel(unet.parameters(), decay=0.998)
-    batch = 64
-    scheduler = decoder.scheduler
-
-    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
-        idx = torch.from_numpy(rng.integers(len(cached), size=batch))
-        z = cached[idx]
-        cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
-        cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
-        noise = torch.randn_like(z)
-        t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
-        return decoder.diffusion_loss(z, cond, noise, t)
-
-    run_stage(f"unet-{modality}", unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema)
-    ema.copy_to(unet.parameters())
-    unet.eval()
+    train_unet(f"unet-{modality}", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log)
     rng = np.random.default_rng(13)
     items = pick(pool, rng, 64)
     with torch.no_grad():
@@ -339,7 +356,6 @@ def stage_unet_video(steps: int, log: Log) -> None:
     """Video diffusion over the (frozen) image autoencoder's per-frame latents, conditioned on the video
     encoder's feature (start and end spans) of another render of the clip."""
     from diffusers import AutoencoderKL
-    from diffusers.training_utils import EMAModel
 
     decoder = fresh_decoder("video")
     assert isinstance(decoder, VideoDecoder)
@@ -361,23 +377,7 @@ def stage_unet_video(steps: int, log: Log) -> None:
     bank = torch.stack([conds[i] for i in range(len(pool))])  # (items, 8, 2 * width)
     log(f"cached {len(cached)} clip latents {tuple(cached.shape[1:])}, {bank.shape[1]} features per clip")
 
-    unet = decoder.unet
-    ema = EMAModel(unet.parameters(), decay=0.998)
-    batch = 16
-    scheduler = decoder.scheduler
-
-    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
-        idx = torch.from_numpy(rng.integers(len(cached), size=batch))
-        z = cached[idx]
-        cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
-        cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
-        noise = torch.randn_like(z)
-        t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
-        return decoder.diffusion_loss(z, cond, noise, t)
-
-    run_stage("unet-video", unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema, save_every=100)
-    ema.copy_to(unet.parameters())
-    unet.eval()
+    train_unet("unet-video", decoder, cached, owner_ids, bank, batch=16, steps=steps, log=log, save_every=100)
     rng = np.random.default_rng(13)
     items = pick(pool, rng, 32)
     with torch.no_grad():
