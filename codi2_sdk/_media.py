@@ -364,9 +364,13 @@ def encode_video(frames: np.ndarray, fps: float) -> bytes:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height = padded.shape[2], padded.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18"}
-        for array in padded:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")):
+        # x264's macroblock tree reads memory it has not written (its bytes then change with the heap's garbage,
+        # from call to call); without it the same frames always give the same file, a few per cent larger
+        stream.options = {"crf": "18", "x264-params": "mbtree=0"}
+        for index, array in enumerate(padded):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+            frame.pts = index  # in the stream's time base, 1 / fps
+            for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

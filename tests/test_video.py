@@ -134,9 +134,11 @@ def test_frame_encoder_in_two_spans_keeps_which_way_a_clip_goes(video: Video, tm
         forth, back = (two_spans(two_spans.preprocess([v])) for v in (video, backwards))
         assert forth.shape == (1, two_spans.tokens_per_item, 32) and two_spans.width == 32
         codec = (forth[..., 16:] - back[..., :16]).abs().max()  # the end of one is the start of the other (H.264)
-        assert (forth - back).abs().max() > 10 * codec  # start and end are told apart
+        direction = (forth - back).abs().max()
+        assert direction > 10 * codec  # start and end are told apart
         averaged = [one_span(one_span.preprocess([v])) for v in (video, backwards)]
-        assert (averaged[0] - averaged[1]).abs().max() <= codec  # one span: the average forgets the direction
+        # one span: the average forgets the direction (what is left is H.264's rounding of the middle frames)
+        assert (averaged[0] - averaged[1]).abs().max() < direction / 100
     two_spans.save_pretrained(tmp_path)
     again = load_kind("encoder", "frames_video", tmp_path).eval()
     assert (again.frames, again.segments, again.width) == (8, 2, 32)

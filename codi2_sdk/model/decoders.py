@@ -46,6 +46,7 @@ __all__ = [
     "LatentDiffusionPipeline",
     "PixelOutputs",
     "StepCallback",
+    "frames_to_videos",
     "pixels_to_images",
     "waves_to_clips",
 ]
@@ -158,6 +159,20 @@ def pixels_to_images(
 ) -> list[Image]:
     """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (see :func:`pixels_to_pil`)."""
     return [Image.from_pil(pil, provenance=provenance) for pil in pixels_to_pil(outputs, size=size)]
+
+
+def frames_to_videos(
+    outputs: torch.Tensor, *, settings: Any = None, fps: float, provenance: Provenance | None = None
+) -> list[Video]:
+    """Frames in [-1, 1], ``(batch, frames, 3, height, width)``, as MP4 :class:`Video` parts: at ``settings.fps``
+    when set (else ``fps``), resized to ``settings.size`` when set (see :func:`pixels_to_pil`)."""
+    rate = float(settings.fps) if settings is not None and settings.fps else fps
+    size = settings.size if settings is not None else None
+    clips = []
+    for clip in outputs:
+        pixels = np.stack([np.asarray(frame) for frame in pixels_to_pil(clip, size=size)])
+        clips.append(Video.from_frames(pixels, fps=rate, provenance=provenance))
+    return clips
 
 
 class LatentDiffusionPipeline(DiffusionPipeline):
@@ -390,13 +405,7 @@ class VideoDecoder(LatentDiffusionDecoder):
         settings: VideoConfig | None = None,
         provenance: Provenance | None = None,
     ) -> list[Video]:
-        fps = float(settings.fps if settings is not None and settings.fps else self.extra["fps"])
-        size = settings.size if settings is not None else None
-        clips = []
-        for clip in outputs:
-            pixels = np.stack([np.asarray(frame) for frame in pixels_to_pil(clip, size=size)])
-            clips.append(Video.from_frames(pixels, fps=fps, provenance=provenance))
-        return clips
+        return frames_to_videos(outputs, settings=settings, fps=float(self.extra["fps"]), provenance=provenance)
 
 
 def waves_to_clips(

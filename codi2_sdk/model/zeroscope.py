@@ -19,6 +19,7 @@ import torch
 
 from ..config import VideoConfig
 from ..content import Provenance, Video
+from .decoders import frames_to_videos
 from .encoders import image_to_tensor
 from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
 from .registry import register_decoder
@@ -134,6 +135,6 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         settings: VideoConfig | None = None,
         provenance: Provenance | None = None,
     ) -> list[Video]:
-        fps = float(settings.fps if settings is not None and settings.fps else self.meta["fps"])
-        pixels = (outputs.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
-        return [Video.from_frames(np.ascontiguousarray(clip), fps=fps, provenance=provenance) for clip in pixels]
+        # the pipeline already made frames at the asked size
+        settings = settings.model_copy(update={"size": None}) if settings is not None else None
+        return frames_to_videos(outputs * 2 - 1, settings=settings, fps=float(self.meta["fps"]), provenance=provenance)
