@@ -127,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
             "threads": args.threads,
             "processes_per_machine": args.processes_per_machine,
             "cache_mb": args.cache_mb,
+            "max_batch_size": args.max_batch_size,
+            "max_wait_ms": args.max_wait_ms,
             "ui": False if args.no_ui else None,
         }.items()
         if value is not None
@@ -207,6 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sv.add_argument("--threads", type=int, help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes)")
     sv.add_argument("--processes-per-machine", type=int, help="model processes sharing this machine's CPUs (default 1)")
     sv.add_argument("--cache-mb", type=float, help="memory for recent prompts' KV caches (default 256; 0: off)")
+    sv.add_argument(
+        "--max-batch-size",
+        type=int,
+        help="batch the LLM and diffusion steps of up to N concurrent requests (default 1: off)",
+    )
+    sv.add_argument("--max-wait-ms", type=float, help="with batching, the longest a step waits for others (default 10)")
     sv.add_argument(
         "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
     )

@@ -109,7 +109,7 @@ def test_fed_back_feature_changes_the_following_logits(tiny_model: CoDi2Model) -
         state = prefill(tiny_model, request)
         state.feed_token(tiny_model.prompts.start_ids["image"])
         feature = tiny_model.restore_scale("image", tiny_model.predict_feature("image", state.hidden)) * scale
-        state.feed(tiny_model.feature_to_input("image", feature)[None, None])
+        state.feed_one(tiny_model.feature_to_input("image", feature)[None, None])
         state.feed_token(tiny_model.prompts.close_ids["image"])
         outcomes.append(state.logits)
     assert not torch.allclose(outcomes[0], outcomes[1])

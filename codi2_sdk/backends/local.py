@@ -7,6 +7,11 @@ One model serves one call at a time: a lock is held for the whole of a generatio
 until it finishes or is closed), so concurrent threads and tasks queue instead of interleaving steps on
 one KV cache. The async methods run the model in a worker thread, never on the event loop.
 
+With ``max_batch_size`` above 1, concurrent generations run side by side instead, and their one-token LLM steps and
+their decoders' UNet calls are batched (:mod:`codi2_sdk.model.batching`): every such call runs at that width,
+padded when fewer requests are there, so a request gives the same bytes alone and in company (at any thread
+count). Those bytes are not the unbatched backend's: a width-1 call rounds differently.
+
 The backend keeps the KV cache of recent prompts (``cache_mb``) and the features of recent media
 (``media_cache_items``): a conversation's next turn prefills only what is new, and a picture seen before is
 not encoded again. Answers are the same with the caches off (``cache_mb=0``).
@@ -24,6 +29,7 @@ import torch
 from ..errors import Codi2Error, ModelError
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
+from ..model.batching import StepBatcher, using_batcher
 from ..model.prefix_cache import MediaFeatureCache, PrefixCache
 from ..types import Capabilities, Done, Event, GenerationRequest
 from .base import Backend
@@ -42,6 +48,9 @@ class LocalBackend(Backend):
         dtype: weights' dtype (``torch.bfloat16`` on a GPU, say); ``None`` keeps it.
         cache_mb: memory for the KV caches of recent prompts (least recently used go first); 0 turns it off.
         media_cache_items: how many media's encoder features to keep; 0 turns it off.
+        max_batch_size: how many concurrent generations' steps run in one forward; 1 (the default) runs one
+            generation at a time.
+        max_wait_ms: with batching, the longest a step waits for running generations that have not reached it.
     """
 
     def __init__(
@@ -52,13 +61,16 @@ class LocalBackend(Backend):
         dtype: torch.dtype | None = None,
         cache_mb: float = 256.0,
         media_cache_items: int = 512,
+        max_batch_size: int = 1,
+        max_wait_ms: float = 10.0,
     ):
         if device is not None:
             model = model.to(device=device)
         if dtype is not None:
             model = model.to(dtype=dtype)
         self.model = model.eval()
-        self._lock = threading.Lock()
+        self.batcher = StepBatcher(max_batch_size, max_wait_ms) if max_batch_size > 1 else None
+        self._lock = self.batcher.lock if self.batcher is not None else threading.Lock()
         self.prefix_cache = PrefixCache(cache_mb) if cache_mb > 0 else None
         self.media_cache = MediaFeatureCache(media_cache_items) if media_cache_items > 0 else None
 
@@ -71,10 +83,18 @@ class LocalBackend(Backend):
         dtype: torch.dtype | None = None,
         cache_mb: float = 256.0,
         media_cache_items: int = 512,
+        max_batch_size: int = 1,
+        max_wait_ms: float = 10.0,
     ) -> LocalBackend:
         """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini)."""
         model = CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype)
-        return cls(model, cache_mb=cache_mb, media_cache_items=media_cache_items)
+        return cls(
+            model,
+            cache_mb=cache_mb,
+            media_cache_items=media_cache_items,
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+        )
 
     def clear_caches(self) -> None:
         """Forget the cached KV prefixes and media features. Call it after changing the model's weights in place
@@ -106,16 +126,35 @@ class LocalBackend(Backend):
 
     def stream(self, request: GenerationRequest) -> Iterator[Event]:
         self.check_request(request)
-        with self._lock:
+        if self.batcher is None:
+            with self._lock:
+                yield from self._events(request)
+            return
+        # Side by side: the batcher's lock is held only while this generation computes, never while its
+        # consumer handles an event, so a slow reader holds nobody up.
+        batcher, events = self.batcher, self._events(request)
+        with batcher.generation():
             try:
-                yield from generate_events(
-                    self.model, request, prefix_cache=self.prefix_cache, media_cache=self.media_cache
-                )
-            except Codi2Error:
-                raise
-            except Exception as exc:  # a bug or a device failure, not the caller's fault: say so once
-                log.exception("generation failed")
-                raise ModelError(f"the model failed on this request ({type(exc).__name__}: {exc})") from exc
+                while True:
+                    with batcher.lock, using_batcher(batcher):
+                        event = next(events, None)
+                    if event is None:
+                        return
+                    yield event
+            finally:
+                with batcher.lock:
+                    events.close()
+
+    def _events(self, request: GenerationRequest) -> Iterator[Event]:
+        try:
+            yield from generate_events(
+                self.model, request, prefix_cache=self.prefix_cache, media_cache=self.media_cache
+            )
+        except Codi2Error:
+            raise
+        except Exception as exc:  # a bug or a device failure, not the caller's fault: say so once
+            log.exception("generation failed")
+            raise ModelError(f"the model failed on this request ({type(exc).__name__}: {exc})") from exc
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.model.name!r}, device={self.model.device})"

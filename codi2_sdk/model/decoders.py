@@ -35,6 +35,7 @@ from ..config import AudioConfig, ImageConfig, VideoConfig
 from ..content import Audio, Image, MediaModality, Provenance, Video
 from ._quiet import quiet_loading
 from .audio_features import LogMel, griffin_lim
+from .batching import current_batcher
 from .encoders import LOG_MEL_MEAN, LOG_MEL_STD
 from .registry import register_decoder
 
@@ -283,13 +284,34 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         both = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
         for i, t in enumerate(scheduler.timesteps):
             model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
-            out = self._unet(model_in, t, both)
+            out = self._denoise(model_in, t, both)
             if guided:
                 uncond, conditioned = out.chunk(2)
                 out = uncond + guidance_scale * (conditioned - uncond)
             latents = scheduler.step(out, t, latents, generator=generator).prev_sample
             yield i + 1
         return self.decode_latents(latents)
+
+    def _denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """One UNet call of a decode: with other generations' when a
+        :class:`~codi2_sdk.model.batching.StepBatcher` is in use (:meth:`denoise_together`), else alone."""
+        batcher = current_batcher()
+        if batcher is None:
+            return self._unet(latents, t, cond)
+        key = ("denoise", id(self), tuple(latents.shape), tuple(cond.shape), latents.dtype)
+        return batcher.run(key, self.denoise_together, (latents, t, cond))
+
+    def denoise_together(self, items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], width: int) -> list:
+        """Several decodes' UNet calls ``(latents, timestep, cond)`` as one of ``width`` decodes (the batcher's step;
+        each decode may be at its own timestep), padded with copies of the first."""
+        rows = [*items, *[items[0]] * (width - len(items))]
+        latents = torch.cat([latent for latent, _, _ in rows])
+        cond = torch.cat([c for _, _, c in rows])
+        t = torch.cat(
+            [torch.as_tensor(step, device=latents.device).reshape(1).expand(len(lat)) for lat, step, _ in rows]
+        )
+        out = self._unet(latents, t, cond)
+        return list(out.split(len(items[0][0])))[: len(items)]
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents back to the decoder's space (the inverse of :meth:`encode_latents`)."""

@@ -21,18 +21,34 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from transformers import DynamicCache, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import (
+    AttentionInterface,
+    DynamicCache,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopPLogitsWarper,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from ..config import GenerationConfig
 from ..content import MediaModality, Part, Provenance, Text
 from ..errors import InvalidRequestError
 from ..messages import Message
 from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
+from .batching import current_batcher
 from .modeling import CoDi2Model
 from .prefix_cache import MediaFeatureCache, PrefixCache, prompt_signature
 from .prompt import UnknownWordsError
 
-__all__ = ["LLMState", "TokenPicker", "decode_medium", "effective_config", "generate_events", "prefill"]
+__all__ = [
+    "LLMState",
+    "TokenPicker",
+    "decode_medium",
+    "effective_config",
+    "generate_events",
+    "prefill",
+    "step_together",
+]
 
 DEFAULT_MAX_NEW_TOKENS = 256
 _TAIL = 3  # room kept free in the context: a medium's start tag, slot and end tag
@@ -91,9 +107,85 @@ class LLMState:
             self.feed(embeds[:, start:end])
             start = end
 
+    def feed_one(self, embeds: torch.Tensor) -> None:
+        """Feed one position's ``(1, 1, hidden)`` embedding: with other generations' when a
+        :class:`~codi2_sdk.model.batching.StepBatcher` is in use (:func:`step_together`), else alone."""
+        batcher = current_batcher()
+        if batcher is None:
+            self.feed(embeds)
+        else:
+            batcher.run(("llm-step", id(self.model), embeds.dtype), step_together, (self, embeds))
+
     def feed_token(self, token: int) -> None:
         ids = torch.tensor([[token]], device=self.model.device)
-        self.feed(self.model.llm.get_input_embeddings()(ids))
+        self.feed_one(self.model.llm.get_input_embeddings()(ids))
+
+
+class _RowCaches:
+    """The KV caches of a batch's rows, each its own length: the LLM's cache for :func:`step_together`. Each row's
+    new key and value go to its own cache; attention then gets each row's whole keys and values, as lists."""
+
+    def __init__(self, caches: list[DynamicCache], width: int) -> None:
+        self.caches, self.width = caches, width
+
+    def update(
+        self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        rows = [cache.update(keys[i : i + 1], values[i : i + 1], layer_idx) for i, cache in enumerate(self.caches)]
+        rows += [rows[0]] * (self.width - len(rows))  # padding rows attend like the first, and are dropped
+        return [k for k, _ in rows], [v for _, v in rows]
+
+
+def _attention_by_row(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: list[torch.Tensor],
+    value: list[torch.Tensor],
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """One query position per row against that row's own keys: no padding, so no row depends on another."""
+    rows = [
+        sdpa_attention_forward(module, query[i : i + 1], k, v, None, dropout=dropout, scaling=scaling, is_causal=False)[
+            0
+        ]
+        for i, (k, v) in enumerate(zip(key, value, strict=True))
+    ]
+    return torch.cat(rows), None
+
+
+_ROW_ATTENTION = "codi2_attention_by_row"
+AttentionInterface.register(_ROW_ATTENTION, _attention_by_row)
+
+
+def step_together(items: list[tuple[LLMState, torch.Tensor]], width: int) -> list[None]:
+    """Feed one position to each of several generations' LLM states in one forward of ``width`` rows (the
+    :class:`~codi2_sdk.model.batching.StepBatcher`'s step for the LLM)."""
+    states = [state for state, _ in items]
+    model = states[0].model
+    pad = width - len(items)
+    embeds = torch.cat([e for _, e in items] + [items[0][1]] * pad)
+    positions = torch.tensor([s.length for s in states] + [states[0].length] * pad, device=embeds.device)[:, None]
+    config = model.llm.config
+    previous = config._attn_implementation
+    config._attn_implementation = _ROW_ATTENTION  # for this call only; the batcher's lock keeps others out
+    try:
+        out = model.llm(
+            inputs_embeds=embeds,
+            cache=_RowCaches([s.cache for s in states], width),
+            position_ids=positions,
+            use_cache=True,
+            output_hidden_states=True,
+        )
+    finally:
+        config._attn_implementation = previous
+    for i, state in enumerate(states):
+        state.length += 1
+        state.logits = out.logits[i, -1].float()
+        state.hidden = out.hidden_states[-1][i, -1]
+    return [None] * len(items)
 
 
 def prefill(

@@ -260,7 +260,7 @@ class CoDi2Model(nn.Module):
     def write_medium(self, state: Any, modality: str) -> torch.Tensor:
         """Write a medium into the LLM's context at the current position, as the paper's model does.
 
-        ``state`` is the generation's LLM state (it has ``feed``, ``feed_token`` and ``hidden``). The start tag
+        ``state`` is the generation's LLM state (it has ``feed_one``, ``feed_token`` and ``hidden``). The start tag
         is fed and the output head reads its hidden state; the predicted feature (scale restored) is fed back
         through the input projector into the medium's slot, so what comes after conditions on it (the
         reference code drops it); then the end tag is fed. Returns the feature, for the decoder.
@@ -268,7 +268,7 @@ class CoDi2Model(nn.Module):
         state.feed_token(self.prompts.start_ids[modality])
         feature = self.restore_scale(modality, self.predict_feature(modality, state.hidden))
         embed_dtype = self.llm.get_input_embeddings().weight.dtype
-        state.feed(self.feature_to_input(modality, feature)[None, None].to(embed_dtype))
+        state.feed_one(self.feature_to_input(modality, feature)[None, None].to(embed_dtype))
         state.feed_token(self.prompts.close_ids[modality])
         return feature
 

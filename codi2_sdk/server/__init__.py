@@ -14,9 +14,7 @@ def run(settings: ServerSettings | None = None) -> None:
     import torch
     import uvicorn
 
-    from ..backends.local import LocalBackend
-
     settings = settings or ServerSettings()
     torch.set_num_threads(settings.torch_threads())
-    app = create_app(lambda: LocalBackend.from_pretrained(settings.model, cache_mb=settings.cache_mb), settings)
+    app = create_app(settings.load_backend, settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

@@ -70,7 +70,7 @@ class _Model:
         self._loader = None if isinstance(backend, Backend) else backend
         self.load_error: BaseException | None = None
         self.admitted = 0
-        self.running = asyncio.Semaphore(settings.max_concurrency)
+        self.running = asyncio.Semaphore(settings.concurrency())
         self.parsing = asyncio.Semaphore(settings.parse_workers)
         self.limits = BodyLimits(
             settings.max_media_parts, settings.max_request_pixels, settings.max_request_audio_seconds

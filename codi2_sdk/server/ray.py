@@ -34,11 +34,9 @@ class CoDi2Replica:
     def __init__(self, settings: dict[str, Any], threads: int) -> None:
         import torch
 
-        from ..backends.local import LocalBackend
-
         torch.set_num_threads(threads)
         self.settings = ServerSettings(**settings)
-        self.backend = LocalBackend.from_pretrained(self.settings.model, cache_mb=self.settings.cache_mb)
+        self.backend = self.settings.load_backend()
 
     def __serve_build_asgi_app__(self) -> Any:
         from .app import create_app

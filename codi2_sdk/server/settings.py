@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from ..backends.local import LocalBackend
 
 __all__ = ["ServerSettings"]
 
@@ -48,6 +53,24 @@ class ServerSettings(BaseSettings):
     """Serve the web chat page at ``/ui``; ``None``: when Gradio is installed (the ``ui`` extra)."""
     cache_mb: float = Field(256.0, ge=0)
     """Memory for the KV caches of recent prompts (a conversation's next turn prefills only what is new)."""
+    max_batch_size: int = Field(1, ge=1, le=256)
+    """Concurrent requests whose LLM steps and diffusion steps run in one forward; 1 turns batching off. With
+    batching, this many requests run at once (whatever ``max_concurrency`` says), and each step runs at this
+    width, padded when fewer requests are there: a request's answer then does not depend on the others."""
+    max_wait_ms: float = Field(10.0, ge=0)
+    """With batching, the longest a step waits for running requests that have not reached it yet."""
+
+    def concurrency(self) -> int:
+        """How many admitted requests the model works on at once."""
+        return max(self.max_concurrency, self.max_batch_size)
+
+    def load_backend(self) -> LocalBackend:
+        """The served model, loaded in this process with these settings' caches and batching."""
+        from ..backends.local import LocalBackend
+
+        return LocalBackend.from_pretrained(
+            self.model, cache_mb=self.cache_mb, max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms
+        )
 
     def torch_threads(self) -> int:
         """The thread count the model should use (see :attr:`threads`)."""

@@ -3,8 +3,11 @@
 
     python tools/bench/server_load.py [--model codi2-mini] [--clients 4] [--seconds 30] [--compare]
     python tools/bench/server_load.py --ray-replicas 2     # the same load on Ray Serve, 1 thread per replica
+    python tools/bench/server_load.py --clients 8 --compare --batch-sizes 1,8   # batching off, then on
 
 ``--compare`` runs one client first, then ``--clients``, and prints the throughput ratio of the two.
+``--batch-sizes`` serves with each ``max_batch_size`` in turn (1: no batching) and prints every ratio against
+the first size's one client.
 
 Each client sends text-to-image turns in a loop with retries on (429 is expected when the clients
 outnumber the queue; a retried request that then succeeds is not an error). Traffic goes to 127.0.0.1
@@ -98,19 +101,36 @@ def main() -> None:
     parser.add_argument("--max-queue", type=int, default=8)
     parser.add_argument("--compare", action="store_true", help="also run 1 client first and print the ratio")
     parser.add_argument("--ray-replicas", type=int, default=0, help="serve on Ray Serve with this many replicas")
+    parser.add_argument("--batch-sizes", default="1", help="comma-separated max_batch_size values to serve with")
     args = parser.parse_args()
     if args.ray_replicas:
-        server = ray_serve(args.model, args.ray_replicas, args.max_queue)
-        where = f"Ray Serve, {args.ray_replicas} replicas x 1 thread"
+        runs = [
+            (ray_serve(args.model, args.ray_replicas, args.max_queue), f"Ray Serve, {args.ray_replicas} x 1 thread")
+        ]
     else:
-        server = serve(LocalBackend.from_pretrained(args.model), max_queue=args.max_queue, retry_after=0)
-        where = "one process"
-    with server as url:
-        print(f"model {args.model}; {where}; queue {args.max_queue}")
-        single = measure(url, 1, args.seconds)[0] if args.compare else None
-        many = measure(url, args.clients, args.seconds)[0]
-    if single:
-        print(f"throughput ratio {args.clients} clients / 1 client: {many / single:.2f}")
+        model = LocalBackend.from_pretrained(args.model).model
+        runs = [
+            (
+                serve(
+                    LocalBackend(model, max_batch_size=size),
+                    max_queue=args.max_queue,
+                    max_batch_size=size,
+                    retry_after=0,
+                ),
+                f"one process, max_batch_size {size}",
+            )
+            for size in (int(s) for s in args.batch_sizes.split(","))
+        ]
+    baseline = None
+    for server, where in runs:
+        with server as url:
+            print(f"model {args.model}; {where}; queue {args.max_queue}")
+            single = measure(url, 1, args.seconds)[0] if args.compare else None
+            many = measure(url, args.clients, args.seconds)[0]
+        if single:
+            baseline = baseline or single
+            print(f"  throughput ratio {args.clients} clients / 1 client: {many / single:.2f}", end="")
+            print(f" (/ the first setting's 1 client: {many / baseline:.2f})" if len(runs) > 1 else "")
 
 
 if __name__ == "__main__":
