@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import torch
@@ -145,7 +145,7 @@ class LocalBackend(Backend):
                 with batcher.lock:
                     events.close()
 
-    def _events(self, request: GenerationRequest) -> Iterator[Event]:
+    def _events(self, request: GenerationRequest) -> Generator[Event, None, None]:
         try:
             yield from generate_events(
                 self.model, request, prefix_cache=self.prefix_cache, media_cache=self.media_cache
