@@ -214,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="batch the LLM and diffusion steps of up to N concurrent requests (default 1: off)",
     )
-    sv.add_argument("--max-wait-ms", type=float, help="with batching, the longest a step waits for others (default 10)")
+    sv.add_argument(
+        "--max-wait-ms", type=float, help="with batching, the longest a step waits for a busy reader (default 10)"
+    )
     sv.add_argument(
         "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
     )

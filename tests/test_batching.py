@@ -118,7 +118,7 @@ def test_a_failing_step_fails_every_request_in_its_group() -> None:
     def work(x: int) -> None:
         with batcher.generation():
             started.wait()  # all three are running before any reaches the step
-            with batcher.lock:
+            with batcher.computing():
                 try:
                     results[x] = batcher.run("step", step, x)
                 except RuntimeError as exc:

@@ -50,7 +50,7 @@ class LocalBackend(Backend):
         media_cache_items: how many media's encoder features to keep; 0 turns it off.
         max_batch_size: how many concurrent generations' steps run in one forward; 1 (the default) runs one
             generation at a time.
-        max_wait_ms: with batching, the longest a step waits for running generations that have not reached it.
+        max_wait_ms: with batching, the longest a step waits for a generation whose reader is busy with an event.
     """
 
     def __init__(
@@ -131,18 +131,18 @@ class LocalBackend(Backend):
                 yield from self._events(request)
             return
         # Side by side: the batcher's lock is held only while this generation computes, never while its
-        # consumer handles an event, so a slow reader holds nobody up.
+        # reader handles an event.
         batcher, events = self.batcher, self._events(request)
         with batcher.generation():
             try:
                 while True:
-                    with batcher.lock, using_batcher(batcher):
+                    with batcher.computing(), using_batcher(batcher):
                         event = next(events, None)
                     if event is None:
                         return
                     yield event
             finally:
-                with batcher.lock:
+                with batcher.computing():
                     events.close()
 
     def _events(self, request: GenerationRequest) -> Generator[Event, None, None]:

@@ -1,11 +1,11 @@
 """Running the same step of several generations in one forward: the LLM's one-token steps, a decoder's UNet calls.
 
 Generations run in their own threads (a server's requests) but compute one at a time: each holds the
-:class:`StepBatcher`'s lock while it works. At a batchable step it calls :meth:`StepBatcher.run`, which files
+:class:`StepBatcher`'s lock while it works (:meth:`StepBatcher.computing`). At a batchable step it calls :meth:`StepBatcher.run`, which files
 the step's input under a key (the kind of step and the shapes that must match) and waits, releasing the lock, so
 the others can reach their own steps. A group of steps runs, all in one call, when it has ``max_batch_size``
-members, when every running generation waits for a step (nothing more can join), or when its first member has
-waited ``max_wait_ms`` (a generation busy elsewhere, or a slow reader of its events, holds the others up no longer).
+members, or when every running generation waits for a step (nothing more can join). A generation between two
+events (its reader busy with the last one) is waited for ``max_wait_ms`` at most.
 
 Why a request's output does not depend on its company: batched CPU kernels give a row the same bits wherever it
 sits in a batch of a given width and whatever the other rows hold, but not the same bits as a batch of another
@@ -68,7 +68,7 @@ class StepBatcher:
 
     Args:
         max_batch_size: the width every group runs at (its most members).
-        max_wait_ms: the longest a step waits for the running generations that have not reached it yet.
+        max_wait_ms: the longest a step waits for a generation whose reader is busy with its last event.
     """
 
     def __init__(self, max_batch_size: int, max_wait_ms: float = 10.0) -> None:
@@ -79,6 +79,8 @@ class StepBatcher:
         self.lock = threading.Condition()
         self._groups: dict[Hashable, _Group] = {}
         self._active = 0  # generations running (computing, waiting for a step, or between events)
+        self._pending = 0  # generations waiting for the lock, to compute
+        self._pending_lock = threading.Lock()
         self._waiting = 0
         self.calls = 0  # groups run, and the items in them: calls / items is the batching achieved
         self.items = 0
@@ -95,9 +97,23 @@ class StepBatcher:
                 self._active -= 1
                 self.lock.notify_all()  # those left may all be waiting now
 
+    @contextmanager
+    def computing(self) -> Iterator[None]:
+        """Hold the lock to compute. While a generation waits for it, steps wait for that generation too."""
+        with self._pending_lock:
+            self._pending += 1
+        self.lock.acquire()
+        with self._pending_lock:
+            self._pending -= 1
+        try:
+            yield
+        finally:
+            self.lock.notify_all()  # it may now be between events: the waiters' deadline starts to count
+            self.lock.release()
+
     def run(self, key: Hashable, step: BatchStep, item: Any) -> Any:
-        """Run ``item`` through ``step`` with the other generations' items filed under ``key``; the caller holds
-        :attr:`lock`."""
+        """Run ``item`` through ``step`` with the other generations' items filed under ``key``; the caller is
+        inside :meth:`computing`."""
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(step, time.monotonic())
@@ -119,10 +135,12 @@ class StepBatcher:
             full = [k for k, group in self._groups.items() if len(group.entries) >= self.max_batch_size]
             if full:
                 key = full[0]
-            else:
+            elif self._waiting < self._active:
+                if self._pending:
+                    return None  # one is about to compute, and will reach a step or end
                 left = oldest.since + self.max_wait - time.monotonic()
-                if self._waiting < self._active and left > 0:
-                    return left  # another generation may still join, or a request arrive
+                if left > 0:
+                    return left  # one is between events (its reader is busy): wait for it a little
             self._run_group(key)
         return None
 

@@ -58,7 +58,7 @@ class ServerSettings(BaseSettings):
     batching, this many requests run at once (whatever ``max_concurrency`` says), and each step runs at this
     width, padded when fewer requests are there: a request's answer then does not depend on the others."""
     max_wait_ms: float = Field(10.0, ge=0)
-    """With batching, the longest a step waits for running requests that have not reached it yet."""
+    """With batching, the longest a step waits for a request whose reader is busy with its last event."""
 
     def concurrency(self) -> int:
         """How many admitted requests the model works on at once."""
