@@ -47,7 +47,8 @@ REQUESTS = [
 
 
 def test_a_request_gives_the_same_bytes_alone_and_batched_through_the_server(mini_model) -> None:
-    backend = LocalBackend(mini_model, max_batch_size=4, cache_mb=0, media_cache_items=0)
+    # caches on: the batched requests reuse the prompts' KV prefixes that the lone ones left
+    backend = LocalBackend(mini_model, max_batch_size=4)
     with running_server(backend, max_batch_size=4) as url:
         with RemoteBackend(url) as remote:
             alone = [hashes(remote.generate(r)) for r in REQUESTS]
@@ -57,9 +58,10 @@ def test_a_request_gives_the_same_bytes_alone_and_batched_through_the_server(min
             async with RemoteBackend(url) as client:
                 return await asyncio.gather(*(client.agenerate(r) for r in REQUESTS))
 
-        calls, items = backend.batcher.calls, backend.batcher.items
+        calls, items, hits = backend.batcher.calls, backend.batcher.items, backend.prefix_cache.hits
         batched = [hashes(m) for m in asyncio.run(together())]
     assert batched == alone
+    assert backend.prefix_cache.hits > hits
     assert backend.batcher.items - items > 1.5 * (backend.batcher.calls - calls)  # they did run together
 
 

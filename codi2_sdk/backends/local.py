@@ -7,8 +7,8 @@ One model serves one call at a time: a lock is held for the whole of a generatio
 until it finishes or is closed), so concurrent threads and tasks queue instead of interleaving steps on
 one KV cache. The async methods run the model in a worker thread, never on the event loop.
 
-With ``max_batch_size`` above 1, concurrent generations run side by side instead, and their one-token LLM steps and
-their decoders' UNet calls are batched (:mod:`codi2_sdk.model.batching`): every such call runs at that width,
+With ``max_batch_size`` above 1, concurrent generations run side by side instead, and their LLM prefill blocks and
+one-token steps and their decoders' UNet calls are batched (:mod:`codi2_sdk.model.batching`): every such call runs at that width,
 padded when fewer requests are there, so a request gives the same bytes alone and in company (at any thread
 count). Those bytes are not the unbatched backend's: a width-1 call rounds differently.
 

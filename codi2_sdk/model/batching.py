@@ -1,4 +1,5 @@
-"""Running the same step of several generations in one forward: the LLM's one-token steps, a decoder's UNet calls.
+"""Running the same step of several generations in one forward: the LLM's prefill blocks and one-token steps, a
+decoder's UNet calls.
 
 Generations run in their own threads (a server's requests) but compute one at a time: each holds the
 :class:`StepBatcher`'s lock while it works (:meth:`StepBatcher.computing`). At a batchable step it calls :meth:`StepBatcher.run`, which files

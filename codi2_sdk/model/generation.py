@@ -47,7 +47,7 @@ __all__ = [
     "effective_config",
     "generate_events",
     "prefill",
-    "step_together",
+    "feed_together",
 ]
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -99,60 +99,86 @@ class LLMState:
 
     def feed_blocks(self, embeds: torch.Tensor) -> None:
         """Feed ``(1, n, hidden)`` embeddings in blocks that end at multiples of the model's ``prefill_block``
-        (absolute positions), so a prompt's keys and values are computed the same way whatever prefix was reused."""
+        (absolute positions), so a prompt's keys and values are computed the same way whatever prefix was reused.
+        With a :class:`~codi2_sdk.model.batching.StepBatcher` in use, each block goes with other generations'."""
         block = self.model.config.prefill_block
         start = 0
         while start < embeds.shape[1]:
             end = min(embeds.shape[1], start + block - (self.length % block))
-            self.feed(embeds[:, start:end])
+            self._feed_maybe_together(embeds[:, start:end], block)
             start = end
 
     def feed_one(self, embeds: torch.Tensor) -> None:
-        """Feed one position's ``(1, 1, hidden)`` embedding: with other generations' when a
-        :class:`~codi2_sdk.model.batching.StepBatcher` is in use (:func:`step_together`), else alone."""
-        batcher = current_batcher()
-        if batcher is None:
-            self.feed(embeds)
-        else:
-            batcher.run(("llm-step", id(self.model), embeds.dtype), step_together, (self, embeds))
+        """Feed one position's ``(1, 1, hidden)`` embedding (with other generations' when batching)."""
+        self._feed_maybe_together(embeds, 1)
 
     def feed_token(self, token: int) -> None:
         ids = torch.tensor([[token]], device=self.model.device)
         self.feed_one(self.model.llm.get_input_embeddings()(ids))
 
+    def _feed_maybe_together(self, embeds: torch.Tensor, span: int) -> None:
+        batcher = current_batcher()
+        if batcher is None:
+            self.feed(embeds)
+        else:  # blocks and single steps go in separate groups: a step padded to a block's span would cost its span
+            batcher.run(("llm", id(self.model), embeds.dtype, span), feed_together, (self, embeds, span))
+
+
+class _Rows(list):
+    """Per-row tensors of a batch whose rows differ in length, and how many positions each row feeds."""
+
+    def __init__(self, tensors: list[torch.Tensor], fed: list[int], past: list[int]) -> None:
+        super().__init__(tensors)
+        self.fed, self.past = fed, past
+
 
 class _RowCaches:
-    """The KV caches of a batch's rows, each its own length: the LLM's cache for :func:`step_together`. Each row's
-    new key and value go to its own cache; attention then gets each row's whole keys and values, as lists."""
+    """The KV caches of a batch's rows, each its own length: the LLM's cache in :func:`feed_together`. Each row's
+    new keys and values (its fed positions, not the padding) go to its own cache; attention then gets each row's
+    whole keys and values (:class:`_Rows`)."""
 
-    def __init__(self, caches: list[DynamicCache], width: int) -> None:
-        self.caches, self.width = caches, width
+    def __init__(self, caches: list[DynamicCache], fed: list[int], width: int) -> None:
+        self.caches, self.fed, self.width = caches, fed, width
+        self.past = [cache.get_seq_length() for cache in caches]
 
-    def update(
-        self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        rows = [cache.update(keys[i : i + 1], values[i : i + 1], layer_idx) for i, cache in enumerate(self.caches)]
-        rows += [rows[0]] * (self.width - len(rows))  # padding rows attend like the first, and are dropped
-        return [k for k, _ in rows], [v for _, v in rows]
+    def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple:
+        rows = [
+            cache.update(keys[i : i + 1, :, :n], values[i : i + 1, :, :n], layer_idx)
+            for i, (cache, n) in enumerate(zip(self.caches, self.fed, strict=True))
+        ]
+        pad = self.width - len(rows)  # padding rows attend like the first, and are dropped
+        rows += [rows[0]] * pad
+        fed, past = self.fed + [self.fed[0]] * pad, self.past + [self.past[0]] * pad
+        return _Rows([k for k, _ in rows], fed, past), _Rows([v for _, v in rows], fed, past)
 
 
 def _attention_by_row(
     module: torch.nn.Module,
     query: torch.Tensor,
-    key: list[torch.Tensor],
-    value: list[torch.Tensor],
+    key: _Rows,
+    value: _Rows,
     attention_mask: torch.Tensor | None,
     dropout: float = 0.0,
     scaling: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
-    """One query position per row against that row's own keys: no padding, so no row depends on another."""
-    rows = [
-        sdpa_attention_forward(module, query[i : i + 1], k, v, None, dropout=dropout, scaling=scaling, is_causal=False)[
-            0
-        ]
-        for i, (k, v) in enumerate(zip(key, value, strict=True))
-    ]
+    """Each row's fed positions against that row's own keys, causally; padding positions give zeros. No row's
+    attention is padded to another's length, so no row depends on another."""
+    span = query.shape[2]
+    rows = []
+    for i, (k, v) in enumerate(zip(key, value, strict=True)):
+        n, past = key.fed[i], key.past[i]
+        mask = None
+        if n > 1:
+            mask = (
+                torch.arange(past + n, device=query.device)[None]
+                <= (past + torch.arange(n, device=query.device))[:, None]
+            )
+            mask = mask[None, None]
+        out = sdpa_attention_forward(
+            module, query[i : i + 1, :, :n], k, v, mask, dropout=dropout, scaling=scaling, is_causal=False
+        )[0]
+        rows.append(torch.nn.functional.pad(out, (0, 0, 0, 0, 0, span - n)))
     return torch.cat(rows), None
 
 
@@ -160,31 +186,35 @@ _ROW_ATTENTION = "codi2_attention_by_row"
 AttentionInterface.register(_ROW_ATTENTION, _attention_by_row)
 
 
-def step_together(items: list[tuple[LLMState, torch.Tensor]], width: int) -> list[None]:
-    """Feed one position to each of several generations' LLM states in one forward of ``width`` rows (the
-    :class:`~codi2_sdk.model.batching.StepBatcher`'s step for the LLM)."""
-    states = [state for state, _ in items]
+def feed_together(items: list[tuple[LLMState, torch.Tensor, int]], width: int) -> list[None]:
+    """Feed several generations' LLM states their ``(1, n, hidden)`` embeddings (``n`` at most the items' span) in
+    one forward of ``width`` rows of ``span`` positions, padded (the :class:`~codi2_sdk.model.batching.StepBatcher`'s
+    step for the LLM)."""
+    states = [state for state, _, _ in items]
+    fed = [embeds.shape[1] for _, embeds, _ in items]
+    span = items[0][2]
     model = states[0].model
-    pad = width - len(items)
-    embeds = torch.cat([e for _, e in items] + [items[0][1]] * pad)
-    positions = torch.tensor([s.length for s in states] + [states[0].length] * pad, device=embeds.device)[:, None]
+    rows = [torch.nn.functional.pad(embeds, (0, 0, 0, span - embeds.shape[1])) for _, embeds, _ in items]
+    embeds = torch.cat(rows + [rows[0]] * (width - len(items)))
+    starts = [s.length for s in states] + [states[0].length] * (width - len(items))
+    positions = torch.tensor(starts, device=embeds.device)[:, None] + torch.arange(span, device=embeds.device)
     config = model.llm.config
     previous = config._attn_implementation
     config._attn_implementation = _ROW_ATTENTION  # for this call only; the batcher's lock keeps others out
     try:
         out = model.llm(
             inputs_embeds=embeds,
-            cache=_RowCaches([s.cache for s in states], width),
+            cache=_RowCaches([s.cache for s in states], fed, width),
             position_ids=positions,
             use_cache=True,
             output_hidden_states=True,
         )
     finally:
         config._attn_implementation = previous
-    for i, state in enumerate(states):
-        state.length += 1
-        state.logits = out.logits[i, -1].float()
-        state.hidden = out.hidden_states[-1][i, -1]
+    for i, (state, n) in enumerate(zip(states, fed, strict=True)):
+        state.length += n
+        state.logits = out.logits[i, n - 1].float()
+        state.hidden = out.hidden_states[-1][i, n - 1]
     return [None] * len(items)
 
 
