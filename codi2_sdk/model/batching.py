@@ -83,6 +83,7 @@ class StepBatcher:
         self._pending = 0  # generations waiting for the lock, to compute
         self._pending_lock = threading.Lock()
         self._waiting = 0
+        self._woken = 0  # members of a group that ran, not yet back from waiting: they compute next
         self.calls = 0  # groups run, and the items in them: calls / items is the batching achieved
         self.items = 0
 
@@ -125,6 +126,7 @@ class StepBatcher:
             timeout = self._run_ready_groups()
             if not entry.done:
                 self.lock.wait(timeout)
+        self._woken -= 1
         if entry.error is not None:
             raise entry.error
         return entry.result
@@ -137,7 +139,7 @@ class StepBatcher:
             if full:
                 key = full[0]
             elif self._waiting < self._active:
-                if self._pending:
+                if self._pending or self._woken:
                     return None  # one is about to compute, and will reach a step or end
                 left = oldest.since + self.max_wait - time.monotonic()
                 if left > 0:
@@ -148,6 +150,7 @@ class StepBatcher:
     def _run_group(self, key: Hashable) -> None:
         group = self._groups.pop(key)
         self._waiting -= len(group.entries)
+        self._woken += len(group.entries)
         self.calls += 1
         self.items += len(group.entries)
         try:
