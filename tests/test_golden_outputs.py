@@ -11,8 +11,9 @@ which amplifies such differences). Both answers are still right in every attribu
 
 Re-recorded (issue 11, codi2-mini v2): every media hash, and the two video rows are new. The LLM trained on (the
 ``llm-v2`` and ``lora`` stages), and Pillow is 12.3 (Gradio's bound) where it was 13.0. The texts held.
-An in-context video edit is not pinned: its MP4 bytes change with what the backend's prefix KV cache held before
-(reuse is not bit-exact for that prompt, and H.264 turns the last-bit differences into other bytes); issue 12.
+Re-recorded (issue 12): the two video rows. MP4 files were not deterministic: x264's macroblock tree reads memory it
+has not written, so the same frames gave other bytes from call to call (the prefix cache, first blamed, was not at
+fault). It is off now (``codi2_sdk._media.encode_video``), and the in-context video edit is pinned like the rest.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ TURNS = {
 TASK_CASES = (
     "in_context_image_edit",
     "in_context_audio_edit",
+    "in_context_video_edit",
     "multi_round_edit",
     "interleaved_answer",
 )
@@ -63,6 +65,7 @@ EXPECTED: dict[str, list[str]] = {
     "text_to_video": ["video:1569e19aacffd8a1"],
     "in_context_image_edit": ["image:724b5721250d4add"],
     "in_context_audio_edit": ["audio:2d4defa0904b94a5"],
+    "in_context_video_edit": ["video:TO-RECORD"],
     "multi_round_edit": ["image:84665bb0fddd2850"],
     "interleaved_answer": [
         "text:02308ca616d09109",
