@@ -62,10 +62,10 @@ EXPECTED: dict[str, list[str]] = {
     "image_to_audio": ["audio:978f3cfdb6aca5ef"],
     "image_to_audio_trimmed": ["audio:f83f7a1e6ea2b5a2"],
     "sampled_text": ["text:e277e9728b810d8b"],
-    "text_to_video": ["video:1569e19aacffd8a1"],
+    "text_to_video": ["video:db9114d8df8dc7f5"],
     "in_context_image_edit": ["image:724b5721250d4add"],
     "in_context_audio_edit": ["audio:2d4defa0904b94a5"],
-    "in_context_video_edit": ["video:TO-RECORD"],
+    "in_context_video_edit": ["video:bb16a19e54750435"],
     "multi_round_edit": ["image:84665bb0fddd2850"],
     "interleaved_answer": [
         "text:02308ca616d09109",

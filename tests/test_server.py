@@ -244,6 +244,7 @@ def test_thread_default_shares_the_cpus_between_processes(monkeypatch) -> None:
     assert ServerSettings(processes_per_machine=2).torch_threads() == 2
     assert ServerSettings(processes_per_machine=8).torch_threads() == 1  # never zero
     assert ServerSettings(threads=3, processes_per_machine=8).torch_threads() == 3
+    assert ServerSettings(max_batch_size=8).torch_threads() == 1  # batched requests compute from several threads
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert ServerSettings().torch_threads() == 1
     monkeypatch.setenv("CODI2_PROCESSES_PER_MACHINE", "2")

@@ -44,8 +44,9 @@ class ServerSettings(BaseSettings):
     parse_workers: int = Field(2, ge=1, le=64)
     """Bodies parsed (and their media checked) at once, each in a worker thread; more wait their turn."""
     threads: int | None = Field(None, ge=1)
-    """Torch CPU threads for the model; ``None``: ``OMP_NUM_THREADS`` if set, else the CPUs this process may
-    use divided by ``processes_per_machine``."""
+    """Torch CPU threads for the model; ``None``: ``OMP_NUM_THREADS`` if set, else 1 with batching (its requests
+    compute from their own threads, and OpenMP teams of several live threads slow each other), else the CPUs
+    this process may use divided by ``processes_per_machine``."""
     processes_per_machine: int = Field(1, ge=1)
     """How many model processes share this machine's CPUs (server processes, Ray replicas): each takes its
     share of threads, as OpenMP threads of two processes that each take every CPU spin against each other."""
@@ -80,5 +81,7 @@ class ServerSettings(BaseSettings):
             return self.threads
         if os.environ.get("OMP_NUM_THREADS", "").isdigit():
             return max(1, int(os.environ["OMP_NUM_THREADS"]))
+        if self.max_batch_size > 1:
+            return 1
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         return max(1, cpus // self.processes_per_machine)

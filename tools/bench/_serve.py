@@ -6,7 +6,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,14 +19,18 @@ from codi2_sdk.server import ServerSettings, create_app
 
 
 @contextmanager
-def serve(backend: Backend, **settings: object) -> Iterator[str]:
-    """Serve ``backend`` on 127.0.0.1 at a free port; yields the base URL."""
+def serve(backend: Backend | Callable[[], Backend], **settings: object) -> Iterator[str]:
+    """Serve ``backend`` (or what a loader returns, loaded in the server's loader thread) on 127.0.0.1 at a free
+    port; yields the base URL once the model is ready."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(backend, ServerSettings(**settings)), log_level="warning"))
+    app = create_app(backend, ServerSettings(**settings))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    while not server.started:
+    while not server.started or app.state.model.backend is None:
+        if app.state.model.load_error is not None:
+            raise RuntimeError(f"the model did not load: {app.state.model.load_error}")
         time.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -22,7 +22,9 @@ import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
+import torch
 from _serve import serve
 
 from codi2_sdk import Codi2Error, GenerationRequest, RemoteBackend, user
@@ -71,7 +73,7 @@ def measure(url: str, clients: int, seconds: float) -> tuple[float, list[float],
 
 
 @contextmanager
-def ray_serve(model: str, replicas: int, max_queue: int) -> Iterator[str]:
+def ray_serve(model: str, replicas: int, max_queue: int, max_batch_size: int = 1) -> Iterator[str]:
     import socket
 
     import ray
@@ -86,7 +88,9 @@ def ray_serve(model: str, replicas: int, max_queue: int) -> Iterator[str]:
     sock.close()
     ray.init(num_cpus=replicas, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
-        settings = ServerSettings(model=model, port=port, max_queue=max_queue, retry_after=0)
+        settings = ServerSettings(
+            model=model, port=port, max_queue=max_queue, retry_after=0, max_batch_size=max_batch_size
+        )
         yield serve_on_ray(settings, replicas=replicas, threads_per_replica=1, blocking=False)
     finally:
         serve.shutdown()
@@ -103,23 +107,29 @@ def main() -> None:
     parser.add_argument("--ray-replicas", type=int, default=0, help="serve on Ray Serve with this many replicas")
     parser.add_argument("--batch-sizes", default="1", help="comma-separated max_batch_size values to serve with")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.batch_sizes.split(",")]
     if args.ray_replicas:
         runs = [
-            (ray_serve(args.model, args.ray_replicas, args.max_queue), f"Ray Serve, {args.ray_replicas} x 1 thread")
+            (
+                ray_serve(args.model, args.ray_replicas, args.max_queue, size),
+                f"Ray Serve, {args.ray_replicas} replicas x 1 thread, max_batch_size {size}",
+            )
+            for size in sizes
         ]
     else:
-        model = LocalBackend.from_pretrained(args.model).model
+        # loaded by the server's loader thread, as `codi2 serve` does: a thread that ran torch and lives on (this
+        # one would) slows every other thread's torch work (docs/server.md, "Threads")
         runs = [
             (
                 serve(
-                    LocalBackend(model, max_batch_size=size),
+                    partial(LocalBackend.from_pretrained, args.model, max_batch_size=size),
                     max_queue=args.max_queue,
                     max_batch_size=size,
                     retry_after=0,
                 ),
-                f"one process, max_batch_size {size}",
+                f"one process, {torch.get_num_threads()} torch threads, max_batch_size {size}",
             )
-            for size in (int(s) for s in args.batch_sizes.split(","))
+            for size in sizes
         ]
     baseline = None
     for server, where in runs:
