@@ -145,3 +145,29 @@ def test_batching_is_off_by_default_and_sizes_are_checked(mini_model) -> None:
     assert LocalBackend(mini_model).batcher is None
     with pytest.raises(ValueError, match="max_batch_size"):
         StepBatcher(max_batch_size=0)
+
+
+def test_the_full_scale_twin_batches_too() -> None:
+    """The paper's classes (Llama with its LoRA, unCLIP, AudioLDM2, Zeroscope) under batching: LLM steps go
+    together; the pipelines' own loops run their UNet calls one request at a time."""
+    from codi2_sdk.model.twins import full_scale_twin
+
+    backend = LocalBackend(full_scale_twin(seed=0), max_batch_size=3)
+    requests = [
+        GenerationRequest(
+            messages=[user("show a red circle.")],
+            config={"seed": i, "output_modality": modality, "text": {"max_new_tokens": 3}},
+        )
+        for i, modality in enumerate(["image", "audio", "text"])
+    ]
+    alone = [hashes(backend.generate(r)) for r in requests]
+    results: dict[int, list[str]] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, hashes(backend.generate(requests[i]))))
+        for i in range(len(requests))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [results[i] for i in range(len(requests))] == alone
