@@ -14,6 +14,8 @@ Re-recorded (issue 11, codi2-mini v2): every media hash, and the two video rows 
 Re-recorded (issue 12): the two video rows. MP4 files were not deterministic: x264's macroblock tree reads memory it
 has not written, so the same frames gave other bytes from call to call (the prefix cache, first blamed, was not at
 fault). It is off now (``codi2_sdk._media.encode_video``), and the in-context video edit is pinned like the rest.
+Then every media hash again: the ``llm-v2`` stage resumed to 2500 steps and the LoRA stage ran again (issue 11).
+The texts held.
 """
 
 from __future__ import annotations
@@ -57,21 +59,21 @@ TASK_CASES = (
 
 EXPECTED: dict[str, list[str]] = {
     "describe": ["text:e277e9728b810d8b"],
-    "text_to_image": ["image:8af20bd67215fbce"],
-    "text_to_image_resized": ["image:96ed4dac868a2456"],
-    "image_to_audio": ["audio:978f3cfdb6aca5ef"],
-    "image_to_audio_trimmed": ["audio:f83f7a1e6ea2b5a2"],
+    "text_to_image": ["image:ace751c8391dc644"],
+    "text_to_image_resized": ["image:76f0719fdcc4ffa1"],
+    "image_to_audio": ["audio:e143537729835954"],
+    "image_to_audio_trimmed": ["audio:c1ae66c399b085fe"],
     "sampled_text": ["text:e277e9728b810d8b"],
-    "text_to_video": ["video:db9114d8df8dc7f5"],
-    "in_context_image_edit": ["image:724b5721250d4add"],
-    "in_context_audio_edit": ["audio:2d4defa0904b94a5"],
-    "in_context_video_edit": ["video:bb16a19e54750435"],
-    "multi_round_edit": ["image:84665bb0fddd2850"],
+    "text_to_video": ["video:e6e69dc290ed646a"],
+    "in_context_image_edit": ["image:ea5001855f530055"],
+    "in_context_audio_edit": ["audio:b242ca288f559e87"],
+    "in_context_video_edit": ["video:67a23a557fd5a17f"],
+    "multi_round_edit": ["image:135197c209a407ec"],
     "interleaved_answer": [
         "text:02308ca616d09109",
-        "image:a9c87caeab06f38e",
+        "image:e4a71f4e3ceb646b",
         "text:00b7d883f2bbe8e6",
-        "audio:84dd912eaaea7d6c",
+        "audio:19df824eb314c490",
     ],
 }
 

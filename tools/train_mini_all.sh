@@ -16,7 +16,8 @@ lane_a=$!
 ( $PY tools/train_mini.py vae-image && wait_for $W/training/feature_norms.json && \
   $PY tools/train_mini.py unet-image && $PY tools/train_mini.py llm && \
   $PY tools/train_mini.py llm --steps 4500 && \
-  wait_for runs/mini/audio.done && $PY tools/train_mini.py llm-v2 ) > runs/mini/lane-b.out 2>&1 &  # resumed: 2500 more steps
+  wait_for runs/mini/audio.done && $PY tools/train_mini.py llm-v2 && \
+  $PY tools/train_mini.py llm-v2 --steps 2500 ) > runs/mini/lane-b.out 2>&1 &  # llm and llm-v2 resume their runs to more steps
 lane_b=$!
 wait $lane_a
 wait $lane_b
