@@ -19,12 +19,14 @@ from codi2_sdk.server import ServerSettings, create_app
 
 
 @contextmanager
-def serve(backend: Backend | Callable[[], Backend], **settings: object) -> Iterator[str]:
-    """Serve ``backend`` (or what a loader returns, loaded in the server's loader thread) on 127.0.0.1 at a free
-    port; yields the base URL once the model is ready."""
+def serve(backend: Backend | Callable[[], Backend] | None = None, **settings: object) -> Iterator[str]:
+    """Serve ``backend`` (or what a loader returns, loaded in the server's loader thread; by default the model
+    that ``settings`` name, loaded as ``codi2 serve`` loads it) on 127.0.0.1 at a free port; yields the base URL
+    once the model is ready."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    app = create_app(backend, ServerSettings(**settings))
+    server_settings = ServerSettings(**settings)
+    app = create_app(backend or server_settings.load_backend, server_settings)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -22,13 +22,11 @@ import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 
 import torch
 from _serve import serve
 
 from codi2_sdk import Codi2Error, GenerationRequest, RemoteBackend, user
-from codi2_sdk.backends.local import LocalBackend
 
 
 async def client(url: str, index: int, stop_at: float, latencies: list[float], errors: list[str]) -> None:
@@ -117,16 +115,11 @@ def main() -> None:
             for size in sizes
         ]
     else:
-        # loaded by the server's loader thread, as `codi2 serve` does: a thread that ran torch and lives on (this
-        # one would) slows every other thread's torch work (docs/server.md, "Threads")
+        # loaded by the server's loader thread, as `codi2 serve` loads it: a thread that ran torch and lives on
+        # (this one would) slows every other thread's torch work (docs/server.md, "Threads")
         runs = [
             (
-                serve(
-                    partial(LocalBackend.from_pretrained, args.model, max_batch_size=size),
-                    max_queue=args.max_queue,
-                    max_batch_size=size,
-                    retry_after=0,
-                ),
+                serve(model=args.model, max_queue=args.max_queue, max_batch_size=size, retry_after=0),
                 f"one process, {torch.get_num_threads()} torch threads, max_batch_size {size}",
             )
             for size in sizes
