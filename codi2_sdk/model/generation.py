@@ -137,19 +137,18 @@ class _RowCaches:
     new keys and values (its fed positions, not the padding) go to its own cache; attention then gets each row's
     whole keys and values (:class:`_Rows`)."""
 
-    def __init__(self, caches: list[DynamicCache], fed: list[int], width: int) -> None:
-        self.caches, self.fed, self.width = caches, fed, width
-        self.past = [cache.get_seq_length() for cache in caches]
+    def __init__(self, caches: list[DynamicCache], fed: list[int], past: list[int]) -> None:
+        """``fed`` and ``past`` (positions fed now, and before) have an entry per row, padding rows included; the
+        padding rows (beyond ``caches``) attend like the first, and are dropped."""
+        self.caches, self.fed, self.past = caches, fed, past
 
     def update(self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple:
         rows = [
             cache.update(keys[i : i + 1, :, :n], values[i : i + 1, :, :n], layer_idx)
-            for i, (cache, n) in enumerate(zip(self.caches, self.fed, strict=True))
+            for i, (cache, n) in enumerate(zip(self.caches, self.fed, strict=False))
         ]
-        pad = self.width - len(rows)  # padding rows attend like the first, and are dropped
-        rows += [rows[0]] * pad
-        fed, past = self.fed + [self.fed[0]] * pad, self.past + [self.past[0]] * pad
-        return _Rows([k for k, _ in rows], fed, past), _Rows([v for _, v in rows], fed, past)
+        rows += [rows[0]] * (len(self.fed) - len(rows))
+        return _Rows([k for k, _ in rows], self.fed, self.past), _Rows([v for _, v in rows], self.fed, self.past)
 
 
 def _attention_by_row(
@@ -190,13 +189,14 @@ def feed_together(items: list[tuple[LLMState, torch.Tensor, int]], width: int) -
     """Feed several generations' LLM states their ``(1, n, hidden)`` embeddings (``n`` at most the items' span) in
     one forward of ``width`` rows of ``span`` positions, padded (the :class:`~codi2_sdk.model.batching.StepBatcher`'s
     step for the LLM)."""
+    pad = width - len(items)  # padding rows repeat the first
     states = [state for state, _, _ in items]
-    fed = [embeds.shape[1] for _, embeds, _ in items]
+    fed = [embeds.shape[1] for _, embeds, _ in items] + [items[0][1].shape[1]] * pad
+    starts = [s.length for s in states] + [states[0].length] * pad
     span = items[0][2]
     model = states[0].model
     rows = [torch.nn.functional.pad(embeds, (0, 0, 0, span - embeds.shape[1])) for _, embeds, _ in items]
-    embeds = torch.cat(rows + [rows[0]] * (width - len(items)))
-    starts = [s.length for s in states] + [states[0].length] * (width - len(items))
+    embeds = torch.cat(rows + [rows[0]] * pad)
     positions = torch.tensor(starts, device=embeds.device)[:, None] + torch.arange(span, device=embeds.device)
     config = model.llm.config
     previous = config._attn_implementation
@@ -204,14 +204,14 @@ def feed_together(items: list[tuple[LLMState, torch.Tensor, int]], width: int) -
     try:
         out = model.llm(
             inputs_embeds=embeds,
-            cache=_RowCaches([s.cache for s in states], fed, width),
+            cache=_RowCaches([s.cache for s in states], fed, starts),
             position_ids=positions,
             use_cache=True,
             output_hidden_states=True,
         )
     finally:
         config._attn_implementation = previous
-    for i, (state, n) in enumerate(zip(states, fed, strict=True)):
+    for i, (state, n) in enumerate(zip(states, fed, strict=False)):
         state.length += n
         state.logits = out.logits[i, n - 1].float()
         state.hidden = out.hidden_states[-1][i, n - 1]
