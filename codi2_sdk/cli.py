@@ -63,6 +63,20 @@ def _eval(args: argparse.Namespace) -> int:
                 f"{m[k]:.2f} / {m[k + '_render_floor']:.2f} / {m[k + '_copy_query']:.2f}" for k in ("lsd", "kl", "fd")
             ]
             print(f"{name:34} {cells[0]:>20} {cells[1]:>20} {cells[2]:>26}")
+    subjects = {name: row for name, row in result["tasks"].items() if "subject_metrics" in row}
+    if subjects:
+        print("\nsubject-driven (answer / render of the asked picture / first reference unchanged):")
+        print(f"{'task':34} {'DINO-style':>20} {'CLIP-I-style':>20} {'CLIP-T-style':>20}")
+        for name, row in subjects.items():
+            for split in ("subject_metrics", "heldout_subject_metrics"):
+                m = row.get(split)
+                if m:
+                    cells = [
+                        f"{m[k]:.3f} / {m[k + '_render_floor']:.3f} / {m[k + '_copy_query']:.3f}"
+                        for k in ("dino", "clip_i", "clip_t")
+                    ]
+                    label = name + (" (held-out)" if split.startswith("heldout") else "")
+                    print(f"{label:34} {cells[0]:>20} {cells[1]:>20} {cells[2]:>20}")
     return 0
 
 

@@ -93,6 +93,19 @@ def _scenes() -> list[Scene]:
                 ["move it to the right."],
             ],
         ),
+        Scene(
+            "Subject-driven generation (zero-shot)",
+            "Two pictures of an object no word names and no training saw (a blue diamond with a checker on it), then "
+            '"draw this object large on the right.": the model keeps the object\'s look at the new size and place.',
+            [
+                [
+                    pic("a small blue diamond on the left", mark="checker", seed=1),
+                    pic("a large blue diamond in the center", mark="checker", seed=2),
+                    "draw this object large on the right.",
+                ]
+            ],
+            config={"output_modality": "image"},
+        ),
     ]
 
 

@@ -10,7 +10,9 @@ Pictures: a size (small, large), a colour (red, yellow, green, cyan, blue, magen
 triangle, diamond) and a position (left, center, right). Sounds: one to three beeps (``one beep``, ``two
 beeps``), a timbre (sine, square, sawtooth) and a note after ``at`` (do re mi fa sol la si doh). Video clips
 (8 frames at 4 fps): a picture's item ``moving to the right`` or ``moving to the left`` (with its size), or
-``growing`` or ``shrinking`` (in the center, without a size).
+``growing`` or ``shrinking`` (in the center, without a size). A picture can carry a subject's mark
+(``mark="checker"``: ``hstripes``, ``vstripes``, ``dstripes``, ``checker``, ``spot``, ``ring``), which no word
+names: the pictures for subject-driven generation ("draw this object large on the right.").
 """
 
 from __future__ import annotations
@@ -21,22 +23,26 @@ from .errors import InvalidRequestError
 __all__ = ["clip", "picture", "sound"]
 
 
-def picture(description: str, *, seed: int = 0) -> Image:
-    """Render ``"a large blue square in the center"`` as a 64 x 64 PNG (``seed`` picks the small jitter).
+def picture(description: str, *, mark: str = "", seed: int = 0) -> Image:
+    """Render ``"a large blue square in the center"`` as a 64 x 64 PNG (``seed`` picks the small jitter;
+    ``mark`` paints a subject's mark on it).
 
     Raises:
-        InvalidRequestError: the description misses an attribute or uses words of no attribute.
+        InvalidRequestError: the description misses an attribute or uses words of no attribute, or the mark
+            is not one of the world's.
     """
     import numpy as np
 
     from .mini.tasks import parse_picture
-    from .mini.world import PICTURE_ATTRIBUTES, render_picture
+    from .mini.world import MARKS, PICTURE_ATTRIBUTES, render_picture
 
     item = parse_picture(description)
     if item is None:
         options = "; ".join(f"{name}: {', '.join(map(str, values))}" for name, values in PICTURE_ATTRIBUTES.items())
         raise InvalidRequestError(f"cannot draw {description!r}: name one of each ({options})")
-    return Image.from_pil(render_picture(item, np.random.default_rng(seed)))
+    if mark and mark not in MARKS:
+        raise InvalidRequestError(f"unknown mark {mark!r}: one of {', '.join(MARKS)}")
+    return Image.from_pil(render_picture(item.with_("mark", mark), np.random.default_rng(seed)))
 
 
 def sound(description: str, *, seed: int = 0) -> Audio:

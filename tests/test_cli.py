@@ -45,6 +45,7 @@ def test_demo_writes_a_page_that_shows_every_turn(tmp_path: Path) -> None:
     from codi2_sdk import Conversation as Conv
     from codi2_sdk.mini.clips import Clip, probe_clip
     from codi2_sdk.mini.probes import probe_picture
+    from codi2_sdk.mini.world import Picture
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -61,13 +62,15 @@ def test_demo_writes_a_page_that_shows_every_turn(tmp_path: Path) -> None:
     sources = re.findall(r'src="([^"]+)"', page)
     assert len(sources) >= 15 and all((index.parent / src).is_file() for src in sources)
     titles = ("Text to image", "In-context image edit", "Image to audio", "In-context audio edit", "Text to video")
-    for title in (*titles, "In-context video edit", "three-turn"):
+    for title in (*titles, "In-context video edit", "three-turn", "Subject-driven generation"):
         assert title in page
-    assert page.count('class="role">codi2-mini') == 9  # one answer per turn of the seven scenes
+    assert page.count('class="role">codi2-mini') == 10  # one answer per turn of the eight scenes
     edit = Conv.load(index.parent / "2-conversation.json")  # the 2-shot edit: make it large
     assert probe_picture(edit.history[-1].images[0].to_pil()).size == "large"  # type: ignore[union-attr]
     clip = Conv.load(index.parent / "6-conversation.json").history[-1].videos[0]  # the video edit: make it green
     assert probe_clip(clip.to_frames()) == Clip("triangle", "green", "small", "leftward")
+    drawn = Conv.load(index.parent / "8-conversation.json").history[-1].images[0]  # the subject, large on the right
+    assert probe_picture(drawn.to_pil()) == Picture("diamond", "blue", "large", "right")
     assert "<video controls" in page
 
 

@@ -195,3 +195,18 @@ def test_open_media_picks_the_part_by_suffix(tmp_path: Path) -> None:
         open_media(tmp_path / "notes.txt")
     with pytest.raises(InvalidRequestError, match="cannot show"):
         samples.clip("a blue square")
+
+
+def test_sample_pictures_of_a_subject_carry_its_mark() -> None:
+    from codi2_sdk import InvalidRequestError, samples
+    from codi2_sdk.mini.probes import probe_picture
+    from codi2_sdk.mini.world import Picture
+
+    plain = samples.picture("a large green diamond on the right", seed=3)
+    marked = samples.picture("a large green diamond on the right", mark="checker", seed=3)
+    assert (
+        probe_picture(marked.to_pil()) == probe_picture(plain.to_pil()) == Picture("diamond", "green", "large", "right")
+    )
+    assert marked != plain
+    with pytest.raises(InvalidRequestError, match="unknown mark 'plaid': one of hstripes"):
+        samples.picture("a large green diamond on the right", mark="plaid")

@@ -20,6 +20,7 @@ from codi2_sdk.evaluation import (
     load_dreambench,
     log_spectral_distance,
     paired_kl,
+    subject_similarity,
 )
 from codi2_sdk.testing import fake_audio
 
@@ -126,6 +127,31 @@ def test_audio_edit_metrics_over_any_embedding() -> None:
     assert off["lsd"] > 0.5 and off["kl"] > exact["kl"] and off["fd"] > 0
     with pytest.raises(ValueError, match="one target per generated clip"):
         AudioEditMetrics(embed).score(targets[:2], targets)
+
+
+def test_subject_similarity_over_any_embedding_and_on_the_mini_world() -> None:
+    def embed(pictures: list[Image]) -> np.ndarray:  # mean colour, as unit vectors
+        means = np.stack([np.asarray(p.to_pil(), dtype=np.float64).mean(axis=(0, 1)) for p in pictures])
+        return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+    red, blue = picture("red"), picture("blue")
+    assert subject_similarity(embed, [red], [[red, red]]) == pytest.approx(1.0)
+    assert subject_similarity(embed, [blue], [[red]]) == pytest.approx(0.0, abs=1e-9)
+    assert subject_similarity(embed, [red, blue], [[red], [red, blue]]) == pytest.approx(0.75)
+
+    # codi2-mini's encoder sees a subject's mark: another render of the same subject is nearer than the same
+    # object with another mark, under both the DINO-style and the CLIP-I-style embedding
+    from functools import partial
+
+    from codi2_sdk import samples
+    from codi2_sdk.mini.evaluate import mini_image_features
+
+    references = [samples.picture("a small blue diamond on the left", mark="checker", seed=s) for s in (1, 2)]
+    same = samples.picture("a large blue diamond on the right", mark="checker", seed=3)
+    other = samples.picture("a large blue diamond on the right", mark="hstripes", seed=3)
+    for kind in ("texture", "pooled"):
+        mini = partial(mini_image_features, kind=kind)
+        assert subject_similarity(mini, [same], [references]) > subject_similarity(mini, [other], [references])
 
 
 def test_dreambench_folder_layout(tmp_path: Path) -> None:

@@ -16,6 +16,10 @@ has not written, so the same frames gave other bytes from call to call (the pref
 fault). It is off now (``codi2_sdk._media.encode_video``), and the in-context video edit is pinned like the rest.
 Then every media hash again: the ``llm-v2`` stage resumed to 2500 steps and the LoRA stage ran again (issue 11).
 The texts held.
+Re-recorded (issue 11, subjects): every media hash, and ``subject_driven_image`` is new. The image encoder gained a
+texture branch, the image autoencoder and UNet trained on marked subjects, the image whitening was refitted, and the
+LLM and the LoRA trained on (``encoders-marks``, ``vae-marks``, ``unet-marks``, ``llm-subjects``, ``lora``). The texts
+held.
 """
 
 from __future__ import annotations
@@ -55,26 +59,28 @@ TASK_CASES = (
     "in_context_video_edit",
     "multi_round_edit",
     "interleaved_answer",
+    "subject_driven_image",
 )
 
 EXPECTED: dict[str, list[str]] = {
     "describe": ["text:e277e9728b810d8b"],
-    "text_to_image": ["image:ace751c8391dc644"],
-    "text_to_image_resized": ["image:76f0719fdcc4ffa1"],
-    "image_to_audio": ["audio:e143537729835954"],
-    "image_to_audio_trimmed": ["audio:c1ae66c399b085fe"],
+    "text_to_image": ["image:04cce8ed6d2c81ce"],
+    "text_to_image_resized": ["image:082e9aa3fc59d72a"],
+    "image_to_audio": ["audio:31f3a63862fcb0bb"],
+    "image_to_audio_trimmed": ["audio:f62fc7f4cfbc4634"],
     "sampled_text": ["text:e277e9728b810d8b"],
-    "text_to_video": ["video:e6e69dc290ed646a"],
-    "in_context_image_edit": ["image:ea5001855f530055"],
-    "in_context_audio_edit": ["audio:b242ca288f559e87"],
-    "in_context_video_edit": ["video:67a23a557fd5a17f"],
-    "multi_round_edit": ["image:135197c209a407ec"],
+    "text_to_video": ["video:60d820f53605d813"],
+    "in_context_image_edit": ["image:c237a475ff9420e6"],
+    "in_context_audio_edit": ["audio:00ced976631c51ea"],
+    "in_context_video_edit": ["video:2ceec6d9fc875e84"],
+    "multi_round_edit": ["image:672bb4070c8cc124"],
     "interleaved_answer": [
         "text:02308ca616d09109",
-        "image:e4a71f4e3ceb646b",
+        "image:281394a19b63623c",
         "text:00b7d883f2bbe8e6",
-        "audio:19df824eb314c490",
+        "audio:9597a3a5cd5e6a11",
     ],
+    "subject_driven_image": ["image:a38747b34c3404c3"],
 }
 
 

@@ -10,7 +10,9 @@ from codi2_sdk.mini.probes import probe_picture, probe_sound
 from codi2_sdk.mini.tasks import (
     HELDOUT_PICTURES,
     HELDOUT_SOUNDS,
+    HELDOUT_SUBJECTS,
     LORA_TASK,
+    SUBJECT_TASK,
     TASKS,
     TaskSampler,
     is_heldout,
@@ -20,12 +22,16 @@ from codi2_sdk.mini.tasks import (
     vocabulary,
 )
 from codi2_sdk.mini.world import (
+    MARKS,
     PICTURE_ATTRIBUTES,
+    POSITIONS,
+    SIZES,
     SOUND_ATTRIBUTES,
     Picture,
     Sound,
     all_pictures,
     all_sounds,
+    all_subjects,
     picture_to_sound,
     render_picture,
     render_sound,
@@ -136,3 +142,38 @@ def test_clips_are_read_back_exactly_from_renders_and_from_mp4() -> None:
         assert probe_clip(Video.from_frames(frames, fps=CLIP_FPS).to_frames()) == clip
     assert clips[0].describe() == "a small red circle moving to the right"
     assert probe_clip(np.full((8, 64, 64, 3), 255, dtype=np.uint8)) is None  # nothing there
+
+
+def test_subjects_carry_their_mark_and_the_probe_still_reads_them() -> None:
+    subjects = all_subjects()
+    assert len(subjects) == len(set(subjects)) == 144
+    rng = np.random.default_rng(8)
+    pictures = [s.at(size, where) for s in subjects for size in SIZES for where in POSITIONS]
+    right = sum(probe_picture(render_picture(p, rng)) == p.with_("mark", "") for p in pictures)
+    assert right / len(pictures) >= 0.99
+    # a mark changes the object's pixels, and each mark its own way
+    looks = {
+        m: np.asarray(render_picture(Picture("square", "blue", "large", "center", m), np.random.default_rng(0)))
+        for m in ("", *MARKS)
+    }
+    for a in looks:
+        for b in looks:
+            assert a == b or np.abs(looks[a].astype(int) - looks[b]).sum() > 10_000, (a, b)
+    assert Picture("square", "blue", "large", "center", "ring").describe() == "a large blue square in the center"
+
+
+def test_subject_cases_ask_for_a_new_layout_of_the_shown_subject() -> None:
+    assert len(HELDOUT_SUBJECTS) == 14
+    assert {s.mark for s in all_subjects() if s not in HELDOUT_SUBJECTS} == set(MARKS)
+    sampler = TaskSampler(np.random.default_rng(9))
+    for _ in range(20):
+        case = sampler.sample(SUBJECT_TASK)
+        references = case.messages[0].images
+        target = case.expected[0]
+        assert 1 <= len(references) <= 3 and "this object" in case.messages[0].text
+        assert target.mark and target.subject not in HELDOUT_SUBJECTS
+        shown = [probe_picture(r.to_pil()) for r in references]
+        assert all((p.shape, p.colour) == (target.shape, target.colour) for p in shown)
+        assert all((p.size, p.position) != (target.size, target.position) for p in shown)
+    held = TaskSampler(np.random.default_rng(10), heldout=True).sample(SUBJECT_TASK)
+    assert held.heldout and held.expected[0].subject in HELDOUT_SUBJECTS

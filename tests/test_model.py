@@ -336,3 +336,20 @@ def test_resampling_removes_what_the_new_rate_cannot_hold() -> None:
     assert np.abs(waves[0][500:-500]).max() < 0.01  # filtered out (past the onset), not folded to a 4 kHz alias
     spectrum = np.abs(np.fft.rfft(waves[1]))
     assert abs(int(spectrum.argmax()) - 3_000) <= 1 and np.abs(waves[1]).max() > 0.45  # the 3 kHz tone kept
+
+
+def test_a_texture_branch_joins_a_trained_image_encoder_without_changing_its_features(tmp_path: Path) -> None:
+    from codi2_sdk.model.encoders import CNNImageEncoder
+    from codi2_sdk.model.registry import load_kind
+
+    torch.manual_seed(0)
+    plain = CNNImageEncoder(image_size=32, width=16, channels=(8, 16), grid=2)
+    detailed = CNNImageEncoder(image_size=32, width=16, channels=(8, 16), grid=2, detail_channels=4)
+    detailed.load_state_dict(plain.state_dict(), strict=False)
+    pixels = torch.rand(3, 3, 32, 32) * 2 - 1
+    assert torch.equal(detailed(pixels), plain(pixels))  # the branch starts at zero
+    torch.nn.init.normal_(detailed.detail_proj[-1].weight)
+    changed = detailed(pixels)
+    assert not torch.equal(changed[:, 0], plain(pixels)[:, 0]) and torch.equal(changed[:, 1:], plain(pixels)[:, 1:])
+    detailed.save_pretrained(tmp_path / "image")
+    assert torch.equal(load_kind("encoder", "cnn_image", tmp_path / "image")(pixels), changed)

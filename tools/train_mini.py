@@ -9,12 +9,17 @@
     python tools/train_mini.py unet-video            # video diffusion over the image autoencoder's latents
     python tools/train_mini.py llm                   # the tiny Llama on the task mix (needs encoders)
     python tools/train_mini.py llm-v2                # video, own outputs, more shots (needs llm, the decoders)
+    python tools/train_mini.py encoders-marks        # the image encoder learns subjects' marks (distilled)
+    python tools/train_mini.py vae-marks             # the image autoencoder's decoder learns to paint marks
+    python tools/train_mini.py unet-marks            # the image UNet learns marked subjects
+    python tools/train_mini.py llm-subjects          # subject-driven generation joins the mix (needs all above)
     python tools/train_mini.py lora                  # the held-out skill, taught by LoRA (needs all above)
 
 Each stage is seeded, resumable (its state is kept under runs/mini/<stage>/ every few hundred steps;
 run the same command again to resume), logs to codi2_sdk/weights/codi2-mini/training/<stage>.log and
 prints its wall time. Stages on the same line of dependencies can run side by side, one thread each:
-encoders | vae-image | vae-audio, then unet-image | unet-audio | unet-video | llm, then llm-v2, then lora.
+encoders | vae-image | vae-audio, then unet-image | unet-audio | unet-video | llm, then llm-v2, then
+encoders-marks | vae-marks, then unet-marks, then llm-subjects, then lora.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from codi2_sdk.mini.config import LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
 from codi2_sdk.mini.tasks import (  # noqa: E402
     LORA_TASK,
+    SUBJECT_TASK,
     TASKS,
     VIDEO_TASKS,
     TaskSampler,
@@ -52,12 +58,16 @@ from codi2_sdk.mini.tasks import (  # noqa: E402
     vocabulary,
 )
 from codi2_sdk.mini.world import (  # noqa: E402
+    MARKS,
     PICTURE_ATTRIBUTES,
+    POSITIONS,
+    SIZES,
     SOUND_ATTRIBUTES,
     Picture,
     Sound,
     all_pictures,
     all_sounds,
+    all_subjects,
     picture_to_sound,
     render_picture,
     render_sound,
@@ -78,6 +88,9 @@ TRAIN_PICTURES = [p for p in all_pictures() if not is_heldout(p)]
 TRAIN_SOUNDS = [s for s in all_sounds() if not is_heldout(s)]
 PAIRED_PICTURES = [p for p in TRAIN_PICTURES if not is_heldout(picture_to_sound(p))]
 TRAIN_CLIPS = [c for c in all_clips() if not is_heldout(c)]
+TRAIN_SUBJECTS = [s for s in all_subjects() if not is_heldout(s)]
+MARKED_PICTURES = [s.at(size, where) for s in TRAIN_SUBJECTS for size in SIZES for where in POSITIONS]
+MARK_ATTRIBUTES = {**PICTURE_ATTRIBUTES, "mark": ("", *MARKS)}
 
 
 class Log:
@@ -230,6 +243,8 @@ def fresh_decoder(modality: str) -> ImageDecoder | AudioDecoder:
 
 
 def probe_outputs(modality: str, decoder: ImageDecoder | AudioDecoder, outputs: torch.Tensor, items: list) -> float:
+    """The share of decoded ``outputs`` the probe reads back as their items (a mark is not probed)."""
+    items = [i.with_("mark", "") if isinstance(i, Picture) else i for i in items]
     media = decoder.to_media(outputs, generator=torch.Generator().manual_seed(0))
     if modality == "image":
         found = [probe_picture(m.to_pil()) for m in media]
@@ -285,6 +300,7 @@ def train_unet(
     steps: int,
     log: Log,
     save_every: int = 250,
+    lr: float = 5e-4,
 ) -> None:
     """A decoder's UNet on cached latents, each conditioned on a feature of another render of its item (10%
     dropped to zeros, for guidance), with EMA; leaves the EMA weights in the UNet, in eval mode."""
@@ -303,7 +319,7 @@ def train_unet(
         t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
         return decoder.diffusion_loss(z, cond, noise, t)
 
-    run_stage(stage, unet, step_fn, steps=steps, lr=5e-4, log=log, ema=ema, save_every=save_every)
+    run_stage(stage, unet, step_fn, steps=steps, lr=lr, log=log, ema=ema, save_every=save_every)
     ema.copy_to(unet.parameters())
     unet.eval()
 
@@ -579,6 +595,233 @@ def stage_llm_v2(steps: int, log: Log) -> None:
     (LOGS / "feature_norms.json").write_text(json.dumps(norms))
 
 
+def stage_encoders_marks(steps: int, log: Log) -> None:
+    """The image encoder learns subjects' marks: its texture branch (``detail_channels``, starting at zero) is
+    trained to make the mark readable from the pooled feature, while the trained encoder stays frozen and the
+    branch adds nothing to plain pictures (distilled), so that the UNets and the LLM that read those features
+    keep working. The video encoder keeps the encoder it was trained with."""
+    teacher = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval().requires_grad_(False)
+    args = {k: v for k, v in teacher.config.items() if not k.startswith("_")}
+    student = CNNImageEncoder(**{**args, "detail_channels": CONFIG.encoders["image"].args["detail_channels"]})
+    student.load_state_dict(teacher.state_dict(), strict=False)
+    student.requires_grad_(False)
+    branch = torch.nn.ModuleList([student.detail, student.detail_proj]).requires_grad_(True)
+    marks = MARK_ATTRIBUTES["mark"]
+    head = torch.nn.Linear(student.width, len(marks))
+    modules = torch.nn.ModuleDict({"branch": branch, "head": head})
+    half = 32
+
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        pictures = pick(TRAIN_PICTURES, rng, half) + pick(MARKED_PICTURES, rng, half)
+        x = pictures_tensor(pictures, rng)
+        f = student(x)[:, 0]
+        with torch.no_grad():
+            kept = teacher(x[:half])[:, 0]
+        distill = (f[:half] - kept).square().mean() / kept.square().mean()
+        labels = torch.tensor([marks.index(p.mark) for p in pictures])
+        # a small head: the mark must be a large move of the feature, not a faint one read by big weights
+        mark_loss = F.cross_entropy(head(f), labels) + 1e-4 * head.weight.square().sum()
+        return {"loss": mark_loss + 100.0 * distill, "distill": distill.detach()}
+
+    run_stage("encoders-marks", modules, step_fn, steps=steps, lr=2e-3, log=log)
+    student.eval()
+    rng = np.random.default_rng(7)
+    held = [s.at(size, where) for s in all_subjects() if is_heldout(s) for size in SIZES for where in POSITIONS]
+    with torch.no_grad():
+        plain = pictures_tensor(pick(TRAIN_PICTURES, rng, 256), rng)
+        new, old = student(plain), teacher(plain)
+        drift = float((new - old).norm(dim=-1).mean() / old.norm(dim=-1).mean())
+        for name, items in (("training subjects", pick(MARKED_PICTURES, rng, 256)), ("held-out subjects", held)):
+            x = pictures_tensor(items, rng)
+            f = student(x)[:, 0]
+            acc = float((head(f).argmax(1) == torch.tensor([marks.index(p.mark) for p in items])).float().mean())
+            moved = float((f - teacher(x)[:, 0]).norm(dim=-1).mean() / f.norm(dim=-1).mean())
+            log(f"{name}: mark read from the pooled feature {acc:.3f}; the branch moves it {moved:.3f} of its norm")
+    log(f"features of plain pictures moved {drift:.4f} of their norm")
+    student.save_pretrained(OUT / "encoders" / "image")
+
+
+def marked_batch_weight(x: torch.Tensor) -> torch.Tensor:
+    """The image autoencoder's loss weights: object pixels 10x (as in ``vae-image``)."""
+    return 1.0 + 9.0 * ((1.0 - x).abs().amax(dim=1, keepdim=True) > 0.15).float()
+
+
+def stage_vae_marks(steps: int, log: Log) -> None:
+    """The image autoencoder continues on plain and marked pictures, so that its latents keep a mark and its
+    decoder paints it back. (The video decoder keeps its own copy of the autoencoder it was trained with.)"""
+    from diffusers import AutoencoderKL
+
+    decoder = fresh_decoder("image")
+    vae = AutoencoderKL.from_pretrained(OUT / "decoders" / "image" / "vae")
+
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
+        x = pictures_tensor(pick(TRAIN_PICTURES, rng, 6) + pick(MARKED_PICTURES, rng, 10), rng)
+        posterior = vae.encode(x).latent_dist
+        error = vae.decode(posterior.sample()).sample - x
+        weight = marked_batch_weight(x)
+        return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
+
+    run_stage("vae-marks", vae, step_fn, steps=steps, lr=3e-4, log=log)
+    vae.eval()
+    rng = np.random.default_rng(11)
+    with torch.no_grad():
+        for name, pool in (("plain", TRAIN_PICTURES), ("marked", MARKED_PICTURES)):
+            items = pick(pool, rng, 128)
+            x = pictures_tensor(items, rng)
+            latents = vae.encode(x).latent_dist.mean
+            recon = vae.decode(latents).sample
+            error = float(((recon - x).abs() * marked_batch_weight(x)).mean())
+            log(
+                f"{name}: probe accuracy of reconstructions {probe_outputs('image', decoder, recon, items):.3f}, "
+                f"weighted L1 {error:.4f}, latent std {float(latents.std()) * vae.config.scaling_factor:.3f} "
+                "(scaled)"
+            )
+    vae.save_pretrained(OUT / "decoders" / "image" / "vae")
+
+
+def stage_unet_marks(steps: int, log: Log) -> None:
+    """The trained image UNet continues on plain and marked pictures, conditioned on the mark-aware encoder's
+    features (of other renders of the same item) and decoded by the mark-painting autoencoder."""
+    from codi2_sdk.model.registry import load_kind
+
+    decoder = load_kind("decoder", CONFIG.decoders["image"].kind, OUT / "decoders" / "image")
+    decoder.vae.requires_grad_(False)
+    encoder = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
+    pool = TRAIN_PICTURES + MARKED_PICTURES
+    rng = np.random.default_rng(5)
+    latents, owners, conds = [], [], {}
+    with torch.no_grad():
+        for source in (TRAIN_PICTURES, MARKED_PICTURES):
+            for _ in range(3000 // 100):
+                items = pick(source, rng, 100)
+                latents.append(decoder.encode_latents(pictures_tensor(items, rng)))
+                owners += [pool.index(i) for i in items]
+        for index, item in enumerate(pool):
+            conds[index] = encoder(pictures_tensor([item] * 8, rng))[:, 0]
+    cached, owner_ids = torch.cat(latents), torch.tensor(owners)
+    bank = torch.stack([conds[i] for i in range(len(pool))])
+    log(f"cached {len(cached)} latents (half marked), {bank.shape[1]} features per item")
+    train_unet("unet-marks", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4)
+    rng = np.random.default_rng(13)
+    held = [s.at(size, where) for s in all_subjects() if is_heldout(s) for size in SIZES for where in POSITIONS]
+    with torch.no_grad():
+        for name, items in (("plain", pick(TRAIN_PICTURES, rng, 48)), ("held-out subjects", pick(held, rng, 48))):
+            x = pictures_tensor(items, rng)
+            out = decoder.sample(
+                encoder(x)[:, 0], steps=25, guidance_scale=3.0, generator=torch.Generator().manual_seed(0)
+            )
+            made = decoder.to_media(out, generator=torch.Generator().manual_seed(0))
+            f = encoder(image_to_tensor(made, 64))[:, 0]
+            same = F.cosine_similarity(f, encoder(pictures_tensor(items, rng))[:, 0]).mean()
+            floor = F.cosine_similarity(encoder(x)[:, 0], encoder(pictures_tensor(items, rng))[:, 0]).mean()
+            log(
+                f"{name}: probe accuracy of samples {probe_outputs('image', decoder, out, items):.3f}; feature "
+                f"cosine to another render {float(same):.3f} (render to render {float(floor):.3f})"
+            )
+    target = OUT / "decoders" / "image"
+    for part in ("unet", "scheduler"):
+        shutil.rmtree(target / part, ignore_errors=True)
+    decoder.save_pretrained(target)
+    saved = target / "unet" / "config.json"  # loaded from a folder, the UNet would record this machine's path
+    config = json.loads(saved.read_text())
+    config.pop("_name_or_path", None)
+    saved.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def refit_image_whitening(model: CoDi2Model, log: Log) -> None:
+    """Refit the image regression space on plain and marked renders, and map the output head's last layer into it.
+
+    A mark lies in directions that plain pictures hardly vary in, which the old whitening blew up: a marked
+    feature whitened to 7x a plain one's norm, so the regression target was nearly all mark, and the answer was
+    decoded at the plain norm. The floor (``eps``) keeps its old absolute level, so size keeps its weight; the
+    head starts with the old space mapped into the new one (``A = M_new @ M_old^-1``).
+    """
+    from codi2_sdk.model.whitening import FeatureWhitening
+
+    old: FeatureWhitening = model.whitening["image"]  # type: ignore[assignment]
+    rng = np.random.default_rng(23)
+    plain = [picture_part(p, rng) for p in TRAIN_PICTURES for _ in range(4)]
+    marked = [picture_part(p, rng) for p in pick(MARKED_PICTURES, rng, len(plain))]
+    with torch.no_grad():
+        features = torch.cat([model.encode("image", plain)[:, 0], model.encode("image", marked)[:, 0]])
+    old_top = 1.0 / (1.02 * float(torch.linalg.eigvalsh(old.matrix.double()).min()) ** 2)
+    centered = features.double() - features.double().mean(0)
+    new_top = float(torch.linalg.eigvalsh(centered.T @ centered / (len(features) - 1)).max())
+    new = FeatureWhitening.fit(features, eps=0.02 * old_top / new_top)
+    last: torch.nn.Linear = model.out_head["image"][-1]  # type: ignore[index,assignment]
+    with torch.no_grad():
+        mapping = (new.matrix.double() @ old.inverse.double()).float()
+        last.weight.copy_(mapping @ last.weight)
+        last.bias.copy_(mapping @ last.bias)
+    model.whitening["image"] = new
+    norms = [float(new.whiten(f).norm(dim=-1).mean()) for f in features.split(len(plain))]
+    log(
+        f"image whitening refit on {len(features)} renders (half marked): whitened norm plain {norms[0]:.2f}, "
+        f"marked {norms[1]:.2f} (decoded at {float(new.norm):.2f}); largest variance x{new_top / old_top:.2f}"
+    )
+
+
+def stage_llm_subjects(steps: int, log: Log) -> None:
+    """Subject-driven generation joins the trained model's mix ("draw this object large on the right" after
+    1-3 pictures of a marked subject): the mark-aware image encoder and decoder in, one new word, a quarter of
+    every batch subject cases, the rest the mix of ``llm-v2`` (own outputs included; in-context video edits
+    weighted up)."""
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+
+    from codi2_sdk.model.registry import load_kind
+
+    norms = json.loads((LOGS / "feature_norms.json").read_text())
+    config = CONFIG.model_copy(update={"feature_norms": norms})
+    tokenizer = build_word_tokenizer(vocabulary(), extends=load_tokenizer(OUT / "tokenizer"))
+    model = CoDi2Model.from_config(config, tokenizer=tokenizer, seed=SEED)
+    base = LlamaForCausalLM.from_pretrained(OUT / "llm")
+    added = len(model.tokenizer) - base.config.vocab_size
+    base.resize_token_embeddings(len(model.tokenizer))
+    model.llm.load_state_dict(base.state_dict())
+    for modality, spec in CONFIG.encoders.items():
+        model.encoders[modality] = load_kind("encoder", spec.kind, OUT / "encoders" / modality).eval()
+        model.encoders[modality].requires_grad_(False)
+    for modality, spec in CONFIG.decoders.items():
+        model.decoders[modality] = load_kind("decoder", spec.kind, OUT / "decoders" / modality).eval()
+    model._load_projectors(load_file(OUT / "projectors.safetensors"), OUT)
+    log(f"{added} new words")
+    refit_image_whitening(model, log)
+    pools = {
+        "image": decoded_pool(model, "image", TRAIN_PICTURES, 3, log),
+        "audio": decoded_pool(model, "audio", TRAIN_SOUNDS, 4, log),
+    }
+    swap = own_outputs(pools, rate=0.5)
+    others = tuple(t for t in TASKS if t != SUBJECT_TASK)
+    # in-context video edits, the weakest rows after llm-v2, weigh the most
+    weights = [
+        3.0 if t == "in_context_video_edit" else 1.5 if t in VIDEO_TASKS or t.startswith("in_context") else 1.0
+        for t in others
+    ]
+    draw, subjects = task_batches(others, weights), task_batches((SUBJECT_TASK,))
+
+    def batches(rng: random.Random, batch_size: int) -> list[TrainingExample]:
+        share = batch_size // 4
+        return [swap(rng, example) for example in draw(rng, batch_size - share)] + subjects(rng, share)
+
+    finetune(
+        model,
+        batches,
+        steps=steps,
+        batch_size=32,
+        lr=4e-4,
+        lora=None,
+        warmup_steps=50,
+        seed=SEED,
+        checkpoint_dir=RUNS / "llm-subjects",
+        checkpoint_every=100,
+        log=lambda e: log(e.to_json()),
+        log_every=25,
+        progress=False,
+    )
+    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json"])
+
+
 def stage_lora(steps: int, log: Log) -> None:
     """Teach the frozen model a skill it never saw ("move it one step right") with a LoRA, 50% replay."""
     from codi2_sdk.backends.local import LocalBackend
@@ -628,6 +871,10 @@ STAGES: dict[str, tuple[Callable[..., None], int]] = {
     "unet-video": (stage_unet_video, 1500),
     "llm": (stage_llm, 2000),
     "llm-v2": (stage_llm_v2, 1500),
+    "encoders-marks": (stage_encoders_marks, 900),
+    "vae-marks": (stage_vae_marks, 1200),  # then resumed to 2700
+    "unet-marks": (stage_unet_marks, 1500),  # then resumed to 4000
+    "llm-subjects": (stage_llm_subjects, 800),
     "lora": (stage_lora, 300),
 }
 

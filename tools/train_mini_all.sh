@@ -21,5 +21,14 @@ lane_a=$!
 lane_b=$!
 wait $lane_a
 wait $lane_b
+# subjects: the image encoder's texture branch and the image autoencoder side by side, then the image UNet and
+# the LLM (vae-marks and, at the end, unet-marks resume their runs to more steps, as they were trained)
+( $PY tools/train_mini.py encoders-marks ) > runs/mini/lane-marks-a.out 2>&1 &
+marks_a=$!
+( $PY tools/train_mini.py vae-marks && $PY tools/train_mini.py vae-marks --steps 2700 ) > runs/mini/lane-marks-b.out 2>&1
+wait $marks_a
+$PY tools/train_mini.py unet-marks --threads 2 > runs/mini/lane-marks.out 2>&1
+$PY tools/train_mini.py llm-subjects --threads 2 >> runs/mini/lane-marks.out 2>&1
 $PY tools/train_mini.py lora > runs/mini/lane-lora.out 2>&1
+$PY tools/train_mini.py unet-marks --steps 4000 --threads 2 >> runs/mini/lane-marks.out 2>&1  # resumed, as trained
 echo "all stages done"

@@ -13,7 +13,7 @@ local folder (or is passed in built).
 
 from .audio import AudioEditMetrics, frechet_distance, log_spectral_distance, paired_kl
 from .dreambench import DreamBenchSubject, load_dreambench
-from .image import ClipScorer, ImageEmbedder, SubjectMetrics
+from .image import ClipScorer, ImageEmbedder, SubjectMetrics, subject_similarity
 
 __all__ = [
     "AudioEditMetrics",
@@ -25,4 +25,5 @@ __all__ = [
     "load_dreambench",
     "log_spectral_distance",
     "paired_kl",
+    "subject_similarity",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import torch
 from ..content import Image
 from ..model.encoders import center_crop_resize
 
-__all__ = ["ClipScorer", "ImageEmbedder", "SubjectMetrics"]
+__all__ = ["ClipScorer", "ImageEmbedder", "SubjectMetrics", "subject_similarity"]
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
@@ -33,6 +33,19 @@ def _pixels(images: Sequence[Picture], size: int, mean: Sequence[float], std: Se
 
 def _unit(x: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.normalize(x.float(), dim=-1).cpu().numpy()
+
+
+def subject_similarity(
+    embed: Callable[[Sequence[Picture]], np.ndarray],
+    generated: Sequence[Picture],
+    references: Sequence[Sequence[Picture]],
+) -> float:
+    """Mean cosine between each generated picture and every reference picture of its subject, under ``embed``
+    (pictures to unit vectors): DreamBench's DINO and CLIP-I, whichever embedding is given."""
+    scores = []
+    for picture, refs in zip(generated, references, strict=True):
+        scores.append(float((embed(list(refs)) @ embed([picture])[0]).mean()))
+    return float(np.mean(scores))
 
 
 class ImageEmbedder:
@@ -70,10 +83,7 @@ class ImageEmbedder:
 
     def similarity(self, generated: Sequence[Picture], references: Sequence[Sequence[Picture]]) -> float:
         """Mean cosine between each generated picture and every reference picture of its subject."""
-        scores = []
-        for picture, refs in zip(generated, references, strict=True):
-            scores.append(float((self.embed(list(refs)) @ self.embed([picture])[0]).mean()))
-        return float(np.mean(scores))
+        return subject_similarity(self.embed, generated, references)
 
 
 class ClipScorer:

@@ -88,6 +88,7 @@ PROMPT_EXAMPLES = [
     "what happens?",
     "make it move to the left.",
     "make it grow.",
+    "draw this object large on the right.",
 ]
 """Prompts of each kind codi2-mini was trained on (its grammar, by example)."""
 
@@ -105,7 +106,8 @@ def mini_config() -> CoDi2Config:
             "max_position_embeddings": 512,
         },
         encoders={
-            "image": EncoderSpec(kind="cnn_image", args=IMAGE_ENCODER),
+            # with a texture branch: the marks of subjects (see CNNImageEncoder)
+            "image": EncoderSpec(kind="cnn_image", args={**IMAGE_ENCODER, "detail_channels": 32}),
             "audio": EncoderSpec(kind="cnn_audio", args={**MEL, "width": WIDTH, "channels": [32, 64, 128], "grid": 2}),
             # the image encoder on the clip's first and last frames, side by side: where it starts and ends
             "video": EncoderSpec(

@@ -10,6 +10,14 @@ Audio edits are also scored with the paper's measures (:mod:`codi2_sdk.evaluatio
 of each edited clip to a render of its target, and KL and FD over an audio encoder's features (codi2-mini's own
 by default), beside the same figures for a second render of the target (how close two renders of one sound
 are: the floor) and for the unchanged query (the copy baseline).
+
+Subject-driven generation is also scored with DreamBench's measures computed on this world, with codi2-mini's
+own image encoder standing in for DINO and CLIP: DINO-style (its texture branch's responses: surface detail)
+and CLIP-I-style (its pooled feature, the space the LLM reads and writes) cosines of the answer to the subject's
+reference pictures,
+and a CLIP-T-style prompt fidelity: the cosine of the answer to an exact render of what the prompt asks for.
+Each is given beside the same figure for such a render (what a right answer scores) and for the first
+reference picture returned unchanged (the copy baseline).
 """
 
 from __future__ import annotations
@@ -24,16 +32,33 @@ from tqdm.auto import tqdm
 
 from ..backends.base import Backend
 from ..config import GenerationConfig
-from ..content import Audio
+from ..content import Audio, Image
 from ..conversation import Conversation
 from ..errors import Codi2Error
-from ..evaluation import AudioEditMetrics
+from ..evaluation import AudioEditMetrics, subject_similarity
 from ..messages import Message, assistant
 from ..types import GenerationRequest
-from .tasks import LORA_TASK, TASKS, Case, TaskSampler, item_attributes, score_answer, sound_part
-from .world import Sound
+from .tasks import (
+    LORA_TASK,
+    SUBJECT_TASK,
+    TASKS,
+    Case,
+    TaskSampler,
+    item_attributes,
+    picture_part,
+    score_answer,
+    sound_part,
+)
+from .world import Picture, Sound
 
-__all__ = ["AUDIO_EDIT_TASKS", "EDIT_TASKS", "evaluate", "mini_audio_features", "run_case"]
+__all__ = [
+    "AUDIO_EDIT_TASKS",
+    "EDIT_TASKS",
+    "evaluate",
+    "mini_audio_features",
+    "mini_image_features",
+    "run_case",
+]
 
 EDIT_TASKS = {
     "instructed_image_edit",
@@ -43,6 +68,7 @@ EDIT_TASKS = {
     "in_context_video_edit",
     "multi_round_edit",
     LORA_TASK,
+    SUBJECT_TASK,  # the copy baseline returns the first reference picture
 }
 
 
@@ -51,20 +77,49 @@ AUDIO_EDIT_TASKS = {"instructed_audio_edit", "in_context_audio_edit"}
 
 
 @functools.cache
-def _mini_audio_encoder() -> Any:
+def _mini_encoder(modality: str) -> Any:
     from ..model.modeling import resolve_checkpoint
     from ..model.registry import load_kind
 
-    return load_kind("encoder", "cnn_audio", resolve_checkpoint("codi2-mini") / "encoders" / "audio")
+    return load_kind("encoder", f"cnn_{modality}", resolve_checkpoint("codi2-mini") / "encoders" / modality)
 
 
 def mini_audio_features(clips: list[Audio]) -> np.ndarray:
     """codi2-mini's audio encoder's pooled features (the embedding behind the KL and FD of ``codi2 eval``)."""
     import torch
 
-    encoder = _mini_audio_encoder()
+    encoder = _mini_encoder("audio")
     with torch.no_grad():
         return encoder(encoder.preprocess(clips))[:, 0].numpy()  # type: ignore[no-any-return]
+
+
+def mini_image_features(pictures: Sequence[Any], *, kind: str = "pooled") -> np.ndarray:
+    """codi2-mini's image encoder's features as unit vectors: ``"pooled"`` (the space the LLM reads and writes:
+    the CLIP-I-style embedding) or ``"texture"`` (its texture branch's responses, surface detail wherever it
+    lies: the DINO-style one)."""
+    import torch
+
+    encoder = _mini_encoder("image")
+    pixels = encoder.preprocess([p if isinstance(p, Image) else Image.from_pil(p) for p in pictures])
+    with torch.no_grad():
+        feature = encoder(pixels)[:, 0] if kind == "pooled" else encoder.texture(pixels)
+    return torch.nn.functional.normalize(feature, dim=-1).numpy()  # type: ignore[no-any-return]
+
+
+def _subject_metrics(rows: list[tuple[Image, list[Image], Image, Image]]) -> dict[str, float]:
+    """DINO-, CLIP-I- and CLIP-T-style scores of the answers, of a render of the asked picture (floor: what
+    a right answer scores) and of the first reference returned unchanged (copy)."""
+    answers, references, targets, renders = (list(column) for column in zip(*rows, strict=True))
+    copies = [refs[0] for refs in references]
+    asked = [[t] for t in targets]
+    out: dict[str, float] = {}
+    measures = (("dino", "texture", references), ("clip_i", "pooled", references), ("clip_t", "pooled", asked))
+    for name, kind, against in measures:
+        embed = functools.partial(mini_image_features, kind=kind)
+        out[name] = subject_similarity(embed, answers, against)
+        out[f"{name}_render_floor"] = subject_similarity(embed, renders, against)
+        out[f"{name}_copy_query"] = subject_similarity(embed, copies, against)
+    return out
 
 
 def _audio_metrics(pairs: list[tuple[Audio, Audio, Audio, Audio]], embed: Any) -> dict[str, float]:
@@ -127,7 +182,9 @@ def evaluate(
         ``{"model": ..., "cases": ..., "seed": ..., "tasks": {name: {"accuracy", "heldout_items_accuracy",
         "baseline", "baseline_kind", "cases", "attribute_accuracy", "heldout_attribute_accuracy"}}}``;
         in-context tasks are named by shots (``in_context_image_edit_2shot``); audio edits add
-        ``"audio_metrics"``: ``lsd``, ``kl``, ``fd`` and each one's ``_render_floor`` and ``_copy_query``.
+        ``"audio_metrics"``: ``lsd``, ``kl``, ``fd`` and each one's ``_render_floor`` and ``_copy_query``;
+        subject-driven generation adds ``"subject_metrics"`` and ``"heldout_subject_metrics"``: ``dino``,
+        ``clip_i``, ``clip_t``, each with its ``_render_floor`` and ``_copy_query``.
     """
     tasks = list(tasks or TASKS)
     runs = [(t, k) for t in tasks for k in (shots if t.startswith("in_context") else [None])]
@@ -137,6 +194,7 @@ def evaluate(
         rows: dict[bool, list[tuple[bool, dict[str, bool]]]] = {False: [], True: []}
         baselines: list[float] = []
         audio_pairs: list[tuple[Audio, Audio, Audio, Audio]] = []
+        subject_rows: dict[bool, list[tuple[Image, list[Image], Image, Image]]] = {False: [], True: []}
         errors = 0
         name = task
         for heldout in (False, True):
@@ -158,6 +216,13 @@ def evaluate(
                     query = case.messages[0].media[0]
                     assert isinstance(query, Audio)
                     audio_pairs.append((made[0], sound_part(target, render), sound_part(target, render), query))
+                drawn = [p for p in answer.parts if isinstance(p, Image)]
+                if task == SUBJECT_TASK and drawn and isinstance(case.expected[0], Picture):
+                    render = np.random.default_rng([seed, run_index, i, int(heldout)])
+                    references = [m for m in case.messages[0].media if isinstance(m, Image)]
+                    asked = case.expected[0]
+                    rendered = (picture_part(asked, render), picture_part(asked, render))
+                    subject_rows[heldout].append((drawn[0], references, *rendered))
                 if not heldout:
                     baselines.append(
                         float(score_answer(case, _copy_answer(case))[0]) if task in EDIT_TASKS else _chance(case)
@@ -178,5 +243,8 @@ def evaluate(
         if len(audio_pairs) > 1:
             embed = audio_features or mini_audio_features
             result["tasks"][name]["audio_metrics"] = _audio_metrics(audio_pairs, embed)
+        for heldout, key in ((False, "subject_metrics"), (True, "heldout_subject_metrics")):
+            if subject_rows[heldout]:
+                result["tasks"][name][key] = _subject_metrics(subject_rows[heldout])
     bar.close()
     return result

@@ -24,12 +24,16 @@ from .probes import probe_picture, probe_sound
 from .world import (
     BEEP_WORDS,
     PICTURE_ATTRIBUTES,
+    POSITIONS,
     SAMPLE_RATE,
+    SIZES,
     SOUND_ATTRIBUTES,
     Picture,
     Sound,
+    Subject,
     all_pictures,
     all_sounds,
+    all_subjects,
     picture_to_sound,
     render_picture,
     render_sound,
@@ -40,10 +44,12 @@ __all__ = [
     "HELDOUT_CLIPS",
     "HELDOUT_PICTURES",
     "HELDOUT_SOUNDS",
+    "HELDOUT_SUBJECTS",
     "LORA_TASK",
     "TASKS",
     "Case",
     "OWN_OUTPUT_TASKS",
+    "SUBJECT_TASK",
     "VIDEO_TASKS",
     "TaskSampler",
     "parse_picture",
@@ -56,6 +62,8 @@ VIDEO_TASKS = ("text_to_video", "video_to_text", "image_to_video", "in_context_v
 """The video tasks (codi2-mini v2: its LLM learnt them after the others, in the ``llm-v2`` stage)."""
 OWN_OUTPUT_TASKS = ("describe_generated_image", "describe_generated_audio")
 """Make a medium, then describe it in the next turn: reading the model's own outputs (codi2-mini v2)."""
+SUBJECT_TASK = "subject_driven_image"
+"""Draw "this object" (shown in 1-3 reference pictures, never named) at an asked size and position."""
 TASKS = (
     "text_to_image",
     "image_to_text",
@@ -71,6 +79,7 @@ TASKS = (
     "interleaved_answer",
     *VIDEO_TASKS,
     *OWN_OUTPUT_TASKS,
+    SUBJECT_TASK,
 )
 LORA_TASK = "step_right_edit"
 """The skill held out of the main mix and taught by the LoRA stage: "move it one step right"."""
@@ -89,9 +98,17 @@ def _pick_heldout() -> tuple[frozenset[Picture], frozenset[Sound], frozenset[Cli
 
 
 HELDOUT_PICTURES, HELDOUT_SOUNDS, HELDOUT_CLIPS = _pick_heldout()
+HELDOUT_SUBJECTS = frozenset(
+    all_subjects()[i] for i in np.random.default_rng(2313).choice(len(all_subjects()), 14, replace=False)
+)
+"""Subjects no stage of training ever sees (subject-driven generation is zero-shot on them)."""
 
 
-def is_heldout(item: Item | None) -> bool:
+def is_heldout(item: Item | Subject | None) -> bool:
+    if isinstance(item, Picture) and item.mark:
+        return item.subject in HELDOUT_SUBJECTS
+    if isinstance(item, Subject):
+        return item in HELDOUT_SUBJECTS
     return item in HELDOUT_PICTURES or item in HELDOUT_SOUNDS or item in HELDOUT_CLIPS
 
 
@@ -212,6 +229,7 @@ class TaskSampler:
         self.pictures = [p for p in all_pictures() if not is_heldout(p)]
         self.sounds = [s for s in all_sounds() if not is_heldout(s)]
         self.clips = [c for c in all_clips() if not is_heldout(c)]
+        self.subjects = [s for s in all_subjects() if not is_heldout(s)]
 
     def _pick(self, pool: list[Any]) -> Any:
         return pool[int(self.rng.integers(len(pool)))]
@@ -249,6 +267,9 @@ class TaskSampler:
 
     def _any_clip(self) -> Clip:
         return self._pick(all_clips()) if self.heldout else self.clip()
+
+    def _any_subject(self) -> Subject:
+        return self._pick(all_subjects()) if self.heldout else self._pick(self.subjects)
 
     # -- the tasks: each returns (case, every item it involves) --------------------------------------
 
@@ -401,6 +422,20 @@ class TaskSampler:
         )
         return Case("interleaved_answer", [msg], answer, [p, s]), [p, s]
 
+    def _subject_driven_image(self) -> tuple[Case, list[Item]]:
+        subject = self._any_subject()
+        layouts = [(size, where) for size in SIZES for where in POSITIONS]
+        chosen = self.rng.choice(len(layouts), 1 + int(self.rng.integers(4)), replace=False)
+        asked, shown = layouts[chosen[0]], [layouts[i] for i in chosen[1:]]
+        if not shown:  # one reference, at a layout other than the asked one
+            shown = [layouts[int(self.rng.choice([i for i in range(len(layouts)) if i != chosen[0]]))]]
+        references = [subject.at(*layout) for layout in shown]
+        target = subject.at(*asked)
+        where = "in the center" if asked[1] == "center" else f"on the {asked[1]}"
+        msg = user(*[picture_part(p, self.rng) for p in references], f"draw this object {asked[0]} {where}.")
+        case = Case(SUBJECT_TASK, [msg], assistant(picture_part(target, self.rng)), [target], query=references[0])
+        return case, [*references, target]
+
     def _step_right_edit(self) -> tuple[Case, list[Item]]:
         while True:
             p = self._any_picture()
@@ -494,4 +529,5 @@ def vocabulary() -> list[str]:
     texts += [" ".join(map(str, values)) for values in SOUND_ATTRIBUTES.values()]
     texts += list(BEEP_WORDS.values())
     texts.append("show what happens moving growing shrinking grow shrink")
+    texts.append("object")
     return sorted({w for t in texts for w in re.findall(r"[a-z]+|[.,:?]", t)})

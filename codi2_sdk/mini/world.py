@@ -13,6 +13,10 @@ The fixed picture-to-sound mapping (documented in docs/mini.md):
 
 And back (sound-to-picture): note -> colour (for the six notes that have one), beeps -> position,
 timbre -> shape (sine circle, square square, sawtooth triangle); the picture is large.
+
+Subjects (for subject-driven generation): an object with a dark mark painted on it (stripes one of three ways,
+a checker, a spot or a ring), scaled with the object. A subject is its shape, colour and mark (144); no word
+names a mark, so a subject can only be shown, never said.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import PIL.ImageDraw
 __all__ = [
     "BEEPS",
     "COLOURS",
+    "MARKS",
     "NOTES",
     "POSITIONS",
     "SAMPLE_RATE",
@@ -36,8 +41,10 @@ __all__ = [
     "TIMBRES",
     "Picture",
     "Sound",
+    "Subject",
     "all_pictures",
     "all_sounds",
+    "all_subjects",
     "picture_to_sound",
     "render_picture",
     "render_sound",
@@ -70,6 +77,11 @@ NOTES: dict[str, float] = {
     "si": 493.88,
     "doh": 523.25,
 }
+MARKS = ("hstripes", "vstripes", "dstripes", "checker", "spot", "ring")
+"""The marks a subject can carry (internal names: no word of the vocabulary)."""
+MARK_INK = 0.4
+"""A mark is the object's own colour at this brightness."""
+
 TIMBRES = ("sine", "square", "sawtooth")
 BEEPS = (1, 2, 3)
 BEEP_WORDS = {1: "one", 2: "two", 3: "three"}
@@ -88,6 +100,8 @@ class Picture:
     colour: str
     size: str
     position: str
+    mark: str = ""
+    """A subject's mark (one of :data:`MARKS`), or ``""`` for a plain object. Descriptions never say it."""
 
     def describe(self) -> str:
         """``"a large red circle on the left"``."""
@@ -96,6 +110,24 @@ class Picture:
 
     def with_(self, attribute: str, value: str) -> Picture:
         return replace(self, **{attribute: value})
+
+    @property
+    def subject(self) -> Subject | None:
+        """The subject this picture shows, if it is marked."""
+        return Subject(self.shape, self.colour, self.mark) if self.mark else None
+
+
+@dataclass(frozen=True, order=True)
+class Subject:
+    """One object with its own look (shape, colour, mark), to be drawn anywhere and at any size."""
+
+    shape: str
+    colour: str
+    mark: str
+
+    def at(self, size: str, position: str) -> Picture:
+        """This subject as a picture of the given size and position."""
+        return Picture(self.shape, self.colour, size, position, self.mark)
 
 
 @dataclass(frozen=True, order=True)
@@ -129,6 +161,11 @@ def all_pictures() -> list[Picture]:
     return [Picture(*combo) for combo in itertools.product(*PICTURE_ATTRIBUTES.values())]
 
 
+def all_subjects() -> list[Subject]:
+    """Every subject (144)."""
+    return [Subject(*combo) for combo in itertools.product(SHAPES, COLOURS, MARKS)]
+
+
 def all_sounds() -> list[Sound]:
     """Every sound item (72)."""
     return [Sound(*combo) for combo in itertools.product(NOTES, TIMBRES, BEEPS)]  # type: ignore[arg-type]
@@ -160,10 +197,39 @@ def shape_polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
     return None
 
 
+def mark_mask(mark: str, cx: float, cy: float, r: float, size: int) -> np.ndarray:
+    """Where a mark's ink lies, ``(size, size)`` booleans, in the object's own frame (it scales with it)."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    u, v = (x - cx) / r, (y - cy) / r
+    band = 0.42  # stripe and checker period, in radii
+    if mark == "hstripes":
+        return np.floor(v / band) % 2 == 0
+    if mark == "vstripes":
+        return np.floor(u / band) % 2 == 0
+    if mark == "dstripes":
+        return np.floor((u + v) / (band * 1.4)) % 2 == 0
+    if mark == "checker":
+        return (np.floor(u / band) + np.floor(v / band)) % 2 == 0
+    if mark == "spot":
+        return u**2 + v**2 < 0.42**2
+    if mark == "ring":
+        return (u**2 + v**2 > 0.3**2) & (u**2 + v**2 < 0.55**2)
+    raise ValueError(f"unknown mark {mark!r}")
+
+
 def draw_shape(
-    shape: str, cx: float, cy: float, r: float, colour: tuple[int, int, int], *, size: int = IMAGE_SIZE, scale: int = 4
+    shape: str,
+    cx: float,
+    cy: float,
+    r: float,
+    colour: tuple[int, int, int],
+    *,
+    mark: str = "",
+    size: int = IMAGE_SIZE,
+    scale: int = 4,
 ) -> PIL.Image.Image:
-    """Draw one shape on white, anti-aliased by drawing at ``scale`` times and box-downsampling."""
+    """Draw one shape (with its mark, if any) on white, anti-aliased by drawing at ``scale`` times and
+    box-downsampling."""
     big = PIL.Image.new("RGB", (size * scale, size * scale), "white")
     draw = PIL.ImageDraw.Draw(big)
     polygon = shape_polygon(shape, cx * scale, cy * scale, r * scale)
@@ -171,6 +237,12 @@ def draw_shape(
         draw.ellipse([(cx - r) * scale, (cy - r) * scale, (cx + r) * scale, (cy + r) * scale], fill=colour)
     else:
         draw.polygon(polygon, fill=colour)
+    if mark:
+        ink = mark_mask(mark, cx * scale, cy * scale, r * scale, size * scale)
+        inside = np.asarray(big).min(axis=-1) < 255
+        pixels = np.asarray(big).copy()
+        pixels[ink & inside] = np.asarray(colour, dtype=np.float64) * MARK_INK
+        big = PIL.Image.fromarray(pixels)
     return big.resize((size, size), PIL.Image.Resampling.BOX)
 
 
@@ -181,7 +253,7 @@ def render_picture(picture: Picture, rng: np.random.Generator | None = None) -> 
     cy = 32.0 + rng.uniform(-1.5, 1.5)
     r = SIZES[picture.size] + rng.uniform(-0.75, 0.75)
     colour = tuple(int(np.clip(c + rng.integers(-10, 11), 0, 255)) for c in COLOURS[picture.colour])
-    return draw_shape(picture.shape, cx, cy, r, colour)  # type: ignore[arg-type]
+    return draw_shape(picture.shape, cx, cy, r, colour, mark=picture.mark)  # type: ignore[arg-type]
 
 
 def _wave(timbre: str, phase: np.ndarray) -> np.ndarray:
