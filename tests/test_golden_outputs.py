@@ -64,23 +64,23 @@ TASK_CASES = (
 
 EXPECTED: dict[str, list[str]] = {
     "describe": ["text:e277e9728b810d8b"],
-    "text_to_image": ["image:04cce8ed6d2c81ce"],
-    "text_to_image_resized": ["image:082e9aa3fc59d72a"],
+    "text_to_image": ["image:91d001504a57f0c6"],
+    "text_to_image_resized": ["image:cb3c95f871c26dd0"],
     "image_to_audio": ["audio:31f3a63862fcb0bb"],
     "image_to_audio_trimmed": ["audio:f62fc7f4cfbc4634"],
     "sampled_text": ["text:e277e9728b810d8b"],
     "text_to_video": ["video:60d820f53605d813"],
-    "in_context_image_edit": ["image:c237a475ff9420e6"],
+    "in_context_image_edit": ["image:ed8801fa1e755472"],
     "in_context_audio_edit": ["audio:00ced976631c51ea"],
     "in_context_video_edit": ["video:2ceec6d9fc875e84"],
-    "multi_round_edit": ["image:672bb4070c8cc124"],
+    "multi_round_edit": ["image:bc34986845129c2e"],
     "interleaved_answer": [
         "text:02308ca616d09109",
-        "image:281394a19b63623c",
+        "image:477bea36ca547fe7",
         "text:00b7d883f2bbe8e6",
         "audio:9597a3a5cd5e6a11",
     ],
-    "subject_driven_image": ["image:a38747b34c3404c3"],
+    "subject_driven_image": ["image:b530c42497794dff"],
 }
 
 

@@ -14,12 +14,17 @@
     python tools/train_mini.py unet-marks            # the image UNet learns marked subjects
     python tools/train_mini.py llm-subjects          # subject-driven generation joins the mix (needs all above)
     python tools/train_mini.py lora                  # the held-out skill, taught by LoRA (needs all above)
+    python tools/train_mini.py vae-fine              # a new image autoencoder, 16x16x8 latents (small marks)
+    python tools/train_mini.py unet-fine             # its UNet; both replace the image decoder's
+    python tools/train_mini.py vae-fine-edges        # that autoencoder's decoder: no grey corner pixel
+    python tools/train_mini.py unet-fine-robust      # that UNet, on noisy conditions (the LLM's features)
 
 Each stage is seeded, resumable (its state is kept under runs/mini/<stage>/ every few hundred steps;
 run the same command again to resume), logs to codi2_sdk/weights/codi2-mini/training/<stage>.log and
 prints its wall time. Stages on the same line of dependencies can run side by side, one thread each:
 encoders | vae-image | vae-audio, then unet-image | unet-audio | unet-video | llm, then llm-v2, then
-encoders-marks | vae-marks, then unet-marks, then llm-subjects, then lora.
+encoders-marks | vae-marks, then unet-marks, then llm-subjects, then lora, then vae-fine, unet-fine,
+vae-fine-edges and unet-fine-robust.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from codi2_sdk.mini.clips import Clip, all_clips, probe_clip, render_clip  # noqa: E402
-from codi2_sdk.mini.config import LORA, mini_config  # noqa: E402
+from codi2_sdk.mini.config import FIRST_IMAGE_DECODER, LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
 from codi2_sdk.mini.tasks import (  # noqa: E402
     LORA_TASK,
@@ -72,7 +77,7 @@ from codi2_sdk.mini.world import (  # noqa: E402
     render_picture,
     render_sound,
 )
-from codi2_sdk.model import CoDi2Model, TrainingExample  # noqa: E402
+from codi2_sdk.model import CoDi2Config, CoDi2Model, DecoderSpec, TrainingExample  # noqa: E402
 from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder, VideoDecoder  # noqa: E402
 from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder, FrameVideoEncoder, image_to_tensor  # noqa: E402
 from codi2_sdk.model.registry import build_kind  # noqa: E402
@@ -83,6 +88,9 @@ OUT = ROOT / "codi2_sdk" / "weights" / "codi2-mini"
 RUNS = ROOT / "runs" / "mini"
 LOGS = OUT / "training"
 CONFIG = mini_config()
+FIRST_CONFIG = CONFIG.model_copy(
+    update={"decoders": {**CONFIG.decoders, "image": DecoderSpec(kind="latent_image", args=FIRST_IMAGE_DECODER)}}
+)  # what the stages before vae-fine built and trained: the first image decoder (8x8x16 latents)
 SEED = 0  # --seed: offsets every stage's data seed and seeds torch (weights' init, noise)
 TRAIN_PICTURES = [p for p in all_pictures() if not is_heldout(p)]
 TRAIN_SOUNDS = [s for s in all_sounds() if not is_heldout(s)]
@@ -90,6 +98,7 @@ PAIRED_PICTURES = [p for p in TRAIN_PICTURES if not is_heldout(picture_to_sound(
 TRAIN_CLIPS = [c for c in all_clips() if not is_heldout(c)]
 TRAIN_SUBJECTS = [s for s in all_subjects() if not is_heldout(s)]
 MARKED_PICTURES = [s.at(size, where) for s in TRAIN_SUBJECTS for size in SIZES for where in POSITIONS]
+HELDOUT_MARKED = [s.at(size, where) for s in all_subjects() if is_heldout(s) for size in SIZES for where in POSITIONS]
 MARK_ATTRIBUTES = {**PICTURE_ATTRIBUTES, "mark": ("", *MARKS)}
 
 
@@ -238,8 +247,11 @@ def decoder_space(modality: str, decoder: object, items: list, rng: np.random.Ge
     return decoder.mel_input(sounds_tensor(items, rng))  # type: ignore[attr-defined]
 
 
-def fresh_decoder(modality: str) -> ImageDecoder | AudioDecoder:
-    return build_kind("decoder", CONFIG.decoders[modality].kind, CONFIG.decoders[modality].args)  # type: ignore[return-value]
+def fresh_decoder(modality: str, *, fine: bool = False) -> ImageDecoder | AudioDecoder:
+    """A random-initialised decoder; the image one of the first design (8x8x16 latents) unless ``fine``
+    (16x16x8, the design of ``vae-fine`` and ``unet-fine``)."""
+    spec = (CONFIG if fine else FIRST_CONFIG).decoders[modality]
+    return build_kind("decoder", spec.kind, spec.args)  # type: ignore[return-value]
 
 
 def probe_outputs(modality: str, decoder: ImageDecoder | AudioDecoder, outputs: torch.Tensor, items: list) -> float:
@@ -255,6 +267,11 @@ def probe_outputs(modality: str, decoder: ImageDecoder | AudioDecoder, outputs: 
     return float(np.mean([a == b for a, b in zip(found, items, strict=True)]))
 
 
+def marked_batch_weight(x: torch.Tensor) -> torch.Tensor:
+    """The image autoencoders' loss weights: object pixels 10x."""
+    return 1.0 + 9.0 * ((1.0 - x).abs().amax(dim=1, keepdim=True) > 0.15).float()
+
+
 def stage_vae(modality: str, steps: int, log: Log) -> None:
     """The decoder's autoencoder; object pixels (or loud mel bins) weigh 10x (5x) in the loss from step 0."""
     decoder = fresh_decoder(modality)
@@ -264,10 +281,7 @@ def stage_vae(modality: str, steps: int, log: Log) -> None:
 
     def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         x = decoder_space(modality, decoder, pick(pool, rng, batch), rng)
-        if modality == "image":
-            weight = 1.0 + 9.0 * ((1.0 - x).abs().amax(dim=1, keepdim=True) > 0.15).float()
-        else:
-            weight = 1.0 + 4.0 * (x > -1.0).float()
+        weight = marked_batch_weight(x) if modality == "image" else 1.0 + 4.0 * (x > -1.0).float()
         posterior = vae.encode(x).latent_dist
         y = vae.decode(posterior.sample()).sample
         error = y - x
@@ -301,9 +315,11 @@ def train_unet(
     log: Log,
     save_every: int = 250,
     lr: float = 5e-4,
+    cond_noise: float = 0.0,
 ) -> None:
     """A decoder's UNet on cached latents, each conditioned on a feature of another render of its item (10%
-    dropped to zeros, for guidance), with EMA; leaves the EMA weights in the UNet, in eval mode."""
+    dropped to zeros, for guidance; with ``cond_noise``, moved by Gaussian noise of up to that share of its norm),
+    with EMA; leaves the EMA weights in the UNet, in eval mode."""
     from diffusers.training_utils import EMAModel
 
     unet = decoder.unet
@@ -315,6 +331,9 @@ def train_unet(
         z = cached[idx]
         cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
         cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
+        if cond_noise:
+            scale = torch.from_numpy(rng.random(batch)).float()[:, None] * cond_noise * cond.norm(dim=-1, keepdim=True)
+            cond = cond + scale * torch.from_numpy(rng.standard_normal(cond.shape)).float() / cond.shape[-1] ** 0.5
         noise = torch.randn_like(z)
         t = torch.from_numpy(rng.integers(scheduler.config.num_train_timesteps, size=batch))
         return decoder.diffusion_loss(z, cond, noise, t)
@@ -432,15 +451,60 @@ def task_batches(tasks: tuple[str, ...], weights: list[float] | None = None) -> 
     return draw
 
 
+def finetune_llm(
+    model: CoDi2Model,
+    batches: Callable[[random.Random, int], list[TrainingExample]],
+    stage: str,
+    *,
+    steps: int,
+    lr: float,
+    warmup_steps: int,
+    log: Log,
+    also: tuple[str, ...] | list[str] = (),
+) -> None:
+    """The LLM stages' fine-tuning (the whole LLM, batches of 32, a checkpoint every 100 steps under
+    runs/mini/<stage>/), then the LLM, tokenizer, projectors, config and ``also`` installed."""
+    finetune(
+        model,
+        batches,
+        steps=steps,
+        batch_size=32,
+        lr=lr,
+        lora=None,
+        warmup_steps=warmup_steps,
+        seed=SEED,
+        checkpoint_dir=RUNS / stage,
+        checkpoint_every=100,
+        log=lambda e: log(e.to_json()),
+        log_every=25,
+        progress=False,
+    )
+    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json", *also])
+
+
+def extended_model(config: CoDi2Config) -> tuple[CoDi2Model, int]:
+    """A model of ``config`` holding the trained LLM, its vocabulary extended by the task mix's new words (their
+    rows fresh), and how many words were added. Encoders, decoders and projectors are still fresh."""
+    from transformers import LlamaForCausalLM
+
+    tokenizer = build_word_tokenizer(vocabulary(), extends=load_tokenizer(OUT / "tokenizer"))
+    model = CoDi2Model.from_config(config, tokenizer=tokenizer, seed=SEED)
+    base = LlamaForCausalLM.from_pretrained(OUT / "llm")
+    added = len(model.tokenizer) - base.config.vocab_size
+    base.resize_token_embeddings(len(model.tokenizer))
+    model.llm.load_state_dict(base.state_dict())
+    return model, added
+
+
 def stage_llm(steps: int, log: Log) -> None:
     """The tiny Llama, trained from scratch on the picture and sound tasks with the frozen encoders (video
     comes after, in ``llm-video``)."""
     norms = json.loads((LOGS / "feature_norms.json").read_text())
     without_video = {
-        "encoders": {m: spec for m, spec in CONFIG.encoders.items() if m != "video"},
-        "decoders": {m: spec for m, spec in CONFIG.decoders.items() if m != "video"},
+        "encoders": {m: spec for m, spec in FIRST_CONFIG.encoders.items() if m != "video"},
+        "decoders": {m: spec for m, spec in FIRST_CONFIG.decoders.items() if m != "video"},
     }
-    config = CONFIG.model_copy(update={"feature_norms": norms, **without_video})
+    config = FIRST_CONFIG.model_copy(update={"feature_norms": norms, **without_video})
     model = CoDi2Model.from_config(config, tokenizer=build_word_tokenizer(vocabulary()), seed=SEED)
     for modality, encoder_cls in (("image", CNNImageEncoder), ("audio", CNNAudioEncoder)):
         model.encoders[modality] = encoder_cls.from_pretrained(OUT / "encoders" / modality).eval().requires_grad_(False)
@@ -449,22 +513,15 @@ def stage_llm(steps: int, log: Log) -> None:
     renders = [picture_part(p, rng) for p in TRAIN_PICTURES for _ in range(8)]
     model.fit_whitening("image", renders)
     log(f"LLM parameters {sum(p.numel() for p in model.llm.parameters()):,}; vocabulary {len(model.tokenizer)}")
-    finetune(
+    finetune_llm(
         model,
         task_batches(tuple(t for t in TASKS if t not in VIDEO_TASKS)),
+        "llm",
         steps=steps,
-        batch_size=32,
         lr=1e-3,
-        lora=None,
         warmup_steps=100,
-        seed=SEED,
-        checkpoint_dir=RUNS / "llm",
-        checkpoint_every=100,
-        log=lambda e: log(e.to_json()),
-        log_every=25,
-        progress=False,
+        log=log,
     )
-    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json"])
 
 
 def decoded_pool(model: CoDi2Model, modality: str, items: list, per_item: int, log: Log) -> dict:
@@ -535,7 +592,6 @@ def stage_llm_v2(steps: int, log: Log) -> None:
     model reads in a conversation are its own decoded outputs, and in-context cases draw more examples; the
     whole mix, video and in-context tasks weighted up."""
     from safetensors.torch import load_file
-    from transformers import LlamaForCausalLM
 
     from codi2_sdk.model.registry import load_kind
 
@@ -545,13 +601,8 @@ def stage_llm_v2(steps: int, log: Log) -> None:
     clips = [clip_part(c, rng) for c in TRAIN_CLIPS for _ in range(4)]
     with torch.no_grad():
         norms["video"] = float(encoder(encoder.preprocess(clips))[:, 0].norm(dim=-1).mean())
-    config = CONFIG.model_copy(update={"feature_norms": norms})
-    tokenizer = build_word_tokenizer(vocabulary(), extends=load_tokenizer(OUT / "tokenizer"))
-    model = CoDi2Model.from_config(config, tokenizer=tokenizer, seed=SEED)
-    base = LlamaForCausalLM.from_pretrained(OUT / "llm")
-    added = len(model.tokenizer) - base.config.vocab_size
-    base.resize_token_embeddings(len(model.tokenizer))
-    model.llm.load_state_dict(base.state_dict())
+    config = FIRST_CONFIG.model_copy(update={"feature_norms": norms})
+    model, added = extended_model(config)
     for modality, encoder_cls in (("image", CNNImageEncoder), ("audio", CNNAudioEncoder)):
         model.encoders[modality] = encoder_cls.from_pretrained(OUT / "encoders" / modality).eval().requires_grad_(False)
     model.encoders["video"] = encoder.requires_grad_(False)
@@ -576,22 +627,7 @@ def stage_llm_v2(steps: int, log: Log) -> None:
     def batches(rng: random.Random, batch_size: int) -> list[TrainingExample]:
         return [swap(rng, example) for example in draw(rng, batch_size)]
 
-    finetune(
-        model,
-        batches,
-        steps=steps,
-        batch_size=32,
-        lr=5e-4,
-        lora=None,
-        warmup_steps=100,
-        seed=SEED,
-        checkpoint_dir=RUNS / "llm-v2",
-        checkpoint_every=100,
-        log=lambda e: log(e.to_json()),
-        log_every=25,
-        progress=False,
-    )
-    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json", "encoders/video"])
+    finetune_llm(model, batches, "llm-v2", steps=steps, lr=5e-4, warmup_steps=100, log=log, also=["encoders/video"])
     (LOGS / "feature_norms.json").write_text(json.dumps(norms))
 
 
@@ -626,12 +662,14 @@ def stage_encoders_marks(steps: int, log: Log) -> None:
     run_stage("encoders-marks", modules, step_fn, steps=steps, lr=2e-3, log=log)
     student.eval()
     rng = np.random.default_rng(7)
-    held = [s.at(size, where) for s in all_subjects() if is_heldout(s) for size in SIZES for where in POSITIONS]
     with torch.no_grad():
         plain = pictures_tensor(pick(TRAIN_PICTURES, rng, 256), rng)
         new, old = student(plain), teacher(plain)
         drift = float((new - old).norm(dim=-1).mean() / old.norm(dim=-1).mean())
-        for name, items in (("training subjects", pick(MARKED_PICTURES, rng, 256)), ("held-out subjects", held)):
+        for name, items in (
+            ("training subjects", pick(MARKED_PICTURES, rng, 256)),
+            ("held-out subjects", HELDOUT_MARKED),
+        ):
             x = pictures_tensor(items, rng)
             f = student(x)[:, 0]
             acc = float((head(f).argmax(1) == torch.tensor([marks.index(p.mark) for p in items])).float().mean())
@@ -639,11 +677,6 @@ def stage_encoders_marks(steps: int, log: Log) -> None:
             log(f"{name}: mark read from the pooled feature {acc:.3f}; the branch moves it {moved:.3f} of its norm")
     log(f"features of plain pictures moved {drift:.4f} of their norm")
     student.save_pretrained(OUT / "encoders" / "image")
-
-
-def marked_batch_weight(x: torch.Tensor) -> torch.Tensor:
-    """The image autoencoder's loss weights: object pixels 10x (as in ``vae-image``)."""
-    return 1.0 + 9.0 * ((1.0 - x).abs().amax(dim=1, keepdim=True) > 0.15).float()
 
 
 def stage_vae_marks(steps: int, log: Log) -> None:
@@ -687,6 +720,17 @@ def stage_unet_marks(steps: int, log: Log) -> None:
     decoder = load_kind("decoder", CONFIG.decoders["image"].kind, OUT / "decoders" / "image")
     decoder.vae.requires_grad_(False)
     encoder = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
+    cached, owner_ids, bank = marked_latents(decoder, encoder, log)
+    train_unet("unet-marks", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4)
+    check_image_samples(decoder, encoder, log)
+    install_image_decoder(decoder, ["unet", "scheduler"])
+
+
+def marked_latents(
+    decoder: ImageDecoder, encoder: CNNImageEncoder, log: Log
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The image UNets' training set: 3000 plain and 3000 marked pictures' latents, each one's item, and per item
+    8 features of other renders (what each latent is conditioned on)."""
     pool = TRAIN_PICTURES + MARKED_PICTURES
     rng = np.random.default_rng(5)
     latents, owners, conds = [], [], {}
@@ -701,11 +745,16 @@ def stage_unet_marks(steps: int, log: Log) -> None:
     cached, owner_ids = torch.cat(latents), torch.tensor(owners)
     bank = torch.stack([conds[i] for i in range(len(pool))])
     log(f"cached {len(cached)} latents (half marked), {bank.shape[1]} features per item")
-    train_unet("unet-marks", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4)
+    return cached, owner_ids, bank
+
+
+def check_image_samples(decoder: ImageDecoder, encoder: CNNImageEncoder, log: Log) -> None:
+    """Log the probe's reading of samples from fresh features, plain and of held-out subjects, and their feature
+    cosine to another render of the same picture (beside two renders' cosine)."""
     rng = np.random.default_rng(13)
-    held = [s.at(size, where) for s in all_subjects() if is_heldout(s) for size in SIZES for where in POSITIONS]
+    plain, held = pick(TRAIN_PICTURES, rng, 48), pick(HELDOUT_MARKED, rng, 48)
     with torch.no_grad():
-        for name, items in (("plain", pick(TRAIN_PICTURES, rng, 48)), ("held-out subjects", pick(held, rng, 48))):
+        for name, items in (("plain", plain), ("held-out subjects", held)):
             x = pictures_tensor(items, rng)
             out = decoder.sample(
                 encoder(x)[:, 0], steps=25, guidance_scale=3.0, generator=torch.Generator().manual_seed(0)
@@ -718,11 +767,136 @@ def stage_unet_marks(steps: int, log: Log) -> None:
                 f"{name}: probe accuracy of samples {probe_outputs('image', decoder, out, items):.3f}; feature "
                 f"cosine to another render {float(same):.3f} (render to render {float(floor):.3f})"
             )
+
+
+def install_image_decoder(decoder: ImageDecoder, parts: list[str]) -> None:
+    """Write the image decoder's ``parts`` into the package's folder (the rest stays)."""
     target = OUT / "decoders" / "image"
-    for part in ("unet", "scheduler"):
+    for part in parts:
         shutil.rmtree(target / part, ignore_errors=True)
     decoder.save_pretrained(target)
-    saved = target / "unet" / "config.json"  # loaded from a folder, the UNet would record this machine's path
+    for part in ("unet", "vae"):  # loaded from a folder, a model would record this machine's path
+        saved = target / part / "config.json"
+        config = json.loads(saved.read_text())
+        config.pop("_name_or_path", None)
+        saved.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def stage_vae_fine(steps: int, log: Log) -> None:
+    """A new image autoencoder with 16x16x8 latents (4x downsampling; the first had 8x8x16), trained from scratch
+    on plain and marked pictures: an 8x8 latent blurs a small subject's mark (its reconstructions' feature
+    cosine to another render was 0.82, two renders' 0.98). Written to runs/mini/vae-fine/ for ``unet-fine``,
+    which installs it with its UNet."""
+    decoder = fresh_decoder("image", fine=True)
+    vae = decoder.vae
+
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
+        x = pictures_tensor(pick(TRAIN_PICTURES, rng, 8) + pick(MARKED_PICTURES, rng, 8), rng)
+        posterior = vae.encode(x).latent_dist
+        error = vae.decode(posterior.sample()).sample - x
+        weight = marked_batch_weight(x)
+        return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
+
+    run_stage("vae-fine", vae, step_fn, steps=steps, lr=1e-3, log=log)
+    vae.eval()
+    rng = np.random.default_rng(11)
+    encoder = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
+    with torch.no_grad():
+        x = pictures_tensor(pick(TRAIN_PICTURES, rng, 128) + pick(MARKED_PICTURES, rng, 128), rng)
+        std = float(vae.encode(x).latent_dist.mean.std())
+        vae.register_to_config(scaling_factor=1.0 / std)
+        for name, pool in (("plain", TRAIN_PICTURES), ("marked", MARKED_PICTURES), ("held-out", HELDOUT_MARKED)):
+            for size in SIZES:
+                items = pick([p for p in pool if p.size == size], rng, 64)
+                x = pictures_tensor(items, rng)
+                recon = vae.decode(vae.encode(x).latent_dist.mean).sample
+                error = float(((recon - x).abs() * marked_batch_weight(x)).mean())
+                other = encoder(pictures_tensor(items, rng))[:, 0]
+                same = F.cosine_similarity(encoder(recon.clamp(-1, 1))[:, 0], other).mean()
+                floor = F.cosine_similarity(encoder(x)[:, 0], other).mean()
+                log(
+                    f"{name} {size}: probe accuracy of reconstructions {probe_outputs('image', decoder, recon, items):.3f},"
+                    f" weighted L1 {error:.4f}, feature cosine to another render {float(same):.3f} (render to "
+                    f"render {float(floor):.3f})"
+                )
+    log(f"latent std {std:.4f}")
+    vae.save_pretrained(RUNS / "vae-fine" / "vae")
+
+
+def stage_unet_fine(steps: int, log: Log) -> None:
+    """A new image UNet (three levels, 16x16 latents) on ``vae-fine``'s latents of plain and marked pictures,
+    conditioned as ``unet-marks``; then the new autoencoder and UNet replace the package's image decoder (the
+    video decoder keeps its own copy of the first autoencoder)."""
+    from diffusers import AutoencoderKL
+
+    decoder = fresh_decoder("image", fine=True)
+    decoder.vae = AutoencoderKL.from_pretrained(RUNS / "vae-fine" / "vae").eval().requires_grad_(False)
+    encoder = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
+    cached, owner_ids, bank = marked_latents(decoder, encoder, log)
+    train_unet("unet-fine", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log)
+    check_image_samples(decoder, encoder, log)
+    install_image_decoder(decoder, ["vae", "unet", "scheduler"])
+    checkpoint = CoDi2Config.model_validate_json((OUT / "codi2.json").read_text())
+    decoders = {**checkpoint.decoders, "image": CONFIG.decoders["image"]}
+    (OUT / "codi2.json").write_text(checkpoint.model_copy(update={"decoders": decoders}).model_dump_json(indent=2))
+
+
+def stage_unet_fine_robust(steps: int, log: Log) -> None:
+    """The new image UNet continues with its conditions moved by noise (up to 30% of their norm): the LLM's
+    features are not a render's, and after ``unet-fine`` small plain pictures drawn from them came out pale
+    (in-context image edits 33/40 right, the first decoder's 39/40)."""
+    from codi2_sdk.model.registry import load_kind
+
+    decoder = load_kind("decoder", CONFIG.decoders["image"].kind, OUT / "decoders" / "image")
+    decoder.vae.requires_grad_(False)
+    encoder = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
+    cached, owner_ids, bank = marked_latents(decoder, encoder, log)
+    train_unet(
+        "unet-fine-robust", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4, cond_noise=0.3
+    )
+    check_image_samples(decoder, encoder, log)
+    install_image_decoder(decoder, ["unet", "scheduler"])
+
+
+def stage_vae_fine_edges(steps: int, log: Log) -> None:
+    """The new image autoencoder's decoder alone, with each picture's worst background pixels added to the loss:
+    ``vae-fine`` left one corner pixel grey (distance 50 from white, of 64 renders' mean; the first autoencoder's:
+    6), which the probe takes for part of the object. The encoder is frozen, so the UNet's latents stay valid."""
+    from diffusers import AutoencoderKL
+
+    target = OUT / "decoders" / "image" / "vae"
+    vae = AutoencoderKL.from_pretrained(target)
+    vae.requires_grad_(False)
+    trained = torch.nn.ModuleList([vae.decoder, vae.post_quant_conv]).requires_grad_(True)
+
+    def worst_background(x: torch.Tensor, y: torch.Tensor, k: int = 16) -> torch.Tensor:
+        background = marked_batch_weight(x) == 1.0
+        error = ((y - x).abs().amax(dim=1, keepdim=True) * background).flatten(1)
+        return error.topk(k, dim=1).values.mean()
+
+    def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> dict[str, torch.Tensor]:
+        x = pictures_tensor(pick(TRAIN_PICTURES, rng, 8) + pick(MARKED_PICTURES, rng, 8), rng)
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample()
+        y = vae.decode(z).sample
+        error = y - x
+        weight = marked_batch_weight(x)
+        edges = worst_background(x, y)
+        loss = (weight * error.abs()).mean() + (weight * error.square()).mean() + edges
+        return {"loss": loss, "worst background": edges.detach()}
+
+    run_stage("vae-fine-edges", trained, step_fn, steps=steps, lr=2e-4, log=log)
+    vae.eval()
+    rng = np.random.default_rng(11)
+    with torch.no_grad():
+        for name, pool in (("plain", TRAIN_PICTURES), ("marked", MARKED_PICTURES), ("held-out", HELDOUT_MARKED)):
+            x = pictures_tensor(pick(pool, rng, 64), rng)
+            y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+            corner = float((1.0 - y[:, :, 0, -1]).norm(dim=1).mean() * 127.5)
+            error = float(((y - x).abs() * marked_batch_weight(x)).mean())
+            log(f"{name}: weighted L1 {error:.4f}; top-right pixel's distance from white {corner:.1f} (of 441)")
+    vae.save_pretrained(target)
+    saved = target / "config.json"
     config = json.loads(saved.read_text())
     config.pop("_name_or_path", None)
     saved.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -767,18 +941,12 @@ def stage_llm_subjects(steps: int, log: Log) -> None:
     every batch subject cases, the rest the mix of ``llm-v2`` (own outputs included; in-context video edits
     weighted up)."""
     from safetensors.torch import load_file
-    from transformers import LlamaForCausalLM
 
     from codi2_sdk.model.registry import load_kind
 
     norms = json.loads((LOGS / "feature_norms.json").read_text())
-    config = CONFIG.model_copy(update={"feature_norms": norms})
-    tokenizer = build_word_tokenizer(vocabulary(), extends=load_tokenizer(OUT / "tokenizer"))
-    model = CoDi2Model.from_config(config, tokenizer=tokenizer, seed=SEED)
-    base = LlamaForCausalLM.from_pretrained(OUT / "llm")
-    added = len(model.tokenizer) - base.config.vocab_size
-    base.resize_token_embeddings(len(model.tokenizer))
-    model.llm.load_state_dict(base.state_dict())
+    config = FIRST_CONFIG.model_copy(update={"feature_norms": norms})
+    model, added = extended_model(config)
     for modality, spec in CONFIG.encoders.items():
         model.encoders[modality] = load_kind("encoder", spec.kind, OUT / "encoders" / modality).eval()
         model.encoders[modality].requires_grad_(False)
@@ -804,22 +972,7 @@ def stage_llm_subjects(steps: int, log: Log) -> None:
         share = batch_size // 4
         return [swap(rng, example) for example in draw(rng, batch_size - share)] + subjects(rng, share)
 
-    finetune(
-        model,
-        batches,
-        steps=steps,
-        batch_size=32,
-        lr=4e-4,
-        lora=None,
-        warmup_steps=50,
-        seed=SEED,
-        checkpoint_dir=RUNS / "llm-subjects",
-        checkpoint_every=100,
-        log=lambda e: log(e.to_json()),
-        log_every=25,
-        progress=False,
-    )
-    install(model, ["llm", "tokenizer", "projectors.safetensors", "codi2.json"])
+    finetune_llm(model, batches, "llm-subjects", steps=steps, lr=4e-4, warmup_steps=50, log=log)
 
 
 def stage_lora(steps: int, log: Log) -> None:
@@ -876,6 +1029,10 @@ STAGES: dict[str, tuple[Callable[..., None], int]] = {
     "unet-marks": (stage_unet_marks, 1500),  # then resumed to 4000
     "llm-subjects": (stage_llm_subjects, 800),
     "lora": (stage_lora, 300),
+    "vae-fine": (stage_vae_fine, 3000),
+    "unet-fine": (stage_unet_fine, 4000),
+    "vae-fine-edges": (stage_vae_fine_edges, 400),
+    "unet-fine-robust": (stage_unet_fine_robust, 1500),
 }
 
 

@@ -31,4 +31,9 @@ $PY tools/train_mini.py unet-marks --threads 2 > runs/mini/lane-marks.out 2>&1
 $PY tools/train_mini.py llm-subjects --threads 2 >> runs/mini/lane-marks.out 2>&1
 $PY tools/train_mini.py lora > runs/mini/lane-lora.out 2>&1
 $PY tools/train_mini.py unet-marks --steps 4000 --threads 2 >> runs/mini/lane-marks.out 2>&1  # resumed, as trained
+# the image decoder again, with 16x16 latents (the LLM's feature space is unchanged, so nothing else retrains)
+$PY tools/train_mini.py vae-fine --threads 2 > runs/mini/lane-fine.out 2>&1
+$PY tools/train_mini.py unet-fine --threads 2 >> runs/mini/lane-fine.out 2>&1
+$PY tools/train_mini.py vae-fine-edges --threads 2 >> runs/mini/lane-fine.out 2>&1
+$PY tools/train_mini.py unet-fine-robust --threads 2 >> runs/mini/lane-fine.out 2>&1
 echo "all stages done"

@@ -9,7 +9,7 @@ from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, late
 from .clips import CLIP_FPS, CLIP_FRAMES
 from .world import IMAGE_SIZE, SAMPLE_RATE
 
-__all__ = ["MEL", "mini_config"]
+__all__ = ["FIRST_IMAGE_DECODER", "MEL", "mini_config"]
 
 WIDTH = 128
 """Width of the aligned feature space (encoders' output, decoders' conditioning)."""
@@ -25,20 +25,27 @@ MEL: dict[str, Any] = {
 """The log-mel front-end shared by the audio encoder and decoder: 64 x 64 for about one second."""
 
 
-def _latent_decoder(in_channels: int, extra: dict[str, Any]) -> dict[str, Any]:
+def _latent_decoder(in_channels: int, extra: dict[str, Any], *, downsampling: int = 8) -> dict[str, Any]:
+    fine = downsampling == 4
     args = latent_decoder_args(
         cond_dim=WIDTH,
         in_channels=in_channels,
         sample_size=IMAGE_SIZE,
-        vae_channels=[16, 32, 64, 64],
-        latent_channels=16,  # 8x8x16: a 16-channel latent keeps small shapes that a 4-channel one blurs
+        vae_channels=[16, 32, 64] if fine else [16, 32, 64, 64],
+        # 8x8x16: a 16-channel latent keeps small shapes that a 4-channel one blurs; 16x16x8 keeps small marks
+        latent_channels=8 if fine else 16,
         vae_groups=8,
-        unet_channels=[64, 128],
+        unet_channels=[32, 64, 128] if fine else [64, 128],
         unet_groups=16,
         head_dim=32,
         mid_attention=False,
     )
     return {**args, **extra}
+
+
+FIRST_IMAGE_DECODER: dict[str, Any] = _latent_decoder(3, {})
+"""The image decoder codi2-mini was first trained with (8x8x16 latents). The video decoder works over its
+autoencoder's per-frame latents; the image decoder now has 16x16x8 latents (``vae-fine``, ``unet-fine``)."""
 
 
 IMAGE_ENCODER: dict[str, Any] = {"image_size": IMAGE_SIZE, "width": WIDTH, "channels": [32, 64, 128], "grid": 2}
@@ -47,7 +54,7 @@ IMAGE_ENCODER: dict[str, Any] = {"image_size": IMAGE_SIZE, "width": WIDTH, "chan
 def _video_decoder() -> dict[str, Any]:
     """Zeroscope's design at small scale: a UNet3D over the image decoder's per-frame latents, conditioned on
     the clip's start and end features (two cross-attention tokens)."""
-    image = _latent_decoder(3, {})
+    image = FIRST_IMAGE_DECODER
     return {
         "cond_dim": 2 * WIDTH,
         "vae": image["vae"],
@@ -115,7 +122,7 @@ def mini_config() -> CoDi2Config:
             ),
         },
         decoders={
-            "image": DecoderSpec(kind="latent_image", args=_latent_decoder(3, {})),
+            "image": DecoderSpec(kind="latent_image", args=_latent_decoder(3, {}, downsampling=4)),
             "audio": DecoderSpec(kind="latent_audio", args=_latent_decoder(1, {**MEL, "griffin_lim_iters": 32})),
             "video": DecoderSpec(kind="latent_video", args=_video_decoder()),
         },

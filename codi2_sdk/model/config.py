@@ -184,9 +184,11 @@ def latent_decoder_args(
     head_dim: int,
     mid_attention: bool = True,
 ) -> dict[str, Any]:
-    """Arguments of a latent diffusion decoder: an AutoencoderKL, a two-level UNet with cross-attention at
-    the lower level, conditioned on a ``cond_dim`` feature, and :data:`DIFFUSION_SCHEDULE`."""
+    """Arguments of a latent diffusion decoder: an AutoencoderKL, a UNet with one level per entry of
+    ``unet_channels`` (cross-attention at every level but the first), conditioned on a ``cond_dim`` feature,
+    and :data:`DIFFUSION_SCHEDULE`."""
     levels = len(vae_channels)
+    attending = len(unet_channels) - 1
     return {
         "cond_dim": cond_dim,
         "vae": {
@@ -205,8 +207,8 @@ def latent_decoder_args(
             "sample_size": sample_size // 2 ** (levels - 1),
             "in_channels": latent_channels,
             "out_channels": latent_channels,
-            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
-            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+            "down_block_types": ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * attending,
+            "up_block_types": ["CrossAttnUpBlock2D"] * attending + ["UpBlock2D"],
             "block_out_channels": unet_channels,
             "layers_per_block": 1,
             "norm_num_groups": unet_groups,
