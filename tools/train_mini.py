@@ -381,10 +381,7 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
                 f"probe accuracy of samples from fresh features, 25 steps, guidance {guidance}: "
                 f"{probe_outputs(modality, decoder, out, items):.3f}"
             )
-    target = OUT / "decoders" / modality
-    for part in ("unet", "scheduler"):
-        shutil.rmtree(target / part, ignore_errors=True)
-    decoder.save_pretrained(target)
+    install_decoder(modality, decoder, ["unet", "scheduler"])
 
 
 def stage_unet_video(steps: int, log: Log) -> None:
@@ -423,9 +420,7 @@ def stage_unet_video(steps: int, log: Log) -> None:
                 f"probe accuracy of samples from fresh features, 25 steps, guidance {guidance}: "
                 f"{probe_outputs('video', decoder, out, items):.3f}"
             )
-    target = OUT / "decoders" / "video"
-    shutil.rmtree(target, ignore_errors=True)
-    decoder.save_pretrained(target)
+    install_decoder("video", decoder, ["vae", "unet", "scheduler"])
 
 
 def install(model: CoDi2Model, parts: list[str]) -> None:
@@ -723,7 +718,7 @@ def stage_unet_marks(steps: int, log: Log) -> None:
     cached, owner_ids, bank = marked_latents(decoder, encoder, log)
     train_unet("unet-marks", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4)
     check_image_samples(decoder, encoder, log)
-    install_image_decoder(decoder, ["unet", "scheduler"])
+    install_decoder("image", decoder, ["unet", "scheduler"])
 
 
 def marked_latents(
@@ -769,17 +764,22 @@ def check_image_samples(decoder: ImageDecoder, encoder: CNNImageEncoder, log: Lo
             )
 
 
-def install_image_decoder(decoder: ImageDecoder, parts: list[str]) -> None:
-    """Write the image decoder's ``parts`` into the package's folder (the rest stays)."""
-    target = OUT / "decoders" / "image"
+def install_decoder(modality: str, decoder: ImageDecoder | AudioDecoder | VideoDecoder, parts: list[str]) -> None:
+    """Write a decoder's ``parts`` into the package's folder (the rest stays)."""
+    target = OUT / "decoders" / modality
     for part in parts:
         shutil.rmtree(target / part, ignore_errors=True)
     decoder.save_pretrained(target)
-    for part in ("unet", "vae"):  # loaded from a folder, a model would record this machine's path
-        saved = target / part / "config.json"
-        config = json.loads(saved.read_text())
-        config.pop("_name_or_path", None)
-        saved.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for part in ("unet", "vae"):
+        drop_local_path(target / part)
+
+
+def drop_local_path(folder: Path) -> None:
+    """A diffusers model loaded from a folder records its path in the config it writes: a path of this machine."""
+    saved = folder / "config.json"
+    config = json.loads(saved.read_text())
+    config.pop("_name_or_path", None)
+    saved.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def stage_vae_fine(steps: int, log: Log) -> None:
@@ -835,7 +835,7 @@ def stage_unet_fine(steps: int, log: Log) -> None:
     cached, owner_ids, bank = marked_latents(decoder, encoder, log)
     train_unet("unet-fine", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log)
     check_image_samples(decoder, encoder, log)
-    install_image_decoder(decoder, ["vae", "unet", "scheduler"])
+    install_decoder("image", decoder, ["vae", "unet", "scheduler"])
     checkpoint = CoDi2Config.model_validate_json((OUT / "codi2.json").read_text())
     decoders = {**checkpoint.decoders, "image": CONFIG.decoders["image"]}
     (OUT / "codi2.json").write_text(checkpoint.model_copy(update={"decoders": decoders}).model_dump_json(indent=2))
@@ -855,7 +855,7 @@ def stage_unet_fine_robust(steps: int, log: Log) -> None:
         "unet-fine-robust", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4, cond_noise=0.3
     )
     check_image_samples(decoder, encoder, log)
-    install_image_decoder(decoder, ["unet", "scheduler"])
+    install_decoder("image", decoder, ["unet", "scheduler"])
 
 
 def stage_vae_fine_edges(steps: int, log: Log) -> None:
@@ -896,10 +896,7 @@ def stage_vae_fine_edges(steps: int, log: Log) -> None:
             error = float(((y - x).abs() * marked_batch_weight(x)).mean())
             log(f"{name}: weighted L1 {error:.4f}; top-right pixel's distance from white {corner:.1f} (of 441)")
     vae.save_pretrained(target)
-    saved = target / "config.json"
-    config = json.loads(saved.read_text())
-    config.pop("_name_or_path", None)
-    saved.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    drop_local_path(target)
 
 
 def refit_image_whitening(model: CoDi2Model, log: Log) -> None:
