@@ -272,6 +272,13 @@ def marked_batch_weight(x: torch.Tensor) -> torch.Tensor:
     return 1.0 + 9.0 * ((1.0 - x).abs().amax(dim=1, keepdim=True) > 0.15).float()
 
 
+def autoencoder_loss(vae: torch.nn.Module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The autoencoder stages' loss: weighted L1 + L2 of a sampled latent's reconstruction, and KL 1e-6."""
+    posterior = vae.encode(x).latent_dist
+    error = vae.decode(posterior.sample()).sample - x
+    return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
+
+
 def stage_vae(modality: str, steps: int, log: Log) -> None:
     """The decoder's autoencoder; object pixels (or loud mel bins) weigh 10x (5x) in the loss from step 0."""
     decoder = fresh_decoder(modality)
@@ -282,10 +289,7 @@ def stage_vae(modality: str, steps: int, log: Log) -> None:
     def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         x = decoder_space(modality, decoder, pick(pool, rng, batch), rng)
         weight = marked_batch_weight(x) if modality == "image" else 1.0 + 4.0 * (x > -1.0).float()
-        posterior = vae.encode(x).latent_dist
-        y = vae.decode(posterior.sample()).sample
-        error = y - x
-        return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
+        return autoencoder_loss(vae, x, weight)
 
     run_stage(f"vae-{modality}", vae, step_fn, steps=steps, lr=1e-3, log=log)
     vae.eval()
@@ -684,10 +688,7 @@ def stage_vae_marks(steps: int, log: Log) -> None:
 
     def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         x = pictures_tensor(pick(TRAIN_PICTURES, rng, 6) + pick(MARKED_PICTURES, rng, 10), rng)
-        posterior = vae.encode(x).latent_dist
-        error = vae.decode(posterior.sample()).sample - x
-        weight = marked_batch_weight(x)
-        return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
+        return autoencoder_loss(vae, x, marked_batch_weight(x))
 
     run_stage("vae-marks", vae, step_fn, steps=steps, lr=3e-4, log=log)
     vae.eval()
@@ -792,10 +793,7 @@ def stage_vae_fine(steps: int, log: Log) -> None:
 
     def step_fn(step: int, rng: np.random.Generator, _trained: torch.nn.Module) -> torch.Tensor:
         x = pictures_tensor(pick(TRAIN_PICTURES, rng, 8) + pick(MARKED_PICTURES, rng, 8), rng)
-        posterior = vae.encode(x).latent_dist
-        error = vae.decode(posterior.sample()).sample - x
-        weight = marked_batch_weight(x)
-        return (weight * error.abs()).mean() + (weight * error.square()).mean() + 1e-6 * posterior.kl().mean()
+        return autoencoder_loss(vae, x, marked_batch_weight(x))
 
     run_stage("vae-fine", vae, step_fn, steps=steps, lr=1e-3, log=log)
     vae.eval()
