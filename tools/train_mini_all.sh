@@ -36,4 +36,7 @@ $PY tools/train_mini.py vae-fine --threads 2 > runs/mini/lane-fine.out 2>&1
 $PY tools/train_mini.py unet-fine --threads 2 >> runs/mini/lane-fine.out 2>&1
 $PY tools/train_mini.py vae-fine-edges --threads 2 >> runs/mini/lane-fine.out 2>&1
 $PY tools/train_mini.py unet-fine-robust --threads 2 >> runs/mini/lane-fine.out 2>&1
+# the video and audio UNets continue on noisy conditions, as the image one did (the LLM's features are not a render's)
+$PY tools/train_mini.py unet-video-robust --threads 2 > runs/mini/lane-robust.out 2>&1
+$PY tools/train_mini.py unet-audio-robust --threads 2 >> runs/mini/lane-robust.out 2>&1
 echo "all stages done"
