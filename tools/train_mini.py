@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import json
 import random
 import shutil
@@ -50,6 +51,7 @@ from torch.nn import functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from codi2_sdk.content import MediaModality  # noqa: E402
 from codi2_sdk.mini.clips import Clip, all_clips, probe_clip, render_clip  # noqa: E402
 from codi2_sdk.mini.config import FIRST_IMAGE_DECODER, LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
@@ -368,33 +370,6 @@ def stage_unet(modality: str, steps: int, log: Log) -> None:
     install_decoder(modality, decoder, ["unet", "scheduler"])
 
 
-def stage_unet_audio_robust(steps: int, log: Log) -> None:
-    """The audio UNet continues with its conditions moved by noise (up to 30% of their norm), as the image and
-    video UNets did: its samples from fresh features of held-out sounds were read right 0.91 (trained: 1.00), and
-    held-out audio edits, drawn from the LLM's features, were the weakest audio rows."""
-    from codi2_sdk.model.registry import load_kind
-
-    decoder = load_kind("decoder", CONFIG.decoders["audio"].kind, OUT / "decoders" / "audio")
-    assert isinstance(decoder, AudioDecoder)
-    decoder.vae.requires_grad_(False)
-    encoder = item_encoder("audio")
-    cached, owner_ids, bank = item_latents("audio", decoder, encoder, log)
-    train_unet(
-        "unet-audio-robust",
-        decoder,
-        cached,
-        owner_ids,
-        bank,
-        batch=64,
-        steps=steps,
-        log=log,
-        lr=2e-4,
-        cond_noise=0.3,
-    )
-    check_samples("audio", decoder, encoder, log)
-    install_decoder("audio", decoder, ["unet", "scheduler"])
-
-
 def item_encoder(modality: str) -> CNNImageEncoder | CNNAudioEncoder:
     encoder_cls = CNNImageEncoder if modality == "image" else CNNAudioEncoder
     return encoder_cls.from_pretrained(OUT / "encoders" / modality).eval()
@@ -457,35 +432,6 @@ def stage_unet_video(steps: int, log: Log) -> None:
     train_unet("unet-video", decoder, cached, owner_ids, bank, batch=16, steps=steps, log=log, save_every=100)
     check_video_samples(decoder, encoder, log)
     install_decoder("video", decoder, ["vae", "unet", "scheduler"])
-
-
-def stage_unet_video_robust(steps: int, log: Log) -> None:
-    """The video UNet continues with its conditions moved by noise (up to 30% of their norm), as the image UNet
-    did in ``unet-fine-robust``: samples from fresh features were read right 0.92, and in-context video edits,
-    drawn from the LLM's features, lost whole clips (a circle's first frame read as a square, a shrinking clip
-    that grew back)."""
-    from codi2_sdk.model.registry import load_kind
-
-    decoder = load_kind("decoder", CONFIG.decoders["video"].kind, OUT / "decoders" / "video")
-    assert isinstance(decoder, VideoDecoder)
-    decoder.vae.requires_grad_(False)
-    encoder = video_encoder()
-    cached, owner_ids, bank = clip_latents(decoder, encoder, log)
-    train_unet(
-        "unet-video-robust",
-        decoder,
-        cached,
-        owner_ids,
-        bank,
-        batch=16,
-        steps=steps,
-        log=log,
-        lr=2e-4,
-        save_every=100,
-        cond_noise=0.3,
-    )
-    check_video_samples(decoder, encoder, log)
-    install_decoder("video", decoder, ["unet", "scheduler"])
 
 
 def clip_latents(
@@ -937,21 +883,35 @@ def stage_unet_fine(steps: int, log: Log) -> None:
     (OUT / "codi2.json").write_text(checkpoint.model_copy(update={"decoders": decoders}).model_dump_json(indent=2))
 
 
-def stage_unet_fine_robust(steps: int, log: Log) -> None:
-    """The new image UNet continues with its conditions moved by noise (up to 30% of their norm): the LLM's
-    features are not a render's, and after ``unet-fine`` small plain pictures drawn from them came out pale
-    (in-context image edits 33/40 right, the first decoder's 39/40)."""
+def stage_unet_robust(modality: MediaModality, steps: int, log: Log) -> None:
+    """A trained UNet continues with its conditions moved by Gaussian noise of up to 30% of their norm: the LLM's
+    features are not a render's. Image (``unet-fine-robust``): small plain pictures drawn from them came out pale
+    after ``unet-fine`` (in-context image edits 33/40 right, the first decoder's 39/40). Video
+    (``unet-video-robust``): 0.92 of clips sampled from fresh features were read right, and in-context video edits
+    lost whole clips (a circle's first frame read as a square, a shrinking clip that grew back). Audio
+    (``unet-audio-robust``): samples from fresh features of held-out sounds were read right 0.91 (trained 1.00)."""
     from codi2_sdk.model.registry import load_kind
 
-    decoder = load_kind("decoder", CONFIG.decoders["image"].kind, OUT / "decoders" / "image")
+    decoder = load_kind("decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality)
     decoder.vae.requires_grad_(False)
-    encoder = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
-    cached, owner_ids, bank = marked_latents(decoder, encoder, log)
-    train_unet(
-        "unet-fine-robust", decoder, cached, owner_ids, bank, batch=64, steps=steps, log=log, lr=2e-4, cond_noise=0.3
-    )
-    check_image_samples(decoder, encoder, log)
-    install_decoder("image", decoder, ["unet", "scheduler"])
+    check: Callable[[], None]
+    if isinstance(decoder, VideoDecoder):
+        clips = video_encoder()
+        cached, owner_ids, bank = clip_latents(decoder, clips, log)
+        check = functools.partial(check_video_samples, decoder, clips, log)
+    elif isinstance(decoder, ImageDecoder):
+        pictures = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
+        cached, owner_ids, bank = marked_latents(decoder, pictures, log)
+        check = functools.partial(check_image_samples, decoder, pictures, log)
+    else:
+        sounds = item_encoder(modality)
+        cached, owner_ids, bank = item_latents(modality, decoder, sounds, log)
+        check = functools.partial(check_samples, modality, decoder, sounds, log)
+    stage = f"unet-{'fine' if modality == 'image' else modality}-robust"
+    batch = 16 if modality == "video" else 64
+    train_unet(stage, decoder, cached, owner_ids, bank, batch=batch, steps=steps, log=log, lr=2e-4, cond_noise=0.3)
+    check()
+    install_decoder(modality, decoder, ["unet", "scheduler"])
 
 
 def stage_vae_fine_edges(steps: int, log: Log) -> None:
@@ -1125,9 +1085,9 @@ STAGES: dict[str, tuple[Callable[..., None], int]] = {
     "vae-fine": (stage_vae_fine, 3000),
     "unet-fine": (stage_unet_fine, 4000),
     "vae-fine-edges": (stage_vae_fine_edges, 400),
-    "unet-fine-robust": (stage_unet_fine_robust, 1500),
-    "unet-video-robust": (stage_unet_video_robust, 3000),
-    "unet-audio-robust": (stage_unet_audio_robust, 1500),
+    "unet-fine-robust": (lambda steps, log: stage_unet_robust("image", steps, log), 1500),
+    "unet-video-robust": (lambda steps, log: stage_unet_robust("video", steps, log), 3000),
+    "unet-audio-robust": (lambda steps, log: stage_unet_robust("audio", steps, log), 1500),
 }
 
 
