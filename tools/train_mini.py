@@ -143,7 +143,15 @@ def clips_tensor(clips: list[Clip], rng: np.random.Generator) -> torch.Tensor:
 
 
 def video_encoder() -> FrameVideoEncoder:
-    """codi2-mini's video encoder: the trained image encoder over 8 frames, in two spans."""
+    """codi2-mini's video encoder: the model's own once ``llm-v2`` has written it (it keeps the image encoder it was
+    trained with; ``encoders-marks`` changes the image one after), before that the trained image encoder over the
+    clip's first and last frames."""
+    from codi2_sdk.model.registry import load_kind
+
+    if (OUT / "encoders" / "video").is_dir():
+        encoder = load_kind("encoder", CONFIG.encoders["video"].kind, OUT / "encoders" / "video")
+        assert isinstance(encoder, FrameVideoEncoder)
+        return encoder.eval()
     args = CONFIG.encoders["video"].args
     image = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image")
     return FrameVideoEncoder(image, frames=args["frames"], segments=args["segments"]).eval()
