@@ -259,6 +259,8 @@ def stage_encoders(steps: int, log: Log) -> None:
 def decoder_space(modality: str, decoder: object, items: list, rng: np.random.Generator) -> torch.Tensor:
     if modality == "image":
         return pictures_tensor(items, rng)
+    if modality == "video":
+        return clips_tensor(items, rng)
     return decoder.mel_input(sounds_tensor(items, rng))  # type: ignore[attr-defined]
 
 
@@ -383,40 +385,51 @@ def item_encoder(modality: str) -> CNNImageEncoder | CNNAudioEncoder:
     return encoder_cls.from_pretrained(OUT / "encoders" / modality).eval()
 
 
-def media_tensor(modality: str, items: list, rng: np.random.Generator) -> torch.Tensor:
+def encoder_input(modality: str, encoder: torch.nn.Module, items: list, rng: np.random.Generator) -> torch.Tensor:
+    """What ``encoder`` reads for fresh renders of ``items`` (a clip goes through its MP4, as a user's does)."""
+    if isinstance(encoder, FrameVideoEncoder):
+        return encoder.preprocess([clip_part(item, rng) for item in items])
     return pictures_tensor(items, rng) if modality == "image" else sounds_tensor(items, rng)
 
 
+TRAINED_ITEMS: dict[str, list] = {"image": TRAIN_PICTURES, "audio": TRAIN_SOUNDS, "video": TRAIN_CLIPS}
+HELDOUT_ITEMS: dict[str, list] = {"image": HELDOUT_PICTURES, "audio": HELDOUT_SOUNDS, "video": HELDOUT_CLIPS}
+LATENT_CACHE = {"image": (6000, 100, 16), "audio": (6000, 100, 16), "video": (2000, 50, 8)}
+"""Per modality: renders cached for a UNet, in batches of, and features of other renders kept per item."""
+
+
 def item_latents(
-    modality: str, decoder: ImageDecoder | AudioDecoder, encoder: torch.nn.Module, log: Log
+    modality: str, decoder: ImageDecoder | AudioDecoder | VideoDecoder, encoder: torch.nn.Module, log: Log
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A picture or sound UNet's training set: 6000 renders' latents, each one's item, and per item 16 features
-    of other renders."""
-    pool = TRAIN_PICTURES if modality == "image" else TRAIN_SOUNDS
+    """A UNet's training set (``LATENT_CACHE``): renders' latents of trained items, each one's item, and per item
+    features of other renders (what each latent is conditioned on)."""
+    pool = TRAINED_ITEMS[modality]
+    renders, batch, features = LATENT_CACHE[modality]
     rng = np.random.default_rng(5)
     latents, owners, conds = [], [], {}
     with torch.no_grad():
-        for _ in range(6000 // 100):
-            items = pick(pool, rng, 100)
+        for _ in range(renders // batch):
+            items = pick(pool, rng, batch)
             latents.append(decoder.encode_latents(decoder_space(modality, decoder, items, rng)))
             owners += [pool.index(i) for i in items]
         for index, item in enumerate(pool):
-            conds[index] = encoder(media_tensor(modality, [item] * 16, rng))[:, 0]
+            conds[index] = encoder(encoder_input(modality, encoder, [item] * features, rng))[:, 0]
     cached, owner_ids = torch.cat(latents), torch.tensor(owners)
-    bank = torch.stack([conds[i] for i in range(len(pool))])  # (items, 16, width)
-    log(f"cached {len(cached)} latents, {bank.shape[1]} features per item")
+    bank = torch.stack([conds[i] for i in range(len(pool))])  # (items, features, width)
+    log(f"cached {len(cached)} latents {tuple(cached.shape[1:])}, {bank.shape[1]} features per item")
     return cached, owner_ids, bank
 
 
-def check_samples(modality: str, decoder: ImageDecoder | AudioDecoder, encoder: torch.nn.Module, log: Log) -> None:
-    """Log the probe's reading of 64 samples from fresh features of trained items, then of held-out ones."""
+def check_samples(
+    modality: str, decoder: ImageDecoder | AudioDecoder | VideoDecoder, encoder: torch.nn.Module, log: Log
+) -> None:
+    """Log the probe's reading of samples (64; clips 32) from fresh features of trained items, then of held-out
+    ones."""
     rng = np.random.default_rng(13)
-    trained = TRAIN_PICTURES if modality == "image" else TRAIN_SOUNDS
-    heldout = HELDOUT_PICTURES if modality == "image" else HELDOUT_SOUNDS
-    for name, pool in (("trained", trained), ("held-out", heldout)):
-        items = pick(pool, rng, 64)
+    for name, pool in (("trained", TRAINED_ITEMS[modality]), ("held-out", HELDOUT_ITEMS[modality])):
+        items = pick(pool, rng, 32 if modality == "video" else 64)
         with torch.no_grad():
-            cond = encoder(media_tensor(modality, items, rng))[:, 0]
+            cond = encoder(encoder_input(modality, encoder, items, rng))[:, 0]
             for guidance in (1.0, 3.0):
                 generator = torch.Generator().manual_seed(0)
                 out = decoder.sample(cond, steps=25, guidance_scale=guidance, generator=generator)
@@ -436,47 +449,10 @@ def stage_unet_video(steps: int, log: Log) -> None:
     decoder.vae = AutoencoderKL.from_pretrained(OUT / "decoders" / "image" / "vae").eval()
     decoder.vae.requires_grad_(False)
     encoder = video_encoder()
-    cached, owner_ids, bank = clip_latents(decoder, encoder, log)
+    cached, owner_ids, bank = item_latents("video", decoder, encoder, log)
     train_unet("unet-video", decoder, cached, owner_ids, bank, batch=16, steps=steps, log=log, save_every=100)
-    check_video_samples(decoder, encoder, log)
+    check_samples("video", decoder, encoder, log)
     install_decoder("video", decoder, ["vae", "unet", "scheduler"])
-
-
-def clip_latents(
-    decoder: VideoDecoder, encoder: FrameVideoEncoder, log: Log
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The video UNets' training set: 2000 renders' latents, each one's clip, and per clip 8 features of other
-    renders."""
-    pool = TRAIN_CLIPS
-    rng = np.random.default_rng(5)
-    latents, owners, conds = [], [], {}
-    with torch.no_grad():
-        for _ in range(2000 // 50):
-            items = pick(pool, rng, 50)
-            latents.append(decoder.encode_latents(clips_tensor(items, rng)))
-            owners += [pool.index(i) for i in items]
-        for index, item in enumerate(pool):
-            conds[index] = encoder(encoder.preprocess([clip_part(item, rng) for _ in range(8)]))[:, 0]
-    cached, owner_ids = torch.cat(latents), torch.tensor(owners)
-    bank = torch.stack([conds[i] for i in range(len(pool))])  # (items, 8, 2 * width)
-    log(f"cached {len(cached)} clip latents {tuple(cached.shape[1:])}, {bank.shape[1]} features per clip")
-    return cached, owner_ids, bank
-
-
-def check_video_samples(decoder: VideoDecoder, encoder: FrameVideoEncoder, log: Log) -> None:
-    """Log the probe's reading of clips sampled from fresh features of trained and held-out clips."""
-    rng = np.random.default_rng(13)
-    for name, pool in (("trained", TRAIN_CLIPS), ("held-out", HELDOUT_CLIPS)):
-        items = pick(pool, rng, 32)
-        with torch.no_grad():
-            cond = encoder(encoder.preprocess([clip_part(item, rng) for item in items]))[:, 0]
-            for guidance in (1.0, 3.0):
-                generator = torch.Generator().manual_seed(0)
-                out = decoder.sample(cond, steps=25, guidance_scale=guidance, generator=generator)
-                log(
-                    f"probe accuracy of samples from fresh features of {name} clips, 25 steps, guidance "
-                    f"{guidance}: {probe_outputs('video', decoder, out, items):.3f}"
-                )
 
 
 def install(model: CoDi2Model, parts: list[str]) -> None:
@@ -902,19 +878,14 @@ def stage_unet_robust(modality: MediaModality, steps: int, log: Log) -> None:
 
     decoder = load_kind("decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality)
     decoder.vae.requires_grad_(False)
-    check: Callable[[], None]
-    if isinstance(decoder, VideoDecoder):
-        clips = video_encoder()
-        cached, owner_ids, bank = clip_latents(decoder, clips, log)
-        check = functools.partial(check_video_samples, decoder, clips, log)
-    elif isinstance(decoder, ImageDecoder):
-        pictures = CNNImageEncoder.from_pretrained(OUT / "encoders" / "image").eval()
-        cached, owner_ids, bank = marked_latents(decoder, pictures, log)
-        check = functools.partial(check_image_samples, decoder, pictures, log)
+    encoder = video_encoder() if modality == "video" else item_encoder(modality)
+    if isinstance(decoder, ImageDecoder):  # plain and marked pictures
+        assert isinstance(encoder, CNNImageEncoder)
+        cached, owner_ids, bank = marked_latents(decoder, encoder, log)
+        check = functools.partial(check_image_samples, decoder, encoder, log)
     else:
-        sounds = item_encoder(modality)
-        cached, owner_ids, bank = item_latents(modality, decoder, sounds, log)
-        check = functools.partial(check_samples, modality, decoder, sounds, log)
+        cached, owner_ids, bank = item_latents(modality, decoder, encoder, log)
+        check = functools.partial(check_samples, modality, decoder, encoder, log)
     stage = f"unet-{'fine' if modality == 'image' else modality}-robust"
     batch = 16 if modality == "video" else 64
     train_unet(stage, decoder, cached, owner_ids, bank, batch=batch, steps=steps, log=log, lr=2e-4, cond_noise=0.3)
