@@ -30,31 +30,31 @@ THRESHOLDS = {
     "image_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "image_to_text": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "image_to_video": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "in_context_audio_edit_1shot": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "in_context_audio_edit_1shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_audio_edit_2shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_audio_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "in_context_image_edit_1shot": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "in_context_image_edit_1shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_image_edit_2shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_image_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "in_context_video_edit_1shot": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "in_context_video_edit_1shot": (0.60, 0.80),  # measured 0.80/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_video_edit_2shot": (0.70, 0.70),  # measured 0.90/0.90 here (10 cases, seed 1, 2 threads)
-    "in_context_video_edit_3shot": (0.80, 0.60),  # measured 1.00/0.80 here (10 cases, seed 1, 2 threads)
+    "in_context_video_edit_3shot": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "instructed_audio_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "interleaved_answer": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "multi_round_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "subject_driven_image": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "subject_driven_image": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "text_to_video": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "text_to_video": (0.80, 0.60),  # measured 1.00/0.80 here (10 cases, seed 1, 2 threads)
     "video_to_text": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
 }
 
 # subject-driven generation: each measure of the answers at least this share of an exact render's (DINO- and
 # CLIP-I-style similarity to the references, CLIP-T-style to the asked picture), on trained and on held-out subjects;
-# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (1.00, 0.89, 0.91; 0.99, 0.85,
-# 0.91) and in a 20-case run of other cases (seed 2: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
-SUBJECT_SHARES = {"dino": 0.70, "clip_i": 0.75, "clip_t": 0.80}
+# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (0.90, 0.88, 0.90; 0.99, 0.84,
+# 0.90) and in a 20-case run of other cases (seed 2, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
+SUBJECT_SHARES = {"dino": 0.70, "clip_i": 0.74, "clip_t": 0.80}
 
 
 @pytest.fixture(scope="module")

@@ -972,30 +972,49 @@ def stage_llm_subjects(steps: int, log: Log) -> None:
     1-3 pictures of a marked subject): the mark-aware image encoder and decoder in, one new word, a quarter of
     every batch subject cases, the rest the mix of ``llm-v2`` (own outputs included; in-context video edits
     weighted up)."""
+    continue_llm_mix("llm-subjects", steps, log, lr=4e-4, warmup_steps=50, video_edit_weight=3.0, refit=True)
+
+
+def stage_llm_video_edits(steps: int, log: Log) -> None:
+    """The trained LLM continues on the same mix with in-context video edits weighted 8x (3x before) at a lower
+    rate: after the video UNet learnt noisy conditions, most of their misses were the LLM's (re-decoding its
+    feature with other seeds drew the same wrong shape)."""
+    continue_llm_mix("llm-video-edits", steps, log, lr=2e-4, warmup_steps=25, video_edit_weight=8.0, refit=False)
+
+
+def continue_llm_mix(
+    stage: str, steps: int, log: Log, *, lr: float, warmup_steps: int, video_edit_weight: float, refit: bool
+) -> None:
+    """The installed LLM continues on the whole mix: a quarter of every batch subject cases, the rest the other
+    tasks (half the pictures and sounds read are the model's own outputs), in-context video edits weighing
+    ``video_edit_weight``, other video and in-context tasks 1.5; ``refit`` refits the image whitening first."""
     from safetensors.torch import load_file
 
     from codi2_sdk.model.registry import load_kind
 
-    norms = json.loads((LOGS / "feature_norms.json").read_text())
-    config = FIRST_CONFIG.model_copy(update={"feature_norms": norms})
-    model, added = extended_model(config)
-    for modality, spec in CONFIG.encoders.items():
+    config = CoDi2Config.model_validate_json((OUT / "codi2.json").read_text()).model_copy(update={"lora": None})
+    model, added = extended_model(config)  # the installed model's config, its adapter left to the lora stage
+    for modality, spec in config.encoders.items():
         model.encoders[modality] = load_kind("encoder", spec.kind, OUT / "encoders" / modality).eval()
         model.encoders[modality].requires_grad_(False)
-    for modality, spec in CONFIG.decoders.items():
+    for modality, spec in config.decoders.items():
         model.decoders[modality] = load_kind("decoder", spec.kind, OUT / "decoders" / modality).eval()
     model._load_projectors(load_file(OUT / "projectors.safetensors"), OUT)
     log(f"{added} new words")
-    refit_image_whitening(model, log)
+    if refit:
+        refit_image_whitening(model, log)
     pools = {
         "image": decoded_pool(model, "image", TRAIN_PICTURES, 3, log),
         "audio": decoded_pool(model, "audio", TRAIN_SOUNDS, 4, log),
     }
     swap = own_outputs(pools, rate=0.5)
     others = tuple(t for t in TASKS if t != SUBJECT_TASK)
-    # in-context video edits, the weakest rows after llm-v2, weigh the most
     weights = [
-        3.0 if t == "in_context_video_edit" else 1.5 if t in VIDEO_TASKS or t.startswith("in_context") else 1.0
+        video_edit_weight
+        if t == "in_context_video_edit"
+        else 1.5
+        if t in VIDEO_TASKS or t.startswith("in_context")
+        else 1.0
         for t in others
     ]
     draw, subjects = task_batches(others, weights), task_batches((SUBJECT_TASK,))
@@ -1004,7 +1023,7 @@ def stage_llm_subjects(steps: int, log: Log) -> None:
         share = batch_size // 4
         return [swap(rng, example) for example in draw(rng, batch_size - share)] + subjects(rng, share)
 
-    finetune_llm(model, batches, "llm-subjects", steps=steps, lr=4e-4, warmup_steps=50, log=log)
+    finetune_llm(model, batches, stage, steps=steps, lr=lr, warmup_steps=warmup_steps, log=log)
 
 
 def stage_lora(steps: int, log: Log) -> None:
@@ -1060,6 +1079,7 @@ STAGES: dict[str, tuple[Callable[..., None], int]] = {
     "vae-marks": (stage_vae_marks, 1200),  # then resumed to 2700
     "unet-marks": (stage_unet_marks, 1500),  # then resumed to 4000
     "llm-subjects": (stage_llm_subjects, 800),
+    "llm-video-edits": (stage_llm_video_edits, 400),
     "lora": (stage_lora, 300),
     "vae-fine": (stage_vae_fine, 3000),
     "unet-fine": (stage_unet_fine, 4000),

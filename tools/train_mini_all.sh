@@ -29,7 +29,6 @@ marks_a=$!
 wait $marks_a
 $PY tools/train_mini.py unet-marks --threads 2 > runs/mini/lane-marks.out 2>&1
 $PY tools/train_mini.py llm-subjects --threads 2 >> runs/mini/lane-marks.out 2>&1
-$PY tools/train_mini.py lora > runs/mini/lane-lora.out 2>&1
 $PY tools/train_mini.py unet-marks --steps 4000 --threads 2 >> runs/mini/lane-marks.out 2>&1  # resumed, as trained
 # the image decoder again, with 16x16 latents (the LLM's feature space is unchanged, so nothing else retrains)
 $PY tools/train_mini.py vae-fine --threads 2 > runs/mini/lane-fine.out 2>&1
@@ -39,4 +38,8 @@ $PY tools/train_mini.py unet-fine-robust --threads 2 >> runs/mini/lane-fine.out 
 # the video and audio UNets continue on noisy conditions, as the image one did (the LLM's features are not a render's)
 $PY tools/train_mini.py unet-video-robust --threads 2 > runs/mini/lane-robust.out 2>&1
 $PY tools/train_mini.py unet-audio-robust --threads 2 >> runs/mini/lane-robust.out 2>&1
+# the LLM once more, in-context video edits weighted up (most of their misses were the LLM's after the above), then
+# the LoRA of a skill the model never saw on the final LLM
+$PY tools/train_mini.py llm-video-edits --threads 2 > runs/mini/lane-llm.out 2>&1
+$PY tools/train_mini.py lora --threads 2 > runs/mini/lane-lora.out 2>&1
 echo "all stages done"
