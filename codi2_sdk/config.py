@@ -38,7 +38,14 @@ class TextConfig(_Config):
     """Nucleus sampling: sample only from the smallest set of tokens whose probability reaches this."""
 
 
-class ImageConfig(_Config):
+class _MediaConfig(_Config):
+    candidates: int | None = Field(default=None, ge=1, le=16)
+    """Samples drawn for each medium (in one batch); the one whose features, read back by the model's own encoder,
+    lie nearest the feature the LLM wrote is kept (best-of-n reranking, as DALL-E reranked its samples with
+    CLIP). 1 keeps the only sample; more cost that many decodes."""
+
+
+class ImageConfig(_MediaConfig):
     """How images are decoded."""
 
     steps: int | None = Field(default=None, ge=1, le=1000)
@@ -51,7 +58,7 @@ class ImageConfig(_Config):
     """Side of the square output in pixels; ``None`` for the decoder's native size."""
 
 
-class AudioConfig(_Config):
+class AudioConfig(_MediaConfig):
     """How audio is decoded."""
 
     steps: int | None = Field(default=None, ge=1, le=1000)
@@ -62,7 +69,7 @@ class AudioConfig(_Config):
     """Clip length in seconds; ``None`` for the decoder's native length."""
 
 
-class VideoConfig(_Config):
+class VideoConfig(_MediaConfig):
     """How video clips are decoded."""
 
     steps: int | None = Field(default=None, ge=1, le=1000)

@@ -88,6 +88,8 @@ class Provenance(SDKModel):
     """Classifier-free guidance scale."""
     noise_level: int | None = None
     """Noise added to the conditioning embedding (unCLIP image decoders)."""
+    candidates: int | None = None
+    """Samples drawn (from ``seed``, in one batch), of which this one was kept (see ``ImageConfig.candidates``)."""
 
 
 class Text(SDKModel):

@@ -322,20 +322,25 @@ class _TextRun:
 def decode_medium(
     model: CoDi2Model, modality: MediaModality, feature: torch.Tensor, index: int, config: GenerationConfig, seed: int
 ) -> Iterator[Progress | MediaDone]:
-    """Decode one medium of the answer: a progress event per diffusion step, then the finished part."""
+    """Decode one medium of the answer: a progress event per diffusion step, then the finished part (with
+    ``candidates`` above 1, the sample nearest the LLM's feature, see :meth:`CoDi2Model.nearest_sample`)."""
     settings: Any = config.settings_for(modality)  # the medium's sub-config: steps, guidance, size or duration
     decoder: Any = model.decoders[modality]
+    candidates = int(settings.candidates or 1)
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
     device = next(decoder.parameters()).device
+    provenance = Provenance(model=model.name, seed=seed, candidates=candidates)
     run = decoder.iter_decode(
-        feature[None].to(device), settings, generator=generator, provenance=Provenance(model=model.name, seed=seed)
+        feature[None].expand(candidates, -1).to(device), settings, generator=generator, provenance=provenance
     )
     total = int(settings.steps or 1)
     while True:
         try:
             step = next(run)
         except StopIteration as done:
-            yield MediaDone(part_index=index, part=done.value[0])
+            samples = done.value
+            best = model.nearest_sample(modality, feature, samples) if len(samples) > 1 else 0
+            yield MediaDone(part_index=index, part=samples[best])
             return
         yield Progress(modality=modality, part_index=index, step=step, total=total)
 
@@ -354,6 +359,13 @@ def generate_events(
     work: the events are the same with or without them.
     """
     config = effective_config(model, request.config)
+    for medium in model.decoders:
+        candidates = config.settings_for(medium).candidates  # type: ignore[union-attr]
+        if (candidates or 1) > 1 and medium not in model.encoders:
+            raise InvalidRequestError(
+                f"{medium}.candidates={candidates} needs an encoder for {medium} to rank the samples, and "
+                f"{model.name} has none; use {medium}.candidates=1"
+            )
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
     picker = TokenPicker(model, config, torch.Generator(device="cpu").manual_seed(seed))
     state = prefill(model, request, prefix_cache=prefix_cache, media_cache=media_cache)

@@ -257,6 +257,13 @@ class CoDi2Model(nn.Module):
         norms: Mapping[Any, float] = self.config.feature_norms
         return unit_feature * norms.get(modality, 1.0)
 
+    def nearest_sample(self, modality: str, feature: torch.Tensor, samples: Sequence[MediaPart]) -> int:
+        """Which of several decoded ``samples`` of one feature lies nearest it once read back by this model's
+        encoder (cosine in the output head's space, :meth:`regression_target`): best-of-n reranking."""
+        read = self.encode(modality, samples)[:, 0]
+        target = self.regression_target(modality, feature.float().to(read.device)[None])
+        return int((self.regression_target(modality, read) @ target.T)[:, 0].argmax())
+
     def write_medium(self, state: Any, modality: str) -> torch.Tensor:
         """Write a medium into the LLM's context at the current position, as the paper's model does.
 
