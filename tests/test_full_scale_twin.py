@@ -54,3 +54,13 @@ def test_the_twin_reads_every_medium(twin) -> None:
         *media, "what is this?", config={"seed": 0, "text": {"max_new_tokens": 4}}
     )
     assert answer.role == "assistant"
+
+
+@pytest.mark.parametrize("modality", sorted(WRITES))
+def test_the_twin_keeps_the_best_of_several_samples(twin, modality: str) -> None:
+    """Best-of-n with the paper's decoders: the samples go through the pipeline as one batch, ImageBind reads
+    them back, and the one nearest the LLM's feature is the answer."""
+    config = {"seed": 1, "output_modality": modality, "text": {"max_new_tokens": 3}, modality: {"candidates": 2}}
+    answer = Conversation(backend=LocalBackend(twin)).send("show a red circle.", config=config)
+    part = answer.parts[0]
+    assert isinstance(part, WRITES[modality]) and part.provenance.candidates == 2

@@ -43,7 +43,7 @@ THRESHOLDS = {
     "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "interleaved_answer": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "multi_round_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "subject_driven_image": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "subject_driven_image": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_video": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
@@ -52,9 +52,8 @@ THRESHOLDS = {
 
 # subject-driven generation: each measure of the answers at least this share of an exact render's (DINO- and
 # CLIP-I-style similarity to the references, CLIP-T-style to the asked picture), on trained and on held-out subjects;
-# at most 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (best of 4 pictures:
-# 0.91, 0.94, 0.93; 0.99, 0.90, 0.94; one draw: 0.90, 0.88, 0.90; 0.99, 0.84, 0.90) and in a 20-case run of other
-# cases (seed 2, one draw, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
+# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (0.90, 0.88, 0.90; 0.99, 0.84,
+# 0.90) and in a 20-case run of other cases (seed 2, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
 SUBJECT_SHARES = {"dino": 0.70, "clip_i": 0.74, "clip_t": 0.80}
 
 
@@ -187,9 +186,9 @@ def test_words_outside_the_vocabulary_are_refused_with_the_nearest_known_words(m
 
 def test_best_of_n_keeps_the_sample_nearest_the_written_feature(mini) -> None:
     """``candidates`` draws that many samples from the seed and keeps the one the model's own encoder reads
-    nearest the LLM's feature; codi2-mini draws 4 pictures and 4 clips by default, 1 sound."""
+    nearest the LLM's feature; codi2-mini draws 4 clips by default, 1 picture and 1 sound."""
     defaults = mini.capabilities.defaults
-    assert (defaults.image.candidates, defaults.audio.candidates, defaults.video.candidates) == (4, 1, 4)
+    assert (defaults.image.candidates, defaults.audio.candidates, defaults.video.candidates) == (1, 1, 4)
     conv = Conversation(backend=mini)
     asked = Picture("square", "blue", "large", "right")
     for candidates in (1, 3):
