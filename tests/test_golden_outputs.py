@@ -73,10 +73,10 @@ EXPECTED: dict[str, list[str]] = {
     "image_to_audio": ["audio:4f9c294232a13231"],
     "image_to_audio_trimmed": ["audio:5ed121aa126bf338"],
     "sampled_text": ["text:e277e9728b810d8b"],
-    "text_to_video": ["video:1bcd67de49593bec"],
+    "text_to_video": ["video:d8015eaf1ebd6393"],
     "in_context_image_edit": ["image:44dbc6a3aa53d617"],
     "in_context_audio_edit": ["audio:4daa96b10652a660"],
-    "in_context_video_edit": ["video:571e04cb3dea38da"],
+    "in_context_video_edit": ["video:d7a63366d59652d8"],
     "multi_round_edit": ["image:97990d8df12fe88d"],
     "interleaved_answer": [
         "text:02308ca616d09109",
