@@ -24,6 +24,8 @@ every media hash once more for ``llm-video-edits`` and ``lora`` (the LLM trained
 Re-recorded (issue 11, best of n): codi2-mini now draws 4 clips and keeps the one its encoder reads nearest the
 LLM's feature. ``text_to_video`` changed (the kept clip was not the first); the rest held, as the first of a batch
 of samples is the one sample drawn before from the same seed.
+Re-recorded (issue 11, ``unet-video-own``): the video UNet trained on, so ``text_to_video`` and
+``in_context_video_edit`` changed; the rest held.
 """
 
 from __future__ import annotations

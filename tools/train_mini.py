@@ -921,11 +921,10 @@ def llm_features(model: CoDi2Model, cases: int, *, heldout: bool, seed: int) -> 
     return items, torch.stack(features)
 
 
-def check_own_features(model: CoDi2Model, decoder: VideoDecoder, log: Log) -> None:
+def check_own_features(decoder: VideoDecoder, checks: dict[bool, tuple[list[Clip], torch.Tensor]], log: Log) -> None:
     """Log the probe's reading of clips decoded (25 steps, guidance 3, one sample) from the LLM's own features
-    for 64 video cases of trained items and 64 of held-out ones."""
-    for heldout in (False, True):
-        items, features = llm_features(model, 64, heldout=heldout, seed=SEED + 47)
+    ``checks`` (held-out or not: clips and features, of :func:`llm_features`)."""
+    for heldout, (items, features) in checks.items():
         with torch.no_grad():
             out = decoder.sample(features, steps=25, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
         log(
@@ -965,11 +964,13 @@ def stage_unet_video_own(steps: int, log: Log) -> None:
         kept = own.get(index) or list(bank[index])
         mixed.append(torch.stack([kept[int(k)] for k in rng.integers(len(kept), size=per_item)]))
     bank = torch.cat([bank, torch.stack(mixed)], dim=1)
-    check_own_features(model, decoder, log)
+    # 64 video cases of trained items and 64 of held-out ones, decoded before and after
+    checks = {heldout: llm_features(model, 64, heldout=heldout, seed=SEED + 47) for heldout in (False, True)}
+    check_own_features(decoder, checks, log)
     train_unet(
         "unet-video-own", decoder, cached, owner_ids, bank, batch=16, steps=steps, log=log, lr=2e-4, cond_noise=0.3
     )
-    check_own_features(model, decoder, log)
+    check_own_features(decoder, checks, log)
     install_decoder("video", decoder, ["unet", "scheduler"])
 
 
