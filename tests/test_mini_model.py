@@ -38,7 +38,7 @@ THRESHOLDS = {
     "in_context_image_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_video_edit_1shot": (0.60, 0.80),  # measured 0.80/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_video_edit_2shot": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "in_context_video_edit_3shot": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "in_context_video_edit_3shot": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "instructed_audio_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "interleaved_answer": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
@@ -46,7 +46,7 @@ THRESHOLDS = {
     "subject_driven_image": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "text_to_video": (0.70, 0.70),  # measured 0.90/0.90 here (10 cases, seed 1, 2 threads)
+    "text_to_video": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "video_to_text": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
 }
 

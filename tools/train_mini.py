@@ -35,6 +35,7 @@ unet-video-own (it reads the finished LLM, LoRA included).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import functools
 import json
@@ -329,6 +330,19 @@ def stage_vae(modality: str, steps: int, log: Log) -> None:
     vae.save_pretrained(OUT / "decoders" / modality / "vae")
 
 
+BLEND_RATE, BLEND_SHARE = 0.3, 0.4
+
+
+def one_change_apart(items: list[Clip]) -> list[list[int]]:
+    """For each of ``items``, the indices of the others that differ from it in exactly one attribute."""
+    fields = [f.name for f in dataclasses.fields(Clip)]
+
+    def changes(a: Clip, b: Clip) -> int:
+        return sum(getattr(a, name) != getattr(b, name) for name in fields)
+
+    return [[j for j, b in enumerate(items) if changes(a, b) == 1] for a in items]
+
+
 def train_unet(
     stage: str,
     decoder: ImageDecoder | AudioDecoder | VideoDecoder,
@@ -342,10 +356,13 @@ def train_unet(
     save_every: int = 250,
     lr: float = 5e-4,
     cond_noise: float = 0.0,
+    blend_with: list[list[int]] | None = None,
 ) -> None:
     """A decoder's UNet on cached latents, each conditioned on a feature of another render of its item (10%
     dropped to zeros, for guidance; with ``cond_noise``, moved by Gaussian noise of up to that share of its norm),
-    with EMA; leaves the EMA weights in the UNet, in eval mode."""
+    with EMA; leaves the EMA weights in the UNet, in eval mode. With ``blend_with`` (per item, the items it may
+    be blended with), ``BLEND_RATE`` of the conditions are blended with a feature of one of them, up to
+    ``BLEND_SHARE`` of it, and still ask for their own item: the decoder learns to draw the nearer item of two."""
     from diffusers.training_utils import EMAModel
 
     unet = decoder.unet
@@ -356,6 +373,13 @@ def train_unet(
         idx = torch.from_numpy(rng.integers(len(cached), size=batch))
         z = cached[idx]
         cond = bank[owner_ids[idx], torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
+        if blend_with is not None:
+            others = [blend_with[int(owner)] for owner in owner_ids[idx]]
+            other = torch.tensor([choices[int(rng.integers(len(choices)))] for choices in others])
+            other_cond = bank[other, torch.from_numpy(rng.integers(bank.shape[1], size=batch))]
+            share = torch.from_numpy(rng.uniform(0.0, BLEND_SHARE, batch)).float()[:, None]
+            share = share * (torch.from_numpy(rng.random(batch)) < BLEND_RATE).float()[:, None]
+            cond = (1 - share) * cond + share * other_cond
         cond = cond * (torch.from_numpy(rng.random(batch)) >= 0.1).float()[:, None]
         if cond_noise:
             scale = torch.from_numpy(rng.random(batch)).float()[:, None] * cond_noise * cond.norm(dim=-1, keepdim=True)
@@ -937,10 +961,12 @@ def stage_unet_video_own(steps: int, log: Log) -> None:
     """The video UNet continues with half its conditions the finished LLM's own features for trained clips (the
     answers of ``OWN_FEATURE_TASKS``, teacher-forced), the other half renders' (noisy, as in
     ``unet-video-robust``). A feature is kept only where it lies nearer its own clip's renders than any other
-    clip's: the decoder learns the LLM's noise, not its errors. Why: after ``llm-video-edits``, three of seven
-    held-out in-context video edit misses at one shot were clips the probe could not read from a feature nearest
-    the right clip. (The same stage for the image UNet, 800 steps, was tried and not kept: held-out subject-driven
-    pictures 47 -> 45 of 50.)"""
+    clip's: the decoder learns the LLM's noise, not its errors. Some conditions are blended with a feature of a
+    clip one change apart (``one_change_apart``) and still ask for their own clip. Why: after ``llm-video-edits``,
+    three of seven held-out in-context video edit misses at one shot were clips the probe could not read from a
+    feature nearest the right clip; and the diamonds it drew as circles came from features partly a square's
+    (a diamond and a square overlaid make an octagon). (The same stage for the image UNet, 800 steps, was tried
+    and not kept: held-out subject-driven pictures 47 -> 45 of 50.)"""
     model = CoDi2Model.from_pretrained(OUT)
     decoder = model.decoders["video"]
     assert isinstance(decoder, VideoDecoder)
@@ -968,7 +994,17 @@ def stage_unet_video_own(steps: int, log: Log) -> None:
     checks = {heldout: llm_features(model, 64, heldout=heldout, seed=SEED + 47) for heldout in (False, True)}
     check_own_features(decoder, checks, log)
     train_unet(
-        "unet-video-own", decoder, cached, owner_ids, bank, batch=16, steps=steps, log=log, lr=2e-4, cond_noise=0.3
+        "unet-video-own",
+        decoder,
+        cached,
+        owner_ids,
+        bank,
+        batch=16,
+        steps=steps,
+        log=log,
+        lr=2e-4,
+        cond_noise=0.3,
+        blend_with=one_change_apart(TRAIN_CLIPS),
     )
     check_own_features(decoder, checks, log)
     install_decoder("video", decoder, ["unet", "scheduler"])
