@@ -35,7 +35,6 @@ unet-video-own (it reads the finished LLM, LoRA included).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fcntl
 import functools
 import json
@@ -56,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from codi2_sdk.content import MediaModality  # noqa: E402
-from codi2_sdk.mini.clips import Clip, all_clips, probe_clip, render_clip  # noqa: E402
+from codi2_sdk.mini.clips import CLIP_ATTRIBUTES, Clip, all_clips, probe_clip, render_clip  # noqa: E402
 from codi2_sdk.mini.config import FIRST_IMAGE_DECODER, LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
 from codi2_sdk.mini.tasks import (  # noqa: E402
@@ -335,10 +334,9 @@ BLEND_RATE, BLEND_SHARE = 0.3, 0.4
 
 def one_change_apart(items: list[Clip]) -> list[list[int]]:
     """For each of ``items``, the indices of the others that differ from it in exactly one attribute."""
-    fields = [f.name for f in dataclasses.fields(Clip)]
 
     def changes(a: Clip, b: Clip) -> int:
-        return sum(getattr(a, name) != getattr(b, name) for name in fields)
+        return sum(getattr(a, name) != getattr(b, name) for name in CLIP_ATTRIBUTES)
 
     return [[j for j, b in enumerate(items) if changes(a, b) == 1] for a in items]
 

@@ -42,6 +42,7 @@ $PY tools/train_mini.py unet-audio-robust --threads 2 >> runs/mini/lane-robust.o
 # the LoRA of a skill the model never saw on the final LLM
 $PY tools/train_mini.py llm-video-edits --threads 2 > runs/mini/lane-llm.out 2>&1
 $PY tools/train_mini.py lora --threads 2 > runs/mini/lane-lora.out 2>&1
-# the video UNet once more, on the finished LLM's own features for trained clips (half its conditions)
+# the video UNet once more, on the finished LLM's own features for trained clips (half its conditions), some
+# conditions blended with a clip one change apart
 $PY tools/train_mini.py unet-video-own --threads 2 > runs/mini/lane-own.out 2>&1
 echo "all stages done"
