@@ -41,6 +41,8 @@ $PY tools/train_mini.py unet-audio-robust --threads 2 >> runs/mini/lane-robust.o
 # the LLM once more, in-context video edits weighted up (most of their misses were the LLM's after the above), then
 # the LoRA of a skill the model never saw on the final LLM
 $PY tools/train_mini.py llm-video-edits --threads 2 > runs/mini/lane-llm.out 2>&1
+# and on in-context video edits of diamonds and squares (large diamonds were written as diamond/square blends)
+$PY tools/train_mini.py llm-video-shapes --threads 2 >> runs/mini/lane-llm.out 2>&1
 $PY tools/train_mini.py lora --threads 2 > runs/mini/lane-lora.out 2>&1
 # the video UNet once more, on the finished LLM's own features for trained clips (half its conditions), some
 # conditions blended with a clip one change apart
