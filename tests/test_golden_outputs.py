@@ -28,6 +28,8 @@ Re-recorded (issue 11, ``unet-video-own``): the video UNet trained on, so ``text
 ``in_context_video_edit`` changed; the rest held. Again when that stage learnt blended conditions: the same two.
 Re-recorded (issue 11, ``llm-video-shapes``): the LLM trained on, the LoRA and the video UNet again, so every media
 hash changed (the two text rows, ``describe`` and ``sampled_text``, held; the texts inside the others too).
+Re-recorded (issue 11, ``unet-fine-blend``): the image UNet trained on, so the six rows with a picture in the answer
+changed; the rest held, and the texts inside them too.
 """
 
 from __future__ import annotations
@@ -72,23 +74,23 @@ TASK_CASES = (
 
 EXPECTED: dict[str, list[str]] = {
     "describe": ["text:e277e9728b810d8b"],
-    "text_to_image": ["image:4e1c82e2ccb5a9bb"],
-    "text_to_image_resized": ["image:c32d9817c2977ab1"],
+    "text_to_image": ["image:cc01d415ffc1c133"],
+    "text_to_image_resized": ["image:b79837be21020b69"],
     "image_to_audio": ["audio:3dadf0241475694a"],
     "image_to_audio_trimmed": ["audio:9d90ded41d832953"],
     "sampled_text": ["text:e277e9728b810d8b"],
     "text_to_video": ["video:e0de04e1ba5e5afb"],
-    "in_context_image_edit": ["image:890dee92f96cd52f"],
+    "in_context_image_edit": ["image:0638c1a0f57e9e7e"],
     "in_context_audio_edit": ["audio:6391a442a7158563"],
     "in_context_video_edit": ["video:483896ff0c276687"],
-    "multi_round_edit": ["image:900250a6d8f60550"],
+    "multi_round_edit": ["image:f252244d8cec3c1c"],
     "interleaved_answer": [
         "text:02308ca616d09109",
-        "image:5fd7fa809dda7bf8",
+        "image:013aa9fa4ff6b888",
         "text:00b7d883f2bbe8e6",
         "audio:09fa6ed47e40c45a",
     ],
-    "subject_driven_image": ["image:cc56b06280db8c34"],
+    "subject_driven_image": ["image:52164712c61eeb43"],
 }
 
 

@@ -43,7 +43,7 @@ THRESHOLDS = {
     "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "interleaved_answer": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "multi_round_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "subject_driven_image": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "subject_driven_image": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_video": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
