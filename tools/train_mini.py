@@ -903,63 +903,54 @@ def stage_unet_fine(steps: int, log: Log) -> None:
     (OUT / "codi2.json").write_text(checkpoint.model_copy(update={"decoders": decoders}).model_dump_json(indent=2))
 
 
-def stage_unet_robust(modality: MediaModality, steps: int, log: Log) -> None:
+def stage_unet_robust(modality: MediaModality, steps: int, log: Log, *, blend: bool = False) -> None:
     """A trained UNet continues with its conditions moved by Gaussian noise of up to 30% of their norm: the LLM's
     features are not a render's. Image (``unet-fine-robust``): small plain pictures drawn from them came out pale
     after ``unet-fine`` (in-context image edits 33/40 right, the first decoder's 39/40). Video
     (``unet-video-robust``): 0.92 of clips sampled from fresh features were read right, and in-context video edits
     lost whole clips (a circle's first frame read as a square, a shrinking clip that grew back). Audio
-    (``unet-audio-robust``): samples from fresh features of held-out sounds were read right 0.91 (trained 1.00)."""
-    from codi2_sdk.model.registry import load_kind
+    (``unet-audio-robust``): samples from fresh features of held-out sounds were read right 0.91 (trained 1.00).
 
-    decoder = load_kind("decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality)
-    decoder.vae.requires_grad_(False)
-    encoder = video_encoder() if modality == "video" else item_encoder(modality)
-    if isinstance(decoder, ImageDecoder):  # plain and marked pictures
-        assert isinstance(encoder, CNNImageEncoder)
-        cached, owner_ids, bank = marked_latents(decoder, encoder, log)
-        check = functools.partial(check_image_samples, decoder, encoder, log)
-    else:
-        cached, owner_ids, bank = item_latents(modality, decoder, encoder, log)
-        check = functools.partial(check_samples, modality, decoder, encoder, log)
-    stage = f"unet-{'fine' if modality == 'image' else modality}-robust"
-    batch = 16 if modality == "video" else 64
-    train_unet(stage, decoder, cached, owner_ids, bank, batch=batch, steps=steps, log=log, lr=2e-4, cond_noise=0.3)
-    check()
-    install_decoder(modality, decoder, ["unet", "scheduler"])
-
-
-def stage_unet_fine_blend(steps: int, log: Log) -> None:
-    """The image UNet continues as in ``unet-fine-robust``, with some conditions blended with a picture one change
-    apart (``one_change_apart``: shape, colour, size, position or mark) that still ask for their own picture, as
+    With ``blend`` (``unet-fine-blend``, pictures only), some conditions are also blended with a picture one change
+    apart (``one_change_apart``: shape, colour, size, position or mark) and still ask for their own picture, as
     ``unet-video-own`` does for clips. Why: held-out subjects were drawn right in 179 of 200 cases (the eval's
     seeds), and 14 of the 21 misses were small striped squares drawn as circles from LLM features clearly nearer
     the square (cosine 0.97-0.98 against 0.87-0.95); from a render's own feature the decoder drew one as a circle
     in 1-2 of 8 samples. It runs last: the LLM stages before it train on pictures the image decoder drew."""
     from codi2_sdk.model.registry import load_kind
 
-    decoder = load_kind("decoder", CONFIG.decoders["image"].kind, OUT / "decoders" / "image")
+    decoder = load_kind("decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality)
     decoder.vae.requires_grad_(False)
-    encoder = item_encoder("image")
-    assert isinstance(decoder, ImageDecoder) and isinstance(encoder, CNNImageEncoder)
-    cached, owner_ids, bank = marked_latents(decoder, encoder, log)
-    check_image_samples(decoder, encoder, log)
-    blend_with = one_change_apart(IMAGE_UNET_ITEMS, list(MARK_ATTRIBUTES))
+    encoder = video_encoder() if modality == "video" else item_encoder(modality)
+    blend_with = None
+    if isinstance(decoder, ImageDecoder):  # plain and marked pictures
+        assert isinstance(encoder, CNNImageEncoder)
+        cached, owner_ids, bank = marked_latents(decoder, encoder, log)
+        check = functools.partial(check_image_samples, decoder, encoder, log)
+        if blend:
+            check()  # the figures before, beside the ones after
+            blend_with = one_change_apart(IMAGE_UNET_ITEMS, list(MARK_ATTRIBUTES))
+    else:
+        assert not blend, "blended conditions here are for the image UNet (unet-video-own blends clips)"
+        cached, owner_ids, bank = item_latents(modality, decoder, encoder, log)
+        check = functools.partial(check_samples, modality, decoder, encoder, log)
+    stage = "unet-fine-blend" if blend else f"unet-{'fine' if modality == 'image' else modality}-robust"
+    batch = 16 if modality == "video" else 64
     train_unet(
-        "unet-fine-blend",
+        stage,
         decoder,
         cached,
         owner_ids,
         bank,
-        batch=64,
+        batch=batch,
         steps=steps,
         log=log,
         lr=2e-4,
         cond_noise=0.3,
         blend_with=blend_with,
     )
-    check_image_samples(decoder, encoder, log)
-    install_decoder("image", decoder, ["unet", "scheduler"])
+    check()
+    install_decoder(modality, decoder, ["unet", "scheduler"])
 
 
 OWN_FEATURE_TASKS = ("text_to_video", "image_to_video", "in_context_video_edit")
@@ -1300,7 +1291,7 @@ STAGES: dict[str, tuple[Callable[..., None], int]] = {
     "unet-video-robust": (lambda steps, log: stage_unet_robust("video", steps, log), 3000),
     "unet-audio-robust": (lambda steps, log: stage_unet_robust("audio", steps, log), 1500),
     "unet-video-own": (stage_unet_video_own, 1200),
-    "unet-fine-blend": (stage_unet_fine_blend, 800),
+    "unet-fine-blend": (lambda steps, log: stage_unet_robust("image", steps, log, blend=True), 800),
 }
 
 
