@@ -36,25 +36,25 @@ THRESHOLDS = {
     "in_context_image_edit_1shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_image_edit_2shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_image_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "in_context_video_edit_1shot": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
-    "in_context_video_edit_2shot": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
-    "in_context_video_edit_3shot": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "in_context_video_edit_1shot": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "in_context_video_edit_2shot": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "in_context_video_edit_3shot": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "instructed_audio_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "interleaved_answer": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "multi_round_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "subject_driven_image": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "subject_driven_image": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "text_to_video": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "text_to_video": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "video_to_text": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
 }
 
 # subject-driven generation: each measure of the answers at least this share of an exact render's (DINO- and
 # CLIP-I-style similarity to the references, CLIP-T-style to the asked picture), on trained and on held-out subjects;
-# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (0.90, 0.88, 0.90; 0.99, 0.84,
-# 0.90) and in a 20-case run of other cases (seed 2, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
-SUBJECT_SHARES = {"dino": 0.70, "clip_i": 0.74, "clip_t": 0.80}
+# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (1.00, 0.95, 0.93; 0.78, 0.84,
+# 0.92) and in a 20-case run of other cases (seed 2, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
+SUBJECT_SHARES = {"dino": 0.68, "clip_i": 0.74, "clip_t": 0.82}
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +77,14 @@ def test_conversation_uses_codi2_mini_by_default() -> None:
     assert answer.text.strip().rstrip(".") == "a large green square on the left"
 
 
-def test_small_evaluation_meets_the_thresholds(mini) -> None:
+@pytest.fixture(scope="module")
+def small_evaluation(mini) -> dict:
     tasks = sorted({name.split("_1shot")[0].split("_2shot")[0].split("_3shot")[0] for name in THRESHOLDS})
-    result = evaluate(mini, cases=10, tasks=tasks, shots=(1, 2, 3), seed=1, progress=False)
+    return evaluate(mini, cases=10, tasks=tasks, shots=(1, 2, 3), seed=1, progress=False)
+
+
+def test_small_evaluation_meets_the_thresholds(small_evaluation) -> None:
+    result = small_evaluation
     assert set(result["tasks"]) == set(THRESHOLDS)
     for name, (floor, heldout_floor) in THRESHOLDS.items():
         row = result["tasks"][name]
@@ -97,6 +102,14 @@ def test_small_evaluation_meets_the_thresholds(mini) -> None:
                 m = row[split]
                 for measure, share in SUBJECT_SHARES.items():
                     assert m[measure] >= share * m[f"{measure}_render_floor"], (split, measure, m)
+
+
+def test_a_row_run_alone_scores_the_cases_of_the_full_run(mini, small_evaluation) -> None:
+    # the audio measures are means over the row's cases: other cases or seeds would move them
+    alone = evaluate(mini, cases=10, tasks=["instructed_audio_edit"], seed=1, progress=False)
+    row, full = alone["tasks"]["instructed_audio_edit"], small_evaluation["tasks"]["instructed_audio_edit"]
+    assert row["attribute_accuracy"] == full["attribute_accuracy"]
+    assert row["audio_metrics"] == pytest.approx(full["audio_metrics"], rel=1e-4)
 
 
 def test_in_context_edit_beats_copying_the_query(mini) -> None:

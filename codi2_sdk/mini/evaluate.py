@@ -163,17 +163,37 @@ def _summarise(rows: list[tuple[bool, dict[str, bool]]]) -> tuple[float, dict[st
     return accuracy, {n: float(np.mean([attrs[n] for _, attrs in rows])) for n in names}
 
 
+FULL_SHOTS = (1, 2, 3)
+"""The example counts of a full run's in-context rows."""
+
+
+def _row_index(task: str, shots: int | None) -> int:
+    """A row's place in the full run (every task; in-context ones at ``FULL_SHOTS``), which seeds its cases: a run
+    of some rows draws for each the cases the full run draws, so ``--cases 150 --tasks X`` continues its 50. Rows
+    a full run has not (the LoRA's task, other shot counts) come after it."""
+    full = [(t, k) for t in TASKS for k in (FULL_SHOTS if t.startswith("in_context") else [None])]
+    if (task, shots) in full:
+        return full.index((task, shots))
+    names = [*TASKS, LORA_TASK]
+    if task not in names:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(names)}")
+    return len(full) + 100 * names.index(task) + (shots or 0)
+
+
 def evaluate(
     backend: Backend,
     *,
     cases: int = 50,
     tasks: Iterable[str] | None = None,
-    shots: Sequence[int] = (1, 2, 3),
+    shots: Sequence[int] = FULL_SHOTS,
     seed: int = 0,
     progress: bool = True,
     audio_features: Any = None,
 ) -> dict[str, Any]:
     """Score ``backend`` on the mini world's tasks.
+
+    Each row's cases and seeds follow from ``seed`` and the row alone, not from which other rows run: a run of
+    some tasks scores the cases a full run scores for them, and more ``cases`` extend the same cases.
 
     Args:
         audio_features: clips to features for the audio edits' KL and FD (default :func:`mini_audio_features`).
@@ -190,7 +210,8 @@ def evaluate(
     runs = [(t, k) for t in tasks for k in (shots if t.startswith("in_context") else [None])]
     result: dict[str, Any] = {"model": backend.capabilities.model, "cases": cases, "seed": seed, "tasks": {}}
     bar = tqdm(total=len(runs) * cases * 2, disable=not progress, desc="evaluate")
-    for run_index, (task, k) in enumerate(runs):
+    for task, k in runs:
+        run_index = _row_index(task, k)
         rows: dict[bool, list[tuple[bool, dict[str, bool]]]] = {False: [], True: []}
         baselines: list[float] = []
         audio_pairs: list[tuple[Audio, Audio, Audio, Audio]] = []
