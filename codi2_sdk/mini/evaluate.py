@@ -167,17 +167,24 @@ FULL_SHOTS = (1, 2, 3)
 """The example counts of a full run's in-context rows."""
 
 
+def _rows(tasks: Iterable[str], shots: Sequence[int]) -> list[tuple[str, int | None]]:
+    """The rows of a run: each task once, an in-context one at each of ``shots``."""
+    return [(t, k) for t in tasks for k in (shots if t.startswith("in_context") else [None])]
+
+
+_FULL_ROWS = _rows(TASKS, FULL_SHOTS)
+
+
 def _row_index(task: str, shots: int | None) -> int:
-    """A row's place in the full run (every task; in-context ones at ``FULL_SHOTS``), which seeds its cases: a run
-    of some rows draws for each the cases the full run draws, so ``--cases 150 --tasks X`` continues its 50. Rows
-    a full run has not (the LoRA's task, other shot counts) come after it."""
-    full = [(t, k) for t in TASKS for k in (FULL_SHOTS if t.startswith("in_context") else [None])]
-    if (task, shots) in full:
-        return full.index((task, shots))
+    """A row's place in the full run (``_FULL_ROWS``), which seeds its cases: a run of some rows draws for each the
+    cases the full run draws, so ``--cases 150 --tasks X`` continues its 50. Rows a full run has not (the LoRA's
+    task, other shot counts) come after it."""
+    if (task, shots) in _FULL_ROWS:
+        return _FULL_ROWS.index((task, shots))
     names = [*TASKS, LORA_TASK]
     if task not in names:
         raise ValueError(f"unknown task {task!r}; known: {', '.join(names)}")
-    return len(full) + 100 * names.index(task) + (shots or 0)
+    return len(_FULL_ROWS) + 100 * names.index(task) + (shots or 0)
 
 
 def evaluate(
@@ -207,7 +214,7 @@ def evaluate(
         ``clip_i``, ``clip_t``, each with its ``_render_floor`` and ``_copy_query``.
     """
     tasks = list(tasks or TASKS)
-    runs = [(t, k) for t in tasks for k in (shots if t.startswith("in_context") else [None])]
+    runs = _rows(tasks, shots)
     result: dict[str, Any] = {"model": backend.capabilities.model, "cases": cases, "seed": seed, "tasks": {}}
     bar = tqdm(total=len(runs) * cases * 2, disable=not progress, desc="evaluate")
     for task, k in runs:
