@@ -30,6 +30,8 @@ Re-recorded (issue 11, ``llm-video-shapes``): the LLM trained on, the LoRA and t
 hash changed (the two text rows, ``describe`` and ``sampled_text``, held; the texts inside the others too).
 Re-recorded (issue 11, ``unet-fine-blend``): the image UNet trained on, so the six rows with a picture in the answer
 changed; the rest held, and the texts inside them too.
+Re-recorded (issue 11, ``llm-video-diamonds``): the LLM trained on and the LoRA again, so the media hashes could all
+move; every row with a medium in the answer changed; the two text rows held, and the texts inside the others too.
 """
 
 from __future__ import annotations
@@ -74,23 +76,23 @@ TASK_CASES = (
 
 EXPECTED: dict[str, list[str]] = {
     "describe": ["text:e277e9728b810d8b"],
-    "text_to_image": ["image:cc01d415ffc1c133"],
-    "text_to_image_resized": ["image:b79837be21020b69"],
-    "image_to_audio": ["audio:3dadf0241475694a"],
-    "image_to_audio_trimmed": ["audio:9d90ded41d832953"],
+    "text_to_image": ["image:d17c537e4a17e740"],
+    "text_to_image_resized": ["image:dfbafdee81332aae"],
+    "image_to_audio": ["audio:0bce4b7142012641"],
+    "image_to_audio_trimmed": ["audio:fbe265acc2127609"],
     "sampled_text": ["text:e277e9728b810d8b"],
-    "text_to_video": ["video:e0de04e1ba5e5afb"],
-    "in_context_image_edit": ["image:0638c1a0f57e9e7e"],
-    "in_context_audio_edit": ["audio:6391a442a7158563"],
-    "in_context_video_edit": ["video:483896ff0c276687"],
-    "multi_round_edit": ["image:f252244d8cec3c1c"],
+    "text_to_video": ["video:e58f3b11cb4bd9e9"],
+    "in_context_image_edit": ["image:bc8953846c78b369"],
+    "in_context_audio_edit": ["audio:6f3e7a05f9b98fe5"],
+    "in_context_video_edit": ["video:67b09afa27c138e4"],
+    "multi_round_edit": ["image:71852b51ebd02776"],
     "interleaved_answer": [
         "text:02308ca616d09109",
-        "image:013aa9fa4ff6b888",
+        "image:54bdb53aaa66cb30",
         "text:00b7d883f2bbe8e6",
-        "audio:09fa6ed47e40c45a",
+        "audio:fcb81f04c55670aa",
     ],
-    "subject_driven_image": ["image:52164712c61eeb43"],
+    "subject_driven_image": ["image:a00b4efc8fd328e4"],
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains every stage of codi2-mini on two CPU cores, in two lanes, then the LoRA stage.
+# Trains every stage of codi2-mini on two CPU cores, in two lanes, then the late stages one by one.
 # Logs: codi2_sdk/weights/codi2-mini/training/*.log; the lanes' own output: runs/mini/lane-*.out
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +49,8 @@ $PY tools/train_mini.py lora --threads 2 > runs/mini/lane-lora.out 2>&1
 $PY tools/train_mini.py unet-video-own --threads 2 > runs/mini/lane-own.out 2>&1
 # last, as trained: the LLM stages before it read pictures the image decoder drew (their own-output pools)
 $PY tools/train_mini.py unet-fine-blend --threads 2 > runs/mini/lane-blend.out 2>&1
+# the LLM on 3-shot in-context video edits of diamonds (held-out ones drifted toward squares with each shot), then
+# the LoRA again: the LLM stage clears the adapter
+$PY tools/train_mini.py llm-video-diamonds --threads 2 > runs/mini/lane-diamonds.out 2>&1
+$PY tools/train_mini.py lora --threads 2 --runs runs/mini/lora-again >> runs/mini/lane-diamonds.out 2>&1
 echo "all stages done"
