@@ -925,7 +925,8 @@ def stage_unet_robust(modality: MediaModality, steps: int, log: Log, *, blend: b
     ``unet-video-own`` does for clips. Why: held-out subjects were drawn right in 179 of 200 cases (the eval's
     seeds), and 14 of the 21 misses were small striped squares drawn as circles from LLM features clearly nearer
     the square (cosine 0.97-0.98 against 0.87-0.95); from a render's own feature the decoder drew one as a circle
-    in 1-2 of 8 samples. It runs last: the LLM stages before it train on pictures the image decoder drew."""
+    in 1-2 of 8 samples. It runs after the LLM stages up to ``llm-video-shapes``, which train on pictures the image
+    decoder drew before it (their own-output pools); ``llm-video-diamonds`` runs after it."""
     from codi2_sdk.model.registry import load_kind
 
     decoder = load_kind("decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality)

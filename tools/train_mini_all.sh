@@ -47,7 +47,7 @@ $PY tools/train_mini.py lora --threads 2 > runs/mini/lane-lora.out 2>&1
 # the video UNet once more, on the finished LLM's own features for trained clips (half its conditions), some
 # conditions blended with a clip one change apart
 $PY tools/train_mini.py unet-video-own --threads 2 > runs/mini/lane-own.out 2>&1
-# last, as trained: the LLM stages before it read pictures the image decoder drew (their own-output pools)
+# after the LLM stages above, as trained: they read pictures the image decoder drew before it (own-output pools)
 $PY tools/train_mini.py unet-fine-blend --threads 2 > runs/mini/lane-blend.out 2>&1
 # the LLM on 3-shot in-context video edits of diamonds (held-out ones drifted toward squares with each shot), then
 # the LoRA again: the LLM stage clears the adapter
