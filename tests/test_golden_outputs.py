@@ -32,6 +32,8 @@ Re-recorded (issue 11, ``unet-fine-blend``): the image UNet trained on, so the s
 changed; the rest held, and the texts inside them too.
 Re-recorded (issue 11, ``llm-video-diamonds``): the LLM trained on and the LoRA again, so the media hashes could all
 move; every row with a medium in the answer changed; the two text rows held, and the texts inside the others too.
+Re-recorded (issue 11, ``unet-fine-palette``): the image UNet trained on, so the six rows with a picture in the answer
+changed; the rest held (sounds and clips included), and the texts inside them too.
 """
 
 from __future__ import annotations
@@ -76,23 +78,23 @@ TASK_CASES = (
 
 EXPECTED: dict[str, list[str]] = {
     "describe": ["text:e277e9728b810d8b"],
-    "text_to_image": ["image:d17c537e4a17e740"],
-    "text_to_image_resized": ["image:dfbafdee81332aae"],
+    "text_to_image": ["image:41e422870429dd2d"],
+    "text_to_image_resized": ["image:fcac6648cd069d44"],
     "image_to_audio": ["audio:0bce4b7142012641"],
     "image_to_audio_trimmed": ["audio:fbe265acc2127609"],
     "sampled_text": ["text:e277e9728b810d8b"],
     "text_to_video": ["video:e58f3b11cb4bd9e9"],
-    "in_context_image_edit": ["image:bc8953846c78b369"],
+    "in_context_image_edit": ["image:a01113f87e48a9a1"],
     "in_context_audio_edit": ["audio:6f3e7a05f9b98fe5"],
     "in_context_video_edit": ["video:67b09afa27c138e4"],
-    "multi_round_edit": ["image:71852b51ebd02776"],
+    "multi_round_edit": ["image:6e84f811ca3e5f2c"],
     "interleaved_answer": [
         "text:02308ca616d09109",
-        "image:54bdb53aaa66cb30",
+        "image:d82a17a68f75d91d",
         "text:00b7d883f2bbe8e6",
         "audio:fcb81f04c55670aa",
     ],
-    "subject_driven_image": ["image:a00b4efc8fd328e4"],
+    "subject_driven_image": ["image:b9c640f413199082"],
 }
 
 

@@ -33,7 +33,7 @@ THRESHOLDS = {
     "in_context_audio_edit_1shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_audio_edit_2shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_audio_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "in_context_image_edit_1shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
+    "in_context_image_edit_1shot": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "in_context_image_edit_2shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_image_edit_3shot": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "in_context_video_edit_1shot": (0.80, 0.80),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
@@ -42,7 +42,7 @@ THRESHOLDS = {
     "instructed_audio_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "instructed_image_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "interleaved_answer": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
-    "multi_round_edit": (0.90, 0.80),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
+    "multi_round_edit": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "subject_driven_image": (0.80, 0.70),  # measured 1.00/0.90 here (10 cases, seed 1, 2 threads)
     "text_to_audio": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
     "text_to_image": (0.90, 0.90),  # measured 1.00/1.00 here (10 cases, seed 1, 2 threads)
@@ -52,9 +52,9 @@ THRESHOLDS = {
 
 # subject-driven generation: each measure of the answers at least this share of an exact render's (DINO- and
 # CLIP-I-style similarity to the references, CLIP-T-style to the asked picture), on trained and on held-out subjects;
-# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (1.00, 0.94, 0.92; 0.77, 0.84,
-# 0.93) and in a 20-case run of other cases (seed 2, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
-SUBJECT_SHARES = {"dino": 0.66, "clip_i": 0.74, "clip_t": 0.82}
+# 0.1 below the lowest of four figures: trained and held-out subjects in this evaluation (0.99, 0.93, 0.92; 0.70, 0.84,
+# 0.92) and in a 20-case run of other cases (seed 2, before ``llm-video-edits``: 0.98, 0.91, 0.93; 0.81, 0.95, 0.93)
+SUBJECT_SHARES = {"dino": 0.59, "clip_i": 0.74, "clip_t": 0.81}
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,18 @@ def test_renders_are_jittered() -> None:
     assert not np.array_equal(render_sound(s, rng), render_sound(s, rng))
 
 
+def test_a_render_can_be_painted_off_palette() -> None:
+    # training's off-palette subjects: the same outline and mark, in a colour that is none of the world's six
+    picture = Picture("square", "red", "large", "center", "hstripes")
+    painted = np.asarray(render_picture(picture, np.random.default_rng(0), rgb=(90, 160, 40))).astype(int)
+    named = np.asarray(render_picture(picture, np.random.default_rng(0))).astype(int)
+    assert np.array_equal(painted.min(axis=-1) < 250, named.min(axis=-1) < 250)  # the same pixels are drawn
+    centre = painted[32, 30]
+    assert max(abs(centre - np.array([90, 160, 40]))) <= 10 or max(abs(centre - np.array([36, 64, 16]))) <= 6
+    read = probe_picture(render_picture(picture, np.random.default_rng(0), rgb=(90, 160, 40)))
+    assert read is not None and read.shape == "square" and read.size == "large"
+
+
 def test_picture_probe_reads_clean_renders() -> None:
     rng = np.random.default_rng(1)
     items = all_pictures() * 3

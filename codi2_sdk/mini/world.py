@@ -246,13 +246,16 @@ def draw_shape(
     return big.resize((size, size), PIL.Image.Resampling.BOX)
 
 
-def render_picture(picture: Picture, rng: np.random.Generator | None = None) -> PIL.Image.Image:
-    """Render a picture with small jitter (position +-1.5 px, radius +-0.75 px, colour +-10 per channel)."""
+def render_picture(
+    picture: Picture, rng: np.random.Generator | None = None, *, rgb: tuple[int, int, int] | None = None
+) -> PIL.Image.Image:
+    """Render a picture with small jitter (position +-1.5 px, radius +-0.75 px, colour +-10 per channel); ``rgb``
+    paints it in that colour instead of its named one (training's off-palette pictures)."""
     rng = rng or np.random.default_rng()
     cx = POSITIONS[picture.position] + rng.uniform(-1.5, 1.5)
     cy = 32.0 + rng.uniform(-1.5, 1.5)
     r = SIZES[picture.size] + rng.uniform(-0.75, 0.75)
-    colour = tuple(int(np.clip(c + rng.integers(-10, 11), 0, 255)) for c in COLOURS[picture.colour])
+    colour = tuple(int(np.clip(c + rng.integers(-10, 11), 0, 255)) for c in rgb or COLOURS[picture.colour])
     return draw_shape(picture.shape, cx, cy, r, colour, mark=picture.mark)  # type: ignore[arg-type]
 
 
