@@ -33,7 +33,7 @@ prints its wall time. Stages on the same line of dependencies can run side by si
 encoders | vae-image | vae-audio, then unet-image | unet-audio | unet-video | llm, then llm-v2, then
 encoders-marks | vae-marks, then unet-marks, then llm-subjects, then lora, then vae-fine, unet-fine,
 vae-fine-edges, unet-fine-robust, unet-video-robust and unet-audio-robust, then llm-video-edits,
-llm-video-shapes, lora, unet-video-own (it reads the LLM of then, LoRA included), unet-fine-blend, and last
+llm-video-shapes, lora, unet-video-own (it reads the LLM of then, LoRA included), unet-fine-blend, then
 llm-video-diamonds and lora again (an LLM stage clears the adapter; give the second lora run a fresh --runs),
 and last unet-fine-palette.
 """
@@ -1026,7 +1026,7 @@ def stage_unet_robust(
 
 
 def stage_unet_fine_palette(steps: int, log: Log) -> None:
-    """The image UNet continues as in ``unet-fine-blend`` with 2000 marked pictures in colours none of the six
+    """The image UNet continues as in ``unet-fine-blend`` with 2000 marked pictures in colours far from the six
     named ones (``off_palette_latents``) beside its 6000: it had learnt 130 subjects, each a fixed colour, mark and
     shape, and drew a held-out combination of the three less faithfully. After ``llm-video-diamonds`` all 14
     held-out subject misses at 200 cases (the eval's seeds) were striped subjects drawn in the wrong shape, 10 of
