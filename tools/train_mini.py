@@ -833,7 +833,7 @@ def off_palette_latents(
     their ids (from ``first_id``) and per picture 8 features of other renders of it."""
     rng = np.random.default_rng(29)
     named = np.array([*COLOURS.values(), (255, 255, 255)], dtype=np.float64)
-    shapes = sorted({s.shape for s in all_subjects()})
+    shapes = sorted(PICTURE_ATTRIBUTES["shape"])  # this order drew the shipped UNet's pictures
     latents, features = [], []
     with torch.no_grad():
         for _ in range(count // 100):
@@ -845,8 +845,8 @@ def off_palette_latents(
                 picture = Picture(
                     str(rng.choice(shapes)),
                     "red",  # not drawn: ``rgb`` replaces it
-                    str(rng.choice(list(SIZES))),
-                    str(rng.choice(list(POSITIONS))),
+                    str(rng.choice(PICTURE_ATTRIBUTES["size"])),
+                    str(rng.choice(PICTURE_ATTRIBUTES["position"])),
                     str(rng.choice(MARKS)),
                 )
                 batch.append((picture, (int(rgb[0]), int(rgb[1]), int(rgb[2]))))
