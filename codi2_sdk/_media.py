@@ -149,8 +149,27 @@ def audio_header(data: bytes) -> AudioInfo:
         raise InvalidMediaError(f"audio data cannot be decoded ({exc})") from None
     if info.format not in AUDIO_FORMATS:
         raise InvalidMediaError(f"audio format {info.format} is not supported; use WAV, FLAC, OGG or MP3")
+    if info.format == "WAV":
+        _check_wav_data_size(data)
     check_audio_shape(info.frames, info.channels, info.samplerate)
     return AudioInfo(AUDIO_FORMATS[info.format], info.samplerate, info.frames, info.channels)
+
+
+def _check_wav_data_size(data: bytes) -> None:
+    """Refuse a WAV file whose ``data`` chunk claims more bytes than the file holds (libsndfile would read the
+    samples that are there and say nothing, so a 4 GB claim over one second of samples would pass)."""
+    position = 12  # after "RIFF", the RIFF size and "WAVE"
+    while position + 8 <= len(data):
+        chunk, size = data[position : position + 4], int.from_bytes(data[position + 4 : position + 8], "little")
+        if chunk == b"data":
+            held = len(data) - position - 8
+            if size > held:
+                raise InvalidMediaError(
+                    f"the WAV header promises {size:,} bytes of samples, but the file holds {held:,}: "
+                    "it is truncated or its header lies"
+                )
+            return
+        position += 8 + size + (size & 1)  # chunks are padded to an even size
 
 
 def check_audio_shape(frames: int, channels: int, sample_rate: int) -> None:
@@ -330,6 +349,11 @@ def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarr
         width, height = stream.codec_context.width, stream.codec_context.height
     if count == 0:
         raise InvalidMediaError("video has no frames")
+    if stream.frames and count < stream.frames:  # the container's frame count is exact (MP4's sample table)
+        raise InvalidMediaError(
+            f"the video's header promises {stream.frames:,} frames, but only {count:,} can be decoded: "
+            "it is truncated or its header lies"
+        )
     check_video_shape(count, width, height, fps)
     return VideoInfo(mime, width, height, count, fps), frames
 

@@ -48,3 +48,24 @@ def tiny_model():
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tiny_model, tmp_path_factory):
     return tiny_model.save_pretrained(tmp_path_factory.mktemp("ckpt") / "codi2-tiny")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="run every test (and the processes tests start) with this many torch CPU threads: another thread "
+        "count sums in another order, as another CPU's kernels do (docs/testing.md)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    threads = config.getoption("--torch-threads")
+    if threads is not None:
+        import os
+
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for the servers and scripts that tests start
+        torch.set_num_threads(threads)

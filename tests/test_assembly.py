@@ -135,3 +135,64 @@ def test_prompts_follow_the_llms_chat_template(folders, tmp_path: Path) -> None:
     assert "<|user|>" in own.tokenizer.decode(own.prompts.build([], words).ids)
     given = assemble(llm=plain, lora=None, chat_template=LLAMA2_CHAT_TEMPLATE)
     assert given.tokenizer.decode(given.prompts.build([], words).ids).startswith("<s>[INST] <<SYS>>")
+
+
+_QUIETLY = """
+import json, sys
+from codi2_sdk.model import AudioLDM2Decoder, CoDi2Model, UnCLIPImageDecoder, ZeroscopeVideoDecoder, assemble
+from codi2_sdk.model.twins import full_scale_twin
+
+folders, audio, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+model = assemble(**folders, feature_dim=32, imagebind_args=audio)
+model.save_pretrained(out)
+CoDi2Model.from_pretrained(out)
+UnCLIPImageDecoder.from_pretrained(folders["unclip"])
+AudioLDM2Decoder.from_pipeline(folders["audioldm2"], cond_dim=32)
+ZeroscopeVideoDecoder.from_pipeline(folders["zeroscope"], cond_dim=32).save_pretrained(out + "-video")
+full_scale_twin()
+"""
+
+
+def test_assembling_saving_loading_and_building_decoders_print_nothing(folders, tmp_path: Path) -> None:
+    """In a fresh process, as a user runs it: no mean-resizing notice, no "Writing model shards" bar, no
+    components a pipeline cannot save, no deprecated-pipeline warning (issue 33)."""
+    import json
+    import subprocess
+    import sys
+
+    paths = json.dumps({k: str(v) for k, v in folders.items()})
+    command = [sys.executable, "-c", _QUIETLY, paths, json.dumps(AUDIO), str(tmp_path / "codi2")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.stdout, done.stderr) == ("", "")
+    # asked for (INFO logging on the SDK's logger), the libraries' own lines and the SDK's are shown
+    verbose = "import logging; logging.basicConfig(level=logging.INFO)\n" + _QUIETLY
+    done = subprocess.run([*command[:2], verbose, *command[3:]], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "TextToVideoSDPipeline, which diffusers no longer fixes" in done.stderr
+    assert "mean_resizing" in done.stderr
+
+
+def test_a_saved_assembly_keeps_its_base_weights_in_llm_and_only_what_trains_in_the_adapter(
+    folders, tmp_path: Path
+) -> None:
+    """The base LLM's folder loads on its own (every weight there, the tags' rows included), and the adapter holds
+    the LoRA and the tags' trained rows, not a second copy of the embeddings."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model = assemble(llm=folders["llm"])  # the paper's LoRA, the tags' rows trainable
+    with torch.no_grad():
+        for name, parameter in model.llm.named_parameters():
+            if "trainable_tokens_delta" in name or "lora_B" in name:
+                parameter.add_(0.05)
+    ids = torch.arange(len(model.tokenizer))[None]
+    before = model.llm(input_ids=ids).logits
+    folder = model.save_pretrained(tmp_path / "codi2")
+    base, info = AutoModelForCausalLM.from_pretrained(str(folder / "llm"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    assert base.get_input_embeddings().weight.shape[0] == len(model.tokenizer)
+    adapter = load_file(str(folder / "adapter" / "adapter_model.safetensors"))
+    assert all("lora_" in key or "trainable_tokens" in key for key in adapter)
+    again = LocalBackend.from_pretrained(folder).model
+    assert torch.equal(again.llm(input_ids=ids).logits, before)

@@ -167,16 +167,19 @@ def test_hours_of_audio_are_refused_before_any_conversion() -> None:
         Audio.from_array([0.1, 0.2], sample_rate="16000")  # type: ignore[arg-type]
 
 
-def test_a_wav_whose_header_claims_more_than_it_holds_gives_what_is_there() -> None:
+def test_a_wav_whose_header_claims_more_than_it_holds_is_refused_naming_the_mismatch() -> None:
     import struct
 
     clip = Audio.from_array(np.sin(np.arange(8000) / 10) * 0.5, sample_rate=8000)
     data = bytearray(clip.data)
     data_chunk = data.index(b"data")
     struct.pack_into("<I", data, data_chunk + 4, 10 * 60 * 8000 * 2)  # claims ten minutes
-    cut = bytes(data[: len(data) // 2])
-    short = Audio.from_bytes(cut)
-    assert 0 < short.duration < 1.0 and len(short.to_numpy()) == round(short.duration * 8000)
+    for lying in (bytes(data), bytes(data[: len(data) // 2])):
+        with pytest.raises(InvalidMediaError, match=r"promises 9,600,000 bytes of samples, but the file holds"):
+            Audio.from_bytes(lying)
+    with pytest.raises(InvalidMediaError, match="promises 16,000 bytes"):
+        Audio.from_bytes(clip.data[: len(clip.data) // 2])  # an honest header over a cut file
+    assert Audio.from_bytes(clip.data).duration == 1.0
 
 
 def test_open_media_picks_the_part_by_suffix(tmp_path: Path) -> None:

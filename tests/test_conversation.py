@@ -269,3 +269,53 @@ def test_a_stream_that_fails_midway_leaves_the_conversation_unchanged() -> None:
         for event in conv.stream("hi"):
             seen.append(event)
     assert [type(e).__name__ for e in seen] == ["TextDelta"] and conv.history == []
+
+
+_SAVER = """
+import sys
+import numpy as np
+from codi2_sdk import Audio, Conversation
+from codi2_sdk.testing import ScriptedBackend
+
+path = sys.argv[1]
+rng = np.random.default_rng(0)
+versions = []
+for size in (300_000, 900_000):  # two conversations of different lengths, so a cut one can be told apart
+    clip = Audio.from_array(rng.uniform(-0.5, 0.5, size).astype(np.float32), sample_rate=16000)
+    conv = Conversation(backend=ScriptedBackend([f"answer of {size}"]))
+    conv.send(f"turn of {size}", clip)
+    versions.append(conv)
+versions[0].save(path)
+print("ready", flush=True)
+while True:
+    for conv in versions:
+        conv.save(path)
+"""
+
+
+def test_a_save_killed_at_any_moment_leaves_the_old_file_or_the_new_one_whole(tmp_path: Path) -> None:
+    """As a user's machine would: a process saving over and over is killed (SIGKILL) at random moments, and the
+    file must always load as one of the two conversations it was writing, never cut short."""
+    import random
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "saver.py"
+    script.write_text(_SAVER)
+    path = tmp_path / "conv.json"
+    rng = random.Random(0)
+    seen: set[str] = set()
+    for _ in range(12):
+        saver = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True)
+        assert saver.stdout is not None and saver.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.4))
+        saver.send_signal(signal.SIGKILL)
+        saver.wait()
+        conv = Conversation.load(path)  # raises ConversationFileError on a cut or half-written file
+        turn = conv.history[0].text
+        assert turn in ("turn of 300000", "turn of 900000")
+        assert conv.history[1].text == turn.replace("turn", "answer")
+        assert len(conv.history[0].audios[0].to_numpy()) == int(turn.split()[-1])
+        seen.add(turn)
+    assert len(seen) == 2  # the kills landed while each of the two was being written

@@ -23,6 +23,7 @@ from server_fixtures import running_server
 
 from codi2_sdk import (
     APIConnectionError,
+    Audio,
     Capabilities,
     Conversation,
     GenerationRequest,
@@ -293,3 +294,38 @@ def test_a_client_that_leaves_mid_generation_is_one_info_line(tiny_model, caplog
     problems = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert not problems, [r.getMessage() for r in problems]
     assert [r.levelno for r in caplog.records if "disconnected" in r.getMessage()] == [logging.INFO]
+
+
+def test_a_body_of_more_parts_than_any_request_uses_is_refused_before_validation() -> None:
+    words = {"messages": [{"role": "user", "parts": [{"type": "text", "text": "word"}] * 100_000}]}
+    with running_server(echo_backend(), max_parts=64) as url:
+        refused = httpx.post(f"{url}/v1/generate", json=words, timeout=30)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == {
+            "code": "invalid_request",
+            "message": "the request has 100,000 parts; the server takes at most 64",
+        }
+        examples = {
+            "messages": [{"role": "user", "parts": [{"type": "text", "text": "go"}]}],
+            "examples": [
+                {"inputs": [{"type": "text", "text": "a"}] * 40, "outputs": [{"type": "text", "text": "b"}] * 40}
+            ],
+        }
+        assert httpx.post(f"{url}/v1/generate", json=examples).json()["error"]["code"] == "invalid_request"
+        within = {"messages": [{"role": "user", "parts": [{"type": "text", "text": "word"}] * 64}]}
+        assert httpx.post(f"{url}/v1/generate", json=within).json()["parts"][0]["text"] == "0 images"
+
+
+def test_a_wav_whose_header_promises_more_than_it_holds_is_invalid_media() -> None:
+    one_second = Audio.from_array(np.zeros((48_000, 8), np.float32), sample_rate=48_000).data
+    at = one_second.find(b"data") + 4
+    claims = [600 * 48_000 * 8 * 2, 0xFFFFFFFF]  # 600 s of 8 channels; 4 GB
+    lying = [one_second[:at] + claim.to_bytes(4, "little") + one_second[at + 4 :] for claim in claims]
+    with running_server(echo_backend()) as url:
+        for data in lying:
+            body = {
+                "messages": [{"role": "user", "parts": [{"type": "audio", "data": base64.b64encode(data).decode()}]}]
+            }
+            refused = httpx.post(f"{url}/v1/generate", json=body)
+            assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_media"
+            assert "promises" in refused.json()["error"]["message"] and "768,000" in refused.json()["error"]["message"]

@@ -179,3 +179,26 @@ def test_latent_video_decoder_makes_clips_and_reloads(tmp_path: Path) -> None:
     assert decode(load_kind("decoder", "latent_video", tmp_path).eval()).data == clip.data
     wider = decoder.to_media(torch.zeros(1, 8, 3, 64, 64), settings=VideoConfig(size=32, fps=8.0))[0]
     assert (wider.width, wider.fps) == (32, 8.0)
+
+
+def test_an_mp4_whose_header_promises_more_frames_than_it_holds_is_refused(tmp_path: Path) -> None:
+    """A clip written with its index first (``faststart``, as web encoders write them) and cut after its 12th
+    frame's data: every packet that is there decodes, and the header still promises 24 frames."""
+    import av
+
+    frames = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
+    path = tmp_path / "indexed.mp4"
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for index, array in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    data = path.read_bytes()
+    assert Video.from_bytes(data).to_frames().shape[0] == 24
+    with av.open(io.BytesIO(data)) as container:
+        starts = sorted(p.pos for p in container.demux(container.streams.video[0]) if p.pos is not None and p.pos >= 0)
+    with pytest.raises(InvalidMediaError, match="promises 24 frames, but only 12 can be decoded"):
+        Video.from_bytes(data[: starts[12]])

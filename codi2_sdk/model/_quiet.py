@@ -1,32 +1,51 @@
-"""Loading a checkpoint quietly: nothing is printed that the user did not cause."""
+"""Loading, assembling and saving quietly: nothing is printed that the user did not cause.
+
+transformers and diffusers report what they do while a model loads or saves (progress bars, "Writing model
+shards", the mean-resizing notice, components a pipeline cannot save, a deprecated pipeline class); none of it is
+the user's doing. Inside :func:`quiet_loading` those libraries log errors only and show no bars. To see
+everything, turn on INFO logging for the SDK (``logging.getLogger("codi2_sdk").setLevel(logging.INFO)``, or
+``logging.basicConfig(level=logging.INFO)``): then nothing is hidden.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
-__all__ = ["quiet_loading"]
+__all__ = ["quiet_loading", "verbose"]
+
+log = logging.getLogger("codi2_sdk")
+
+
+def verbose() -> bool:
+    """Whether the user asked to see the libraries' own messages (INFO logging on the SDK's logger)."""
+    return log.isEnabledFor(logging.INFO)
 
 
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
-    """Hide transformers' and diffusers' loading bars and the deprecation warning peft triggers in
-    transformers 5 (``is_gradient_checkpointing``) while a model loads; each is restored after."""
-    bars = [
-        (transformers_logging, transformers_logging.is_progress_bar_enabled()),
-        (diffusers_logging, diffusers_logging.is_progress_bar_enabled()),
-    ]
-    for library, _ in bars:
+    """Hide transformers' and diffusers' bars and log lines below ERROR, and the deprecation warning peft
+    triggers in transformers 5 (``is_gradient_checkpointing``), while a model loads, is assembled or is saved;
+    each setting is restored after. Nested uses are fine. Nothing is hidden when :func:`verbose`."""
+    if verbose():
+        yield
+        return
+    libraries = (transformers_logging, diffusers_logging)
+    saved = [(library, library.is_progress_bar_enabled(), library.get_verbosity()) for library in libraries]
+    for library in libraries:
         library.disable_progress_bar()
+        library.set_verbosity(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             yield
     finally:
-        for library, enabled in bars:
-            if enabled:
+        for library, bars, verbosity in saved:
+            library.set_verbosity(verbosity)
+            if bars:
                 library.enable_progress_bar()

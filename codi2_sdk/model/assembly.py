@@ -83,6 +83,7 @@ def _llm(path: Path, dtype: torch.dtype | None, chat_template: str | None) -> tu
     return llm, tokenizer, new_rows
 
 
+@quiet_loading()
 def assemble(
     *,
     llm: str | Path,

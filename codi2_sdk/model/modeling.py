@@ -108,6 +108,17 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     return path
 
 
+def _unwrapped_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A peft-wrapped model's base weights under the names they had before peft wrapped it: no ``lora_`` tensors
+    or trainable-token deltas, no ``base_layer`` / ``token_adapter`` levels."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".lora_" in key or ".trainable_tokens_" in key:
+            continue
+        state[key.replace(".token_adapter.", ".").replace(".base_layer.", ".")] = value
+    return state
+
+
 class CoDi2Model(nn.Module):
     """A CoDi-2 network: see the module docstring for its parts.
 
@@ -368,6 +379,7 @@ class CoDi2Model(nn.Module):
 
     # -- checkpoints -------------------------------------------------------------------------------
 
+    @quiet_loading()
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the checkpoint folder: ``codi2.json``, ``llm/``, ``tokenizer/``, ``adapter/`` (with
         LoRA), ``projectors.safetensors``, ``encoders/<modality>/``, ``decoders/<modality>/``."""
@@ -375,13 +387,12 @@ class CoDi2Model(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config.model_copy(update={"llm_path": "llm"})
         if self.has_lora:
-            # The media-tag rows trained beside the adapter are saved with it (said, so peft does not warn).
-            embeddings = bool(self.config.lora is not None and self.config.lora.trainable_tokens)
-            self.llm.save_pretrained(str(directory / "adapter"), save_embedding_layers=embeddings or "auto")
+            # llm/ holds the whole base model (its embeddings resized for the tags), so the adapter holds only what
+            # trains: the LoRA and the tags' rows (peft's trainable-token deltas), never a second copy of the
+            # embedding matrices (said, so peft does not warn)
+            self.llm.save_pretrained(str(directory / "adapter"), save_embedding_layers=False)
             base = self.llm.get_base_model()
-            # the base weights as they were before peft wrapped them: no lora_ tensors, no base_layer prefix
-            state = {k.replace(".base_layer.", "."): v for k, v in base.state_dict().items() if ".lora_" not in k}
-            base.save_pretrained(str(directory / "llm"), state_dict=state)
+            base.save_pretrained(str(directory / "llm"), state_dict=_unwrapped_state(base))
         else:
             self.llm.save_pretrained(str(directory / "llm"))
         self.tokenizer.save_pretrained(str(directory / "tokenizer"))

@@ -202,6 +202,7 @@ class PipelineDecoder(DiffusionDecoder):
         """A decoder over a pipeline folder as published, with new projectors to train."""
         return cls(cls._load_pipeline(directory), cond_dim=cond_dim, **meta)  # type: ignore[call-arg]
 
+    @quiet_loading()
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         self.pipeline.save_pretrained(str(directory))

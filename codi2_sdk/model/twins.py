@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ._quiet import quiet_loading
 from .audioldm2 import AudioLDM2Decoder
 from .modeling import CoDi2Model
 from .zeroscope import ZeroscopeVideoDecoder
@@ -95,6 +96,7 @@ def _tiny_audioldm2_text(t5_dim: int, clap_dim: int) -> dict[str, Any]:
     }
 
 
+@quiet_loading()
 def tiny_unclip_pipeline(seed: int = 0) -> Any:
     """SD-2.1 unCLIP's pipeline class with tiny random parts (image embeddings of 32)."""
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
@@ -153,6 +155,7 @@ def tiny_unclip_pipeline(seed: int = 0) -> Any:
     return pipeline
 
 
+@quiet_loading()
 def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
     """AudioLDM2's pipeline class with tiny random parts (T5 states of 32, GPT-2 states of 16, 16 kHz)."""
     from diffusers import (
@@ -218,6 +221,7 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
     return pipeline
 
 
+@quiet_loading()
 def tiny_zeroscope_pipeline(seed: int = 0) -> Any:
     """Zeroscope's pipeline class (``TextToVideoSDPipeline``, ``UNet3DConditionModel``) with tiny random parts."""
     from diffusers import AutoencoderKL, DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
@@ -297,6 +301,7 @@ def tiny_llama_tokenizer(words: list[str]) -> Any:
 TWIN_WORDS = ["draw", "play", "show", "a", "red", "circle", "moving", "sound", "what", "is", "this", "?", "."]
 
 
+@quiet_loading()
 def full_scale_twin(seed: int = 0) -> CoDi2Model:
     """A random CoDi-2 of the full-scale classes at tiny sizes: a Llama LLM with Llama-2-chat's template, CLIP-H-style image tower (the
     unCLIP pipeline's own image encoder, shared, as at full scale), ImageBind's audio tower, frame-wise video

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import ModelError
+from ._quiet import quiet_loading
 from .decoders import DiffusionDecoder, PixelOutputs
 from .pipelines import load_pipeline, stream_pipeline
 from .registry import register_decoder
@@ -57,6 +58,7 @@ class UnCLIPImageDecoder(PixelOutputs, DiffusionDecoder):
     def build(cls, **args: Any) -> UnCLIPImageDecoder:
         raise ModelError("an unclip_image decoder is loaded from a diffusers folder, not built from arguments")
 
+    @quiet_loading()
     def save_pretrained(self, directory: str | Path) -> None:
         self.pipeline.save_pretrained(str(directory))
         save_file({"prompt_embeds": self.prompt_embeds.contiguous().cpu()}, str(Path(directory) / self.PROMPT_FILE))

@@ -10,6 +10,8 @@ The weights are CC-BY-NC (the user supplies the pipeline folder).
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Generator
 from typing import Any, ClassVar
 
@@ -25,6 +27,18 @@ from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
 from .registry import register_decoder
 
 __all__ = ["ZeroscopeVideoDecoder"]
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _say_the_pipeline_is_deprecated() -> None:
+    """diffusers marks ``TextToVideoSDPipeline`` deprecated (no fixes after 0.33.1) and says so on every build;
+    it is still the class Zeroscope's weights load into. Said once, at INFO (shown when asked for)."""
+    log.info(
+        "Zeroscope runs on diffusers' TextToVideoSDPipeline, which diffusers no longer fixes (after 0.33.1); "
+        "codi2-sdk tests it with the diffusers version it pins"
+    )
 
 
 @register_decoder
@@ -51,6 +65,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         projector_width: int = 256,
     ) -> None:
         super().__init__()
+        _say_the_pipeline_is_deprecated()
         self.pipeline = pipeline
         self.unet, self.vae = pipeline.unet, pipeline.vae
         self.cond_dim = cond_dim

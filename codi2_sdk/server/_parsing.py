@@ -43,6 +43,7 @@ class BodyLimits:
     max_media_parts: int
     max_request_pixels: int
     max_request_audio_seconds: float
+    max_parts: int = 1024
 
 
 def split_long_strings(raw: bytes | bytearray) -> tuple[bytes, str, list[tuple[int, int]]]:
@@ -109,19 +110,20 @@ def _restore(node: Any, raw: bytes | bytearray, marker: str, spans: list[tuple[i
     return json.loads(bytes(raw[start - 1 : end + 1]))
 
 
-def _media_parts(body: Any) -> list[dict[str, Any]]:
-    """The image and audio parts of a raw request body, wherever the protocol allows them."""
-    found: list[dict[str, Any]] = []
+def _part_lists(body: Any) -> list[list[Any]]:
+    """The lists of parts in a raw request body, wherever the protocol allows them (messages and examples)."""
     if not isinstance(body, dict):
-        return found
+        return []
     lists = [m.get("parts") for m in body.get("messages") or [] if isinstance(m, dict)]
     for example in body.get("examples") or []:
         if isinstance(example, dict):
             lists += [example.get("inputs"), example.get("outputs")]
-    for parts in lists:
-        if isinstance(parts, list):
-            found += [p for p in parts if isinstance(p, dict) and p.get("type") in MEDIA_PARTS]
-    return found
+    return [parts for parts in lists if isinstance(parts, list)]
+
+
+def _media_parts(lists: list[list[Any]]) -> list[dict[str, Any]]:
+    """The image, audio and video parts among those lists."""
+    return [p for parts in lists for p in parts if isinstance(p, dict) and p.get("type") in MEDIA_PARTS]
 
 
 def _check_totals(parts: list[dict[str, Any]], limits: BodyLimits) -> None:
@@ -164,7 +166,7 @@ def _check_totals(parts: list[dict[str, Any]], limits: BodyLimits) -> None:
 
 
 def parse_body(raw: bytes | bytearray, limits: BodyLimits) -> GenerateBody:
-    """Validate a request body: JSON, then the per-request totals from the media headers, then the schema
+    """Validate a request body: JSON, then the number of parts and the per-request totals from the media headers, then the schema
     and every medium (decoded once).
 
     Raises:
@@ -175,7 +177,13 @@ def parse_body(raw: bytes | bytearray, limits: BodyLimits) -> GenerateBody:
         body = _restore(json.loads(rest), raw, marker, spans)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise Refusal("invalid_schema", f"the body is not valid JSON: {str(exc)[:200]}") from None
-    _check_totals(_media_parts(body), limits)
+    lists = _part_lists(body)
+    count = sum(len(parts) for parts in lists)
+    if count > limits.max_parts:  # refused before pydantic validates each one (100,000 parts take seconds)
+        raise Refusal(
+            "invalid_request", f"the request has {count:,} parts; the server takes at most {limits.max_parts:,}"
+        )
+    _check_totals(_media_parts(lists), limits)
     try:
         return GenerateBody.model_validate(body)
     except RecursionError:

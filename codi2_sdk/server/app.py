@@ -73,7 +73,10 @@ class _Model:
         self.running = asyncio.Semaphore(settings.concurrency())
         self.parsing = asyncio.Semaphore(settings.parse_workers)
         self.limits = BodyLimits(
-            settings.max_media_parts, settings.max_request_pixels, settings.max_request_audio_seconds
+            settings.max_media_parts,
+            settings.max_request_pixels,
+            settings.max_request_audio_seconds,
+            max_parts=settings.max_parts,
         )
 
     def start_loading(self) -> None:

@@ -37,6 +37,8 @@ class ServerSettings(BaseSettings):
     """Seconds a client is told to wait (Retry-After) on 429 and 503."""
     max_media_parts: int = Field(32, ge=0)
     """Most images and audio clips in one request (examples included); more get 413 before any is decoded."""
+    max_parts: int = Field(1024, ge=1)
+    """Most parts (text and media) in one request, examples included; more get 400 before any part is checked."""
     max_request_pixels: int = Field(4 * 4096 * 4096, ge=1)
     """Most image pixels in one request, summed from the images' headers before decoding; more get 413."""
     max_request_audio_seconds: float = Field(1200.0, gt=0)

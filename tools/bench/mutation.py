@@ -4,7 +4,7 @@
 Run by hand (not in CI; it runs the chosen tests once per mutant):
 
     python tools/bench/mutation.py                 # the named bugs, then generated mutants
-    python tools/bench/mutation.py --named-only    # just the named bugs (the ones issue 14 lists)
+    python tools/bench/mutation.py --named-only    # just the named bugs (issues 14 and 33 list them)
     python tools/bench/mutation.py --max 30 --seed 1
 
 Targets: conversation.py, backends/remote.py, tools/, server/app.py. Generated mutants flip comparisons,
@@ -64,6 +64,12 @@ NAMED = [
         "codi2_sdk/conversation.py",
         "        _remove_stale_temp_files(path)\n",
         "        path.write_bytes(payload)\n        return path\n",
+    ),
+    Mutant(
+        "save writes the target in place once the temporary file is synced",
+        "codi2_sdk/conversation.py",
+        "            os.replace(tmp, path)\n",
+        "            path.write_bytes(payload)\n            tmp.unlink()\n",
     ),
     Mutant(
         "in-context edit tool swaps before and after",
