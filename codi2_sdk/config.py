@@ -82,6 +82,11 @@ class VideoConfig(_MediaConfig):
     """Frames per second of the clip written; ``None`` for the decoder's own."""
     size: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
     """Side of the square frames in pixels; ``None`` for the decoder's native size."""
+    width: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    """Frame width in pixels, for decoders that make frames of any shape (Zeroscope: 576 natively); ``None`` for
+    ``size`` or the decoder's own. codi2-mini's frames are square: it reads ``size`` only."""
+    height: int | None = Field(default=None, ge=8, le=2048, multiple_of=8)
+    """Frame height in pixels (Zeroscope: 320 natively), as :attr:`width`."""
 
 
 class GenerationConfig(_Config):

@@ -105,28 +105,85 @@ def test_llm_stage_uses_the_papers_loss_and_lowers_it(tmp_path: Path) -> None:
     assert any("lora_" in n for n in trained) and any("trainable_tokens" in n for n in trained)
 
 
-def test_accelerate_launch_runs_both_stages_on_two_cpu_processes(tmp_path: Path) -> None:
-    folder = full_scale_twin(seed=0).save_pretrained(tmp_path / "twin")
+ROOT = Path(__file__).resolve().parents[1]
+# accelerate's multi-process launcher is torchrun; ACCELERATE_USE_CPU puts the processes on CPUs (gloo).
+CPU_LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1"]
+CPU_LAUNCH += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def run_both_stages(tmp_path: Path, launch: list[str], checkpoints: Path | None = None) -> tuple[Path, list[dict]]:
+    """The decoder stage, then the LLM stage on its result, each as two CPU processes; returns the final folder and
+    the logged steps."""
+    model_dir = full_scale_twin(seed=0).save_pretrained(tmp_path / "twin")
     manifest = write_manifest(tmp_path)
-    # accelerate's multi-process launcher is torchrun; ACCELERATE_USE_CPU puts both processes on CPUs (gloo).
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    model_dir = folder
     for stage in ("decoders", "llm"):
         out = tmp_path / f"aligned-{stage}"
-        command = [*launch, "-m", "codi2_sdk.train.align", "--model", str(model_dir), "--manifest", str(manifest)]
-        command += ["--stage", stage, "--steps", "2", "--batch-size", "2", "--out", str(out)]
-        command += ["--log", str(tmp_path / "log.jsonl")]
+        command = [*launch, "--model", str(model_dir), "--manifest", str(manifest), "--stage", stage, "--steps", "2"]
+        command += ["--batch-size", "2", "--out", str(out), "--log", str(tmp_path / "log.jsonl")]
+        command += ["--checkpoint-dir", str(checkpoints / stage)] if checkpoints is not None else []
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         model_dir = out
-    records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [(r["stage"], r["step"]) for r in records] == [("decoders", 1), ("decoders", 2), ("llm", 1), ("llm", 2)]
-    assert all(r["processes"] == 2 for r in records)
+    return model_dir, [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+
+
+def assert_aligned(model_dir: Path, tmp_path: Path) -> None:
+    """The saved model loads, and both stages moved what they train (and nothing frozen)."""
     aligned = CoDi2Model.from_pretrained(model_dir)
-    original = CoDi2Model.from_pretrained(folder)
+    original = CoDi2Model.from_pretrained(tmp_path / "twin")
     assert not torch.equal(
         aligned.decoders["audio"].to_prompt.out.weight, original.decoders["audio"].to_prompt.out.weight
     )
-    assert aligned.config.loss == PAPER_LOSS
+    assert not torch.equal(aligned.out_head["image"][0].weight, original.out_head["image"][0].weight)
+    assert torch.equal(aligned.decoders["audio"].unet.conv_in.weight, original.decoders["audio"].unet.conv_in.weight)
+    assert aligned.has_lora and aligned.config.loss == PAPER_LOSS
+
+
+def test_accelerate_launch_runs_both_stages_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
+    config = ["--config_file", str(ROOT / "examples" / "accelerate" / "ddp.yaml")]
+    model_dir, records = run_both_stages(tmp_path, [*CPU_LAUNCH, *config, "-m", "codi2_sdk.train.align"])
+    assert [(r["stage"], r["step"]) for r in records] == [("decoders", 1), ("decoders", 2), ("llm", 1), ("llm", 2)]
+    assert {(r["processes"], r["distributed"]) for r in records} == {(2, "MULTI_CPU")}
+    assert_aligned(model_dir, tmp_path)
+
+
+def test_both_stages_shard_with_fsdp2_on_two_cpu_processes_save_whole_and_resume(tmp_path: Path) -> None:
+    """FSDP2 through accelerate (``tests/fsdp_on_cpu.py`` lifts accelerate's GPU-only gate for FSDP; the rest is
+    accelerate's own FSDP2 path): parameters sharded as DTensors, the model gathered whole to save, and a run given
+    the same checkpoint folder resumes from its last step."""
+    launch = [*CPU_LAUNCH, "--multi_gpu", str(ROOT / "tests" / "fsdp_on_cpu.py")]
+    model_dir, records = run_both_stages(tmp_path, launch, checkpoints=tmp_path / "runs")
+    assert {(r["processes"], r["distributed"]) for r in records} == {(2, "FSDP")}
+    assert_aligned(model_dir, tmp_path)
+    assert (tmp_path / "runs" / "llm" / "state.accelerate" / "pytorch_model_fsdp.bin").exists()
+
+    more = [*launch, "--model", str(tmp_path / "aligned-decoders"), "--manifest", str(tmp_path / "train.jsonl")]
+    more += ["--stage", "llm", "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "resumed")]
+    more += ["--checkpoint-dir", str(tmp_path / "runs" / "llm"), "--log", str(tmp_path / "resumed.jsonl")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    done = subprocess.run(more, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = [json.loads(line)["step"] for line in (tmp_path / "resumed.jsonl").read_text().splitlines()]
+    assert resumed == [3]  # steps 1 and 2 came from the checkpoint
+
+
+def test_the_shipped_accelerate_configs_load_as_accelerate_configs() -> None:
+    """DeepSpeed's CPU accelerator needs Intel's extension for PyTorch, which these machines lack: its configs are
+    checked as configs here, and run on GPUs."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {}
+    for path in sorted((ROOT / "examples" / "accelerate").glob("*.yaml")):
+        config = load_config_from_file(str(path))
+        kinds[path.stem] = str(config.distributed_type.value)
+    assert kinds == {
+        "ddp": "MULTI_GPU",
+        "deepspeed_zero2": "DEEPSPEED",
+        "deepspeed_zero3": "DEEPSPEED",
+        "fsdp": "FSDP",
+    }
+    fsdp = load_config_from_file(str(ROOT / "examples" / "accelerate" / "fsdp.yaml"))
+    assert fsdp.fsdp_config["fsdp_version"] == 2 and fsdp.mixed_precision == "bf16"
+    zero3 = load_config_from_file(str(ROOT / "examples" / "accelerate" / "deepspeed_zero3.yaml"))
+    assert zero3.deepspeed_config["zero_stage"] == 3 and zero3.deepspeed_config["zero3_save_16bit_model"]

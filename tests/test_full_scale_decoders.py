@@ -40,7 +40,7 @@ def test_a_feature_becomes_a_part_step_by_step(kind: str, tmp_path: Path) -> Non
     part = parts[0]
     assert part.provenance == Provenance(model="twin", seed=0, steps=3, guidance_scale=2.0)
     if isinstance(part, Video):
-        assert (part.frames, part.width, part.height, part.fps) == (4, 16, 16, 4.0)
+        assert (part.frames, part.width, part.height, part.fps) == (4, 24, 16, 4.0)  # wider than high, as Zeroscope's
     else:
         assert part.sample_rate == 16000 and part.duration > 0
     assert decode(decoder, settings)[1][0].data == part.data  # same seed, same bytes
@@ -53,6 +53,8 @@ def test_video_settings_choose_frames_and_size() -> None:
     decoder = tiny_zeroscope_decoder()
     _, (clip,) = decode(decoder, VideoConfig(steps=1, guidance_scale=1.0, num_frames=2, size=24, fps=2.0))
     assert (clip.frames, clip.width, clip.height, clip.fps) == (2, 24, 24, 2.0)
+    _, (wide,) = decode(decoder, VideoConfig(steps=1, guidance_scale=1.0, num_frames=2, width=32, height=8))
+    assert (wide.width, wide.height) == (32, 8)
 
 
 def test_audio_duration_is_trimmed_or_padded() -> None:

@@ -27,3 +27,22 @@ def test_every_part_runs_at_tiny_sizes_and_reports_json() -> None:
     assert set(parts) == {"llm", "encoders", "unclip", "audioldm2", "zeroscope"}
     assert parts["llm"]["decode_ms_per_token"] > 0 and parts["unclip"]["s_per_image"] > 0
     assert run("--only", "nothing", "--tiny").returncode == 2  # an unknown part is refused
+
+
+def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json() -> None:
+    """``--sdk``: folders built as published, ``assemble``, a Conversation turn per medium, both alignment stages."""
+    done = run("--sdk", "--tiny", "--device", "cpu", "--train-steps", "3", "--decode-tokens", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    parts = {line["part"]: line for line in lines if "part" in line}
+    assert set(parts) == {
+        "sdk_assemble",
+        "sdk_text",
+        "sdk_image",
+        "sdk_audio",
+        "sdk_video",
+        "sdk_align_decoders",
+        "sdk_align_llm",
+    }
+    assert parts["sdk_text"]["ms_per_token"] > 0 and parts["sdk_image"]["s_per_turn"] > 0
+    assert parts["sdk_align_llm"]["s_per_step"] > 0 and parts["sdk_align_decoders"]["steps"] == 3

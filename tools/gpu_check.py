@@ -15,10 +15,17 @@ The denoiser shapes follow the published configs of SD-2.1 unCLIP, AudioLDM2 and
 documented; AudioLDM2's UNet is built from its conversion settings (128 channels x (1, 2, 3, 5), T5 and GPT-2
 cross-attention), so its figure is close to, not exactly, the published model's.
 
+``--sdk`` times the SDK's own path instead of bare modules: it builds the five public components' folders at their
+published sizes with random weights (or reads real ones with ``--folders DIR``), ``assemble``s them in bf16 on the
+GPU, answers a ``Conversation`` turn for each medium (text ms/token; seconds per picture, clip and video at the
+full-scale defaults) and runs ``--train-steps`` steps of each alignment stage (seconds per step, peak memory).
+
 ``--tiny`` runs the same code at tiny sizes (on CPU in the tests). Usage::
 
     python tools/gpu_check.py                 # on a GPU machine, about 3-6 minutes on one H100
     python tools/gpu_check.py --only llm,unclip
+    python tools/gpu_check.py --sdk           # the SDK's own path (full sizes: not yet run on a GPU)
+    python tools/gpu_check.py --sdk --tiny --device cpu
 """
 
 from __future__ import annotations
@@ -377,6 +384,274 @@ class Check:
         self.report("zeroscope", steps=steps, frames=count, px=px, s_per_video=round(seconds, 2))
 
 
+# -- the SDK's own path (--sdk) --------------------------------------------------------------------------------
+
+FOLDER_NAMES = ("llm", "unclip", "audioldm2", "zeroscope", "imagebind_huge.pth")
+
+
+def _char_vocab(extra: int = 0) -> list[str]:
+    import string
+
+    return list(string.ascii_lowercase + string.digits + string.punctuation) + [f"<x{i}>" for i in range(extra)]
+
+
+def _full_clip_text(vocab_size: int = 49408) -> tuple[Any, Any]:
+    """OpenCLIP ViT-H/14's text tower (SD-2.x, unCLIP and Zeroscope use it) with a character tokenizer."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    chars = _char_vocab()
+    vocab = {t: i for i, t in enumerate(["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)])}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=23,
+        num_attention_heads=16,
+        max_position_embeddings=77,
+        hidden_act="gelu",
+        projection_dim=512,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    return tokenizer, CLIPTextModel(config)
+
+
+def _full_vae(in_channels: int, latent: int, blocks: tuple[int, ...]) -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=in_channels,
+        out_channels=in_channels,
+        down_block_types=["DownEncoderBlock2D"] * len(blocks),
+        up_block_types=["UpDecoderBlock2D"] * len(blocks),
+        block_out_channels=blocks,
+        layers_per_block=2,
+        latent_channels=latent,
+    )
+
+
+def full_unclip_pipeline() -> Any:
+    """SD-2.1 unCLIP-H's pipeline at its published sizes, random weights."""
+    from diffusers import DDIMScheduler, DDPMScheduler, StableUnCLIPImg2ImgPipeline, UNet2DConditionModel
+    from diffusers.pipelines.stable_diffusion.stable_unclip_image_normalizer import StableUnCLIPImageNormalizer
+    from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    tokenizer, text_encoder = _full_clip_text()
+    vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**FULL["clip"], hidden_act="gelu"))
+    unet = UNet2DConditionModel(
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        use_linear_projection=True,
+        class_embed_type="projection",
+        **FULL["unclip_unet"],
+    )
+    return StableUnCLIPImg2ImgPipeline(
+        feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}),
+        image_encoder=vision,
+        image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=1024),
+        image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_schedule="scaled_linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type="v_prediction",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        ),
+        vae=_full_vae(3, 4, (128, 256, 512, 512)),
+    )
+
+
+def full_audioldm2_pipeline() -> Any:
+    """AudioLDM2's pipeline at its published sizes (CLAP-HTSAT, Flan-T5-large, GPT-2), random weights."""
+    from diffusers import AudioLDM2Pipeline, AudioLDM2ProjectionModel, AudioLDM2UNet2DConditionModel, DDIMScheduler
+    from transformers import (
+        ClapConfig,
+        ClapModel,
+        GPT2Config,
+        GPT2LMHeadModel,
+        RobertaTokenizer,
+        SpeechT5HifiGan,
+        SpeechT5HifiGanConfig,
+        T5Config,
+        T5EncoderModel,
+        T5Tokenizer,
+    )
+
+    chars = _char_vocab()
+    roberta = {
+        t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "<mask>", "Ġ", *chars, *("Ġ" + c for c in chars)])
+    }
+    t5_vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0), *((c, -2.0) for c in chars)]
+    clap = ClapModel(ClapConfig(text_config={"vocab_size": 50265, "max_position_embeddings": 514}, projection_dim=512))
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=32128,
+            d_model=1024,
+            d_ff=2816,
+            d_kv=64,
+            num_heads=16,
+            num_layers=24,
+            feed_forward_proj="gated-gelu",
+        )
+    )
+    language_model = GPT2LMHeadModel(GPT2Config(n_embd=768, n_layer=12, n_head=12))  # the class diffusers 0.42 types
+    language_model.config.max_new_tokens = 8
+    args = dict(FULL["audioldm2_unet"])
+    levels = len(args["block_out_channels"])
+    unet = AudioLDM2UNet2DConditionModel(
+        out_channels=args["in_channels"],
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        **args,
+    )
+    return AudioLDM2Pipeline(
+        vae=_full_vae(1, 8, (128, 256, 512)),
+        text_encoder=clap,
+        text_encoder_2=t5,
+        tokenizer=RobertaTokenizer(vocab=roberta, merges=[], model_max_length=512),
+        tokenizer_2=T5Tokenizer(vocab=t5_vocab, extra_ids=0, model_max_length=512),
+        projection_model=AudioLDM2ProjectionModel(
+            text_encoder_dim=512, text_encoder_1_dim=1024, langauge_model_dim=768
+        ),
+        language_model=language_model,
+        feature_extractor=None,
+        unet=unet,
+        scheduler=DDIMScheduler(
+            beta_start=0.0015, beta_end=0.0195, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+        ),
+        vocoder=SpeechT5HifiGan(SpeechT5HifiGanConfig(**FULL["vocoder"], sampling_rate=16000)),
+    )
+
+
+def full_zeroscope_pipeline() -> Any:
+    """Zeroscope v2 576w's pipeline at its published sizes, random weights."""
+    from diffusers import DDIMScheduler, TextToVideoSDPipeline, UNet3DConditionModel
+
+    tokenizer, text_encoder = _full_clip_text()
+    unet = UNet3DConditionModel(in_channels=4, out_channels=4, **FULL["video_unet"])
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False
+    )
+    return TextToVideoSDPipeline(
+        vae=_full_vae(3, 4, (128, 256, 512, 512)),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
+def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
+    """The five public components as their folders would be published, with random weights: a Llama-2-7b-chat-shaped
+    LLM (untied head, Llama's tokenizer class and chat template), the three pipelines, and ImageBind's audio tower
+    under the official key names. ``tiny``: the tests' twins of the same classes."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from codi2_sdk.model import ImageBindAudioEncoder, twins
+    from codi2_sdk.model.imagebind_audio import official_key
+
+    words = ["draw", "play", "show", "a", "red", "circle", "sound", "what", "is", "this"]
+    tokenizer = twins.tiny_llama_tokenizer(words)
+    sizes = dict(TINY["llm"] if tiny else FULL["llm"])
+    if not tiny:  # Llama-2's 32,000 rows: the tags are added above them, as on the real tokenizer
+        tokenizer.add_tokens([f"<unused{i}>" for i in range(32000 - len(tokenizer))])
+    sizes["vocab_size"] = len(tokenizer)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32 if tiny else torch.bfloat16)
+    try:
+        with torch.device("cpu" if tiny else device):
+            llm = LlamaForCausalLM(
+                LlamaConfig(**sizes, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+            )
+        llm.save_pretrained(str(root / "llm"))
+        tokenizer.save_pretrained(str(root / "llm"))
+        del llm
+        pipelines = (
+            (twins.tiny_unclip_pipeline, twins.tiny_audioldm2_pipeline, twins.tiny_zeroscope_pipeline)
+            if tiny
+            else (full_unclip_pipeline, full_audioldm2_pipeline, full_zeroscope_pipeline)
+        )
+        for name, build in zip(("unclip", "audioldm2", "zeroscope"), pipelines, strict=True):
+            build().save_pretrained(str(root / name))
+        tower = ImageBindAudioEncoder(**(TINY["imagebind_audio"] if tiny else {}))
+        torch.save({official_key(k): v for k, v in tower.state_dict().items()}, root / "imagebind_huge.pth")
+    finally:
+        torch.set_default_dtype(default)
+    return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
+
+
+def sdk_check(check: Check, folders: dict[str, Any], tiny: bool, decode_tokens: int, train_steps: int) -> None:
+    """The SDK's own path: ``assemble`` the folders on the device, answer a ``Conversation`` turn for each medium,
+    run both alignment stages; a JSON line for each."""
+    import numpy as np
+    import PIL.Image
+    import torch
+
+    from codi2_sdk import Audio, Conversation, Image, Video, assistant, user
+    from codi2_sdk.backends.local import LocalBackend
+    from codi2_sdk.model import TrainingExample, assemble
+    from codi2_sdk.train.align import CaptionedMedium, align_decoders, align_llm
+
+    began = time.perf_counter()
+    audio = TINY["imagebind_audio"] if tiny else None
+    model = assemble(
+        **folders, feature_dim=32 if tiny else 1024, imagebind_args=audio, device=check.device, dtype=check.dtype
+    )
+    check.sync()
+    check.report("sdk_assemble", seconds=round(time.perf_counter() - began, 2), dtype=str(check.dtype))
+    if tiny:  # the published lengths (10.24 s of audio, 24 frames of 576 x 320) are long for a CPU smoke run
+        model.decoders["audio"].meta["audio_length_in_s"] = 0.064
+        model.decoders["video"].meta.update(num_frames=2, width=32, height=16)
+    backend = LocalBackend(model)
+    text = {"seed": 0, "output_modality": "text", "text": {"max_new_tokens": decode_tokens, "temperature": 0.0}}
+    seconds = check.timed(lambda: Conversation(backend=backend).send("what is this", config=text))
+    answer = Conversation(backend=backend).send("what is this", config=text)
+    tokens = max(1, len(model.tokenizer(answer.text, add_special_tokens=False).input_ids))
+    check.report("sdk_text", tokens=tokens, ms_per_token=round(seconds / tokens * 1000, 2))
+    for modality in ("image", "audio", "video"):
+        config = {"seed": 0, "output_modality": modality, "text": {"max_new_tokens": 2}}
+        seconds = check.timed(
+            lambda config=config: Conversation(backend=backend).send("draw a red circle", config=config)
+        )
+        check.report(
+            f"sdk_{modality}", s_per_turn=round(seconds, 2), steps=getattr(model.config.defaults, modality).steps
+        )
+
+    rng = np.random.default_rng(0)
+    side = 32 if tiny else 224
+    pictures = [
+        Image.from_pil(PIL.Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8))) for _ in range(4)
+    ]
+    clips = [Audio.from_array(0.3 * np.sin(np.arange(16000) / (3 + i)), sample_rate=16000) for i in range(4)]
+    frames = [Video.from_frames(rng.integers(0, 255, (4, side, side, 3), dtype=np.uint8), fps=4) for _ in range(2)]
+    captions = [CaptionedMedium(p, f"a sound {i}") for i, p in enumerate(clips)]
+    captions += [CaptionedMedium(v, f"a clip {i}") for i, v in enumerate(frames)]
+    talks = [TrainingExample(messages=[user("draw a red circle")], answer=assistant(p)) for p in pictures]
+    talks += [TrainingExample(messages=[user(p, "what is this")], answer=assistant("a red circle")) for p in pictures]
+    for stage, run, data in (("decoders", align_decoders, captions), ("llm", align_llm, talks)):
+        if check.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        logs = run(model, data, steps=train_steps, batch_size=2, progress=False, log_every=1)  # type: ignore[operator]
+        per_step = (logs[-1].seconds - logs[0].seconds) / max(1, len(logs) - 1)
+        check.report(
+            f"sdk_align_{stage}",
+            steps=train_steps,
+            batch_size=2,
+            s_per_step=round(per_step, 3),
+            loss=round(logs[-1].loss, 4),
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Parts: " + ", ".join(PARTS))
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts to run (default: all)")
@@ -384,6 +659,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode-tokens", type=int, default=64)
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (a smoke run of the same code, e.g. on CPU)")
     parser.add_argument("--device", default=None, help="default: cuda (cpu with --tiny)")
+    parser.add_argument(
+        "--sdk",
+        action="store_true",
+        help="time the SDK's own path instead: assemble the five components' folders, a Conversation turn per medium, "
+        "both alignment stages",
+    )
+    parser.add_argument(
+        "--folders",
+        default=None,
+        help="with --sdk: a folder holding llm/, unclip/, audioldm2/, zeroscope/ and imagebind_huge.pth (real weights); "
+        "default: random ones built at the published sizes in a temporary folder",
+    )
+    parser.add_argument("--train-steps", type=int, default=10, help="with --sdk: steps of each alignment stage")
     args = parser.parse_args(argv)
 
     import torch
@@ -392,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
 
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     device = args.device or ("cpu" if args.tiny else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here (use --tiny --device cpu for a smoke run)", file=sys.stderr)
@@ -405,6 +695,19 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(json.dumps({"device": name, "dtype": str(dtype), "torch": torch.__version__, "tiny": args.tiny}), flush=True)
     began = time.perf_counter()
+    if args.sdk:
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as scratch:
+            if args.folders:
+                folders = {n.removesuffix("_huge.pth"): Path(args.folders) / n for n in FOLDER_NAMES}
+            else:
+                folders = build_folders(Path(scratch), args.tiny, device)
+                print(json.dumps({"built_folders_s": round(time.perf_counter() - began, 1)}), flush=True)
+            sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps)
+        print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
+        return 0
     for part in parts:
         if part == "llm":
             prefill = min(args.prefill_tokens, check.sizes["llm"]["max_position_embeddings"] - args.decode_tokens - 1)

@@ -24,22 +24,36 @@ from .encoders import FrameVideoEncoder, ImageBindImageEncoder
 from .imagebind_audio import load_imagebind_audio
 from .modeling import PROJECTORS_FILE, CoDi2Model
 from .tokenizer import SPECIAL_TOKENS, add_special_tokens
-from .unclip import UnCLIPImageDecoder
+from .unclip import REFERENCE_NEGATIVE_PROMPT, REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
 from .zeroscope import ZeroscopeVideoDecoder
 
-__all__ = ["FULL_SCALE_DEFAULTS", "FULL_SCALE_LORA", "assemble", "paper_lora", "special_token_rows"]
+__all__ = [
+    "FULL_SCALE_DEFAULTS",
+    "FULL_SCALE_LORA",
+    "PIPELINE_DEFAULTS",
+    "assemble",
+    "paper_lora",
+    "special_token_rows",
+]
 
 FULL_SCALE_LORA = LoraSpec(r=128, alpha=256)
 """The paper's adapter: rank 128 on q, k, v, o."""
 
 FULL_SCALE_DEFAULTS = GenerationConfig(
-    image=ImageConfig(steps=50, guidance_scale=7.5, noise_level=0),
+    image=ImageConfig(steps=50, guidance_scale=7.5, noise_level=REFERENCE_NOISE_LEVEL),
     audio=AudioConfig(steps=200, guidance_scale=3.5),
     video=VideoConfig(steps=50, guidance_scale=9.0),
 )
-"""Generation settings of an assembled model: unCLIP as CoDi-2's code runs it (50 DDIM steps, guidance 7.5, the
-clean image embedding: noise level 0, the encoded empty prompt on both sides of the guidance), AudioLDM2's and
-Zeroscope's published pipeline defaults (200 steps at 3.5; 50 steps at 9.0)."""
+"""Generation settings of an assembled model: unCLIP as CoDi-2's released code runs it (``generate_image`` in
+microsoft/i-Code's ``CoDi-2/core/models/mmllama/openllama.py``: 50 DDIM steps, guidance 7.5, the image embedding
+noised to level 500, :data:`~codi2_sdk.model.unclip.REFERENCE_NEGATIVE_PROMPT` on both sides of the guidance),
+AudioLDM2's and Zeroscope's published pipeline defaults (200 steps at 3.5; 50 steps at 9.0, 576 x 320 frames; the
+encoded empty prompt as the unconditional side)."""
+PIPELINE_DEFAULTS = FULL_SCALE_DEFAULTS.model_copy(
+    update={"image": FULL_SCALE_DEFAULTS.image.model_copy(update={"noise_level": 0})}
+)
+"""The same with unCLIP's own pipeline defaults (a clean image embedding; the empty prompt): ``assemble(...,
+reference_decoding=False)``."""
 
 
 def special_token_rows(tokenizer: Any) -> list[int]:
@@ -99,6 +113,8 @@ def assemble(
     imagebind_args: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    variant: str | None = None,
+    reference_decoding: bool = True,
 ) -> CoDi2Model:
     """Build CoDi-2 from local folders: any subset of the media (an image tower needs ``unclip``, which also
     gives the image decoder and video reading; audio reading needs ``imagebind``).
@@ -115,6 +131,11 @@ def assemble(
             or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
         imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
+        device / dtype: where the model runs and in what (``torch.bfloat16`` on a GPU is the usual case): every
+            part, the pipelines' text encoders included, loads in ``dtype`` and moves to ``device``.
+        variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
+        reference_decoding: run unCLIP as CoDi-2's released code does (noise level 500, its negative prompt on both
+            sides of the guidance); ``False`` for the pipeline's own defaults.
 
     Raises:
         ModelNotFoundError: a path that does not exist (the message names the part).
@@ -126,8 +147,10 @@ def assemble(
     encoders: dict[str, Any] = {}
     decoders: dict[str, Any] = {}
     specs: dict[str, dict[str, Any]] = {"encoders": {}, "decoders": {}}
+    loading: dict[str, Any] = {"variant": variant, "dtype": dtype}
     if (path := _need(unclip, "unCLIP pipeline folder")) is not None:
-        decoders["image"] = UnCLIPImageDecoder.from_pretrained(path)
+        prompt = REFERENCE_NEGATIVE_PROMPT if reference_decoding else ""
+        decoders["image"] = UnCLIPImageDecoder.from_pretrained(path, prompt=prompt, **loading)
         encoders["image"] = ImageBindImageEncoder(decoders["image"].pipeline.image_encoder)  # loaded once, shared
         encoders["video"] = FrameVideoEncoder(encoders["image"], frames=2)  # 2-frame clips, as the paper reads video
         specs["encoders"] |= {
@@ -138,21 +161,20 @@ def assemble(
         encoders["audio"] = load_imagebind_audio(path, **(imagebind_args or {}))
         specs["encoders"]["audio"] = EncoderSpec(kind="imagebind_audio", args=dict(imagebind_args or {}))
     if (path := _need(audioldm2, "AudioLDM2 pipeline folder")) is not None:
-        decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim)
+        decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **loading)
     if (path := _need(zeroscope, "Zeroscope pipeline folder")) is not None:
-        decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim)
+        decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **loading)
     specs["decoders"] = {m: DecoderSpec(kind=d.kind) for m, d in decoders.items()}
     # Predicted features are unit-norm: restored to ImageBind's audio scale (L2 x 20) and to the scale of the CLIP
-    # image embeddings unCLIP was trained on (its encoder reads at ImageBind's unit scale).
+    # image embeddings unCLIP is conditioned on (its encoder reads at ImageBind's unit scale), measured once here
+    # with the pipeline's own image encoder and stored in the checkpoint's config.
     norms = {"audio": 20.0} if "audio" in encoders else {}
-    if "image" in decoders:
-        norms["image"] = decoders["image"].embedding_norm
     config = CoDi2Config(
         name=name,
         encoders=specs["encoders"],
         decoders=specs["decoders"],
         feature_norms=norms,
-        defaults=FULL_SCALE_DEFAULTS,
+        defaults=FULL_SCALE_DEFAULTS if reference_decoding else PIPELINE_DEFAULTS,
     )
     model = CoDi2Model(config, model_llm, tokenizer, encoders, decoders)
     if (path := _need(projectors, "projectors folder")) is not None:
@@ -161,4 +183,7 @@ def assemble(
         rows = sorted(set(new_rows) | set(special_token_rows(tokenizer)))
         model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
+    if "image" in decoders:  # on the device, once the tower is there
+        norms["image"] = decoders["image"].measure_embedding_norm(norm_pictures())
+        model.config = model.config.model_copy(update={"feature_norms": norms})
     return model.eval()

@@ -3,7 +3,8 @@
 AudioLDM2 is conditioned on two sequences, not one vector: GPT-2's "language of audio" states
 (``generated_prompt_embeds``, 8 x 768) and T5's text states (``prompt_embeds``, L x 1024). Two output
 projectors (:class:`~codi2_sdk.model.pipelines.QueryProjector`) map the model's 1024-d feature into each;
-the unconditional embeddings guidance uses are stored with the decoder. The pipeline runs in a worker thread
+the unconditional side of guidance is the encoded empty prompt (as the pipeline runs by default), computed once
+and stored with the decoder. The pipeline runs in a worker thread
 so progress streams step by step; closing the iterator stops it at the next step. Pitfalls measured with
 diffusers 0.42: ``text_encoder_2`` (T5) must be present even when embeddings are given; negatives need both
 streams, shaped like the prompts; steps are reported through the old ``callback`` / ``callback_steps`` API.
@@ -13,6 +14,7 @@ The weights are CC-BY-NC-SA (the user supplies the pipeline folder).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Generator
 from typing import Any, ClassVar
 
@@ -21,13 +23,18 @@ import torch
 
 from ..config import AudioConfig
 from ..content import Audio, Provenance
+from ._quiet import quiet_loading
 from .audio_features import LogMel
 from .decoders import waves_to_clips
 from .encoders import audio_to_tensor
-from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
+from .pipelines import PipelineDecoder, QueryProjector, fit_tokens, stream_pipeline
 from .registry import register_decoder
 
 __all__ = ["AudioLDM2Decoder"]
+
+# diffusers 0.42's AudioLDM2 pipeline drives GPT-2 with ``past_key_values``, which transformers 5 deprecates with a
+# FutureWarning on every step of every clip: the pipeline's doing, nothing a user of this SDK can change.
+warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
 
 @register_decoder
@@ -42,7 +49,9 @@ class AudioLDM2Decoder(PipelineDecoder):
     to_prompt: QueryProjector
     negative_prompt_embeds: torch.Tensor
     to_generated: QueryProjector
+    vocoder: Any
     negative_generated_embeds: torch.Tensor
+    negative_prompt_mask: torch.Tensor
 
     def __init__(
         self,
@@ -55,8 +64,7 @@ class AudioLDM2Decoder(PipelineDecoder):
         projector_width: int = 256,
     ) -> None:
         super().__init__()
-        self.pipeline = pipeline
-        self.unet, self.vae, self.vocoder = pipeline.unet, pipeline.vae, pipeline.vocoder  # registered: .to() sees them
+        self.register_components(pipeline)  # unet, vae, vocoder, CLAP, T5, GPT-2, projection: .to() moves them all
         self.cond_dim = cond_dim
         self.meta = {
             "cond_dim": cond_dim,
@@ -69,8 +77,22 @@ class AudioLDM2Decoder(PipelineDecoder):
         lm_dim = int(pipeline.language_model.config.n_embd)
         self.to_prompt = QueryProjector(cond_dim, t5_dim, prompt_tokens, width=projector_width)
         self.to_generated = QueryProjector(cond_dim, lm_dim, generated_tokens, width=projector_width)
-        self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, t5_dim))
-        self.register_buffer("negative_generated_embeds", torch.zeros(1, generated_tokens, lm_dim))
+        # The unconditional side of guidance: the encoded empty prompt, as AudioLDM2 was trained and is run (its
+        # pipeline encodes "" when no negative prompt is given), computed once and stored with the projectors.
+        negative, mask, generated = torch.zeros(1, prompt_tokens, t5_dim), torch.zeros(1, prompt_tokens), None
+        if getattr(pipeline, "tokenizer", None) is not None:
+            with torch.no_grad(), quiet_loading():
+                states, real, generated = pipeline.encode_prompt([""], pipeline.device, 1, False)
+            negative, mask = (
+                fit_tokens(states, prompt_tokens),
+                fit_tokens(real[..., None].float(), prompt_tokens)[..., 0],
+            )
+        self.register_buffer("negative_prompt_embeds", negative.float())
+        self.register_buffer("negative_prompt_mask", mask.float())
+        generated = (
+            torch.zeros(1, generated_tokens, lm_dim) if generated is None else fit_tokens(generated, generated_tokens)
+        )
+        self.register_buffer("negative_generated_embeds", generated.float())
 
     def conditioning(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"prompt_embeds": self.to_prompt(features), "generated_prompt_embeds": self.to_generated(features)}
@@ -128,6 +150,7 @@ class AudioLDM2Decoder(PipelineDecoder):
                 generated_prompt_embeds=generated,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(batch, -1, -1).to(prompt),
                 negative_generated_prompt_embeds=self.negative_generated_embeds.expand(batch, -1, -1).to(generated),
+                negative_attention_mask=self.negative_prompt_mask.expand(batch, -1).long(),
                 num_inference_steps=steps,
                 guidance_scale=guidance_scale,
                 audio_length_in_s=float(duration or self.meta["audio_length_in_s"]),

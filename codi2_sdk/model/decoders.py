@@ -125,11 +125,14 @@ class DiffusionDecoder(nn.Module):
         ``provenance`` completed with the settings used."""
         steps, guidance = int(settings.steps or 1), float(settings.guidance_scale or 1.0)
         options = settings.model_dump(include=set(self.options))
+        weights = next(self.parameters(), None)
+        if weights is not None:  # the features meet the decoder on its device, in its dtype (bf16 on a GPU)
+            cond = cond.to(weights.device, weights.dtype)
         outputs = yield from self.iter_sample(
             cond, steps=steps, guidance_scale=guidance, generator=generator, **options
         )
         made = (provenance or Provenance()).model_copy(update={"steps": steps, "guidance_scale": guidance, **options})
-        return self.to_media(outputs, generator=generator, settings=settings, provenance=made)
+        return self.to_media(outputs.float(), generator=generator, settings=settings, provenance=made)
 
     @classmethod
     def build(cls, **args: Any) -> DiffusionDecoder:

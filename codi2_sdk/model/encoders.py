@@ -62,13 +62,15 @@ class MediaEncoder(Protocol):
     def save_pretrained(self, directory: str | Path) -> None: ...
 
 
-def image_to_tensor(images: Sequence[Image | PIL.Image.Image], size: int) -> torch.Tensor:
-    """Decode images (parts or PIL images) to ``(batch, 3, size, size)`` floats in [-1, 1] (RGB, bicubic resize)."""
+def image_to_tensor(images: Sequence[Image | PIL.Image.Image], size: int, *, height: int | None = None) -> torch.Tensor:
+    """Decode images (parts or PIL images) to ``(batch, 3, height, size)`` floats in [-1, 1] (RGB, bicubic resize);
+    square (``size`` x ``size``) unless ``height`` is given."""
     arrays = []
+    shape = (size, height or size)
     for image in images:
         pil = (image.to_pil() if isinstance(image, Image) else image).convert("RGB")
-        if pil.size != (size, size):
-            pil = pil.resize((size, size), PIL.Image.Resampling.BICUBIC)
+        if pil.size != shape:
+            pil = pil.resize(shape, PIL.Image.Resampling.BICUBIC)
         arrays.append(np.asarray(pil, dtype=np.float32) / 127.5 - 1.0)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 

@@ -108,6 +108,17 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     return path
 
 
+def _token_rows_to_train(llm: nn.Module, rows: list[int]) -> list[int] | dict[str, list[int]]:
+    """peft's ``trainable_token_indices`` for ``rows``: the input embeddings' rows, and the output head's too where
+    it is untied. A new token whose head row stays frozen at its initial value (the mean of the old rows, after
+    mean resizing) can never out-score the best old token, so a model would never write a media tag by itself."""
+    embeddings, head = llm.get_input_embeddings(), llm.get_output_embeddings()  # type: ignore[operator]
+    if head is None or head.weight is embeddings.weight:
+        return rows  # tied: peft trains the shared rows once
+    names = {module: name.rsplit(".", 1)[-1] for name, module in llm.named_modules()}
+    return {names[embeddings]: rows, names[head]: rows}
+
+
 def _unwrapped_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A peft-wrapped model's base weights under the names they had before peft wrapped it: no ``lora_`` tensors
     or trainable-token deltas, no ``base_layer`` / ``token_adapter`` levels."""
@@ -141,7 +152,10 @@ class CoDi2Model(nn.Module):
         self.decoders = nn.ModuleDict(decoders)
         hidden = self.hidden_size
         mlp = config.projector_hidden or hidden
-        self.in_proj = nn.ModuleDict({m: Projector(e.width, mlp, hidden) for m, e in encoders.items()})
+        widths = {m: int(d.cond_dim) for m, d in decoders.items()} | {m: int(e.width) for m, e in encoders.items()}
+        # a medium the model writes but cannot read (a decoder without an encoder) still needs its written feature
+        # fed back into the context: its input projector reads the decoder's feature width
+        self.in_proj = nn.ModuleDict({m: Projector(width, mlp, hidden) for m, width in widths.items()})
         self.out_head = nn.ModuleDict({m: Projector(hidden, mlp, d.cond_dim) for m, d in decoders.items()})
         self.prompts = PromptBuilder(
             tokenizer,
@@ -187,14 +201,18 @@ class CoDi2Model(nn.Module):
         return model
 
     def add_lora(self, spec: LoraSpec | None = None) -> None:
-        """Wrap the LLM in a peft LoRA (on q, k, v, o by default); only the adapter stays trainable in it."""
+        """Wrap the LLM in a peft LoRA (on q, k, v, o by default); only the adapter stays trainable in it, with
+        ``spec.trainable_tokens``' rows of the input embeddings and, where the LLM's output head is its own
+        matrix (Llama-2's is), of the head too."""
         from peft import LoraConfig, get_peft_model
 
         spec = spec or LoraSpec()
         if self.has_lora:
             raise ModelError("the LLM already has a LoRA adapter")
         extra: dict[str, Any] = (
-            {"trainable_token_indices": list(spec.trainable_tokens)} if spec.trainable_tokens else {}
+            {"trainable_token_indices": _token_rows_to_train(self.llm, list(spec.trainable_tokens))}
+            if spec.trainable_tokens
+            else {}
         )
         lora = LoraConfig(
             r=spec.r,
@@ -232,6 +250,9 @@ class CoDi2Model(nn.Module):
         """Encoder features ``(len(parts), tokens_per_item, width)`` of one modality."""
         encoder: Any = self.encoders[modality]
         inputs = encoder.preprocess(list(parts)).to(self.device)
+        weights = next(encoder.parameters(), None)
+        if weights is not None and inputs.is_floating_point():  # pixels and filter banks in the tower's dtype
+            inputs = inputs.to(weights.dtype)
         return encoder(inputs).float()
 
     def _encode_one(self, modality: str, part: MediaPart, cache: MediaFeatureCache | None) -> torch.Tensor:
@@ -375,6 +396,16 @@ class CoDi2Model(nn.Module):
                 losses.append(self.config.loss.cosine * cosine + self.config.loss.mse * mse)
             feature_loss = torch.stack(losses).mean()
         loss = self.config.loss.text * text_loss + feature_loss
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every trained projector and head takes part in the graph, with weight zero where this process's batch
+            # has none of its medium: the processes of a sharded run then compute gradients for the same parameters
+            # whatever each drew (FSDP reduces a unit's gradients in one collective of a fixed size), as DDP's own
+            # search for unused parameters gives. A single process trains as before.
+            trained = [
+                p.sum().float() for m in (self.in_proj, self.out_head) for p in m.parameters() if p.requires_grad
+            ]
+            if trained:
+                loss = loss + 0.0 * torch.stack(trained).sum()
         return CoDi2Output(loss=loss, text_loss=text_loss.detach(), feature_loss=feature_loss.detach(), logits=logits)
 
     # -- checkpoints -------------------------------------------------------------------------------

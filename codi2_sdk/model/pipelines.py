@@ -20,7 +20,15 @@ from ..errors import ModelError
 from ._quiet import quiet_loading
 from .decoders import DiffusionDecoder
 
-__all__ = ["PipelineDecoder", "QueryProjector", "load_pipeline", "masked_mse", "stream_pipeline"]
+__all__ = [
+    "PipelineDecoder",
+    "QueryProjector",
+    "fit_tokens",
+    "load_pipeline",
+    "masked_mse",
+    "PipelineParts",
+    "stream_pipeline",
+]
 
 
 class _Cancelled(Exception):
@@ -67,14 +75,54 @@ def stream_pipeline(run: Callable[[Callable[..., None]], Any], name: str) -> Gen
         worker.join()
 
 
-def load_pipeline(pipeline_cls: Any, directory: str | Path) -> Any:
-    """A pipeline from its folder, never downloading; components saved as absent (``None``) stay absent."""
+def load_pipeline(
+    pipeline_cls: Any, directory: str | Path, *, variant: str | None = None, dtype: torch.dtype | None = None
+) -> Any:
+    """A pipeline from its folder, never downloading; components saved as absent (``None``) stay absent.
+
+    ``variant`` reads a published variant's weight files (``"fp16"``: ``*.fp16.safetensors``); ``dtype`` loads every
+    component in that dtype.
+    """
     index = json.loads((Path(directory) / "model_index.json").read_text())
     absent = {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
+    options: dict[str, Any] = {"variant": variant} if variant else {}
+    if dtype is not None:
+        options["dtype"] = dtype  # diffusers 0.42 deprecates torch_dtype for it
     with quiet_loading():
-        pipeline = pipeline_cls.from_pretrained(str(directory), local_files_only=True, **absent)
+        pipeline = pipeline_cls.from_pretrained(str(directory), local_files_only=True, **absent, **options)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+class PipelineParts(nn.Module):
+    """What a decoder over a whole diffusers pipeline owes its parts: every torch module of the pipeline registered
+    under its name there (``unet``, ``vae``, ``text_encoder``, ``vocoder``, ...), as
+    ``DiffusionPipeline.register_modules`` does for the pipeline, so ``.to(device, dtype)`` moves and casts all of
+    them, text encoders included, and the pipeline's own ``device`` and ``dtype`` follow; and kept in eval mode
+    whatever ``train()`` says, since they are frozen (a text encoder's dropout would otherwise blur the targets the
+    projectors align to)."""
+
+    pipeline: Any
+    unet: Any
+    vae: Any
+
+    def register_components(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        for name, component in pipeline.components.items():
+            if isinstance(component, nn.Module):
+                setattr(self, name, component.eval())
+
+    def train(self, mode: bool = True) -> PipelineParts:
+        super().train(mode)
+        for component in self.pipeline.components.values():
+            if isinstance(component, nn.Module):
+                component.eval()
+        return self
+
+
+def fit_tokens(states: torch.Tensor, tokens: int) -> torch.Tensor:
+    """``states (batch, n, width)`` cut or zero-padded to ``tokens`` positions."""
+    return F.pad(states[:, :tokens], (0, 0, 0, max(0, tokens - states.shape[1])))
 
 
 class QueryProjector(nn.Module):
@@ -118,7 +166,7 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return (squared * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-class PipelineDecoder(DiffusionDecoder):
+class PipelineDecoder(PipelineParts, DiffusionDecoder):
     """A decoder over a whole diffusers pipeline, with its own output projectors and unconditional embeddings.
 
     Alignment (NExT-GPT's decoder-side stage, :mod:`codi2_sdk.train.align`) trains the projectors so the
@@ -192,15 +240,26 @@ class PipelineDecoder(DiffusionDecoder):
         return F.mse_loss(self.predict_noise(noisy, timesteps, conditioning).float(), target.float())
 
     @classmethod
-    def _load_pipeline(cls, directory: str | Path) -> Any:
+    def _load_pipeline(cls, directory: str | Path, **options: Any) -> Any:
         import diffusers
 
-        return load_pipeline(getattr(diffusers, cls.pipeline_class), directory)
+        return load_pipeline(getattr(diffusers, cls.pipeline_class), directory, **options)
 
     @classmethod
-    def from_pipeline(cls, directory: str | Path, *, cond_dim: int, **meta: Any) -> PipelineDecoder:
-        """A decoder over a pipeline folder as published, with new projectors to train."""
-        return cls(cls._load_pipeline(directory), cond_dim=cond_dim, **meta)  # type: ignore[call-arg]
+    def from_pipeline(
+        cls,
+        directory: str | Path,
+        *,
+        cond_dim: int,
+        variant: str | None = None,
+        dtype: torch.dtype | None = None,
+        **meta: Any,
+    ) -> PipelineDecoder:
+        """A decoder over a pipeline folder as published (``variant``: its ``fp16`` files, say), with new projectors
+        to train."""
+        pipeline = cls._load_pipeline(directory, variant=variant, dtype=dtype)
+        decoder = cls(pipeline, cond_dim=cond_dim, **meta)  # type: ignore[call-arg]
+        return decoder.to(dtype) if dtype is not None else decoder
 
     @quiet_loading()
     def save_pretrained(self, directory: str | Path) -> None:

@@ -138,13 +138,14 @@ def tiny_unclip_pipeline(seed: int = 0) -> Any:
         norm_num_groups=4,
         layers_per_block=1,
     )
+    tokenizer, text_encoder = _tiny_clip_text(width=24, max_length=16)  # as the published folder, with its text side
     pipeline = StableUnCLIPImg2ImgPipeline(
         feature_extractor=CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
         image_encoder=vision,
         image_normalizer=StableUnCLIPImageNormalizer(embedding_dim=embed),
         image_noising_scheduler=DDPMScheduler(beta_schedule="squaredcos_cap_v2"),
-        tokenizer=None,
-        text_encoder=None,
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
         unet=unet,
         scheduler=DDIMScheduler(
             beta_schedule="scaled_linear", prediction_type="v_prediction", timestep_spacing="trailing"
@@ -266,10 +267,10 @@ def tiny_audioldm2_decoder(cond_dim: int = 24, seed: int = 0) -> AudioLDM2Decode
 
 
 def tiny_zeroscope_decoder(cond_dim: int = 24, seed: int = 0) -> ZeroscopeVideoDecoder:
-    """A Zeroscope decoder over :func:`tiny_zeroscope_pipeline` (4 frames of 16 x 16)."""
+    """A Zeroscope decoder over :func:`tiny_zeroscope_pipeline` (4 frames of 24 x 16: not square, as Zeroscope's 576 x 320)."""
     pipeline = tiny_zeroscope_pipeline(seed)
     return ZeroscopeVideoDecoder(
-        pipeline, cond_dim=cond_dim, prompt_tokens=6, num_frames=4, size=16, fps=4.0, projector_width=32
+        pipeline, cond_dim=cond_dim, prompt_tokens=6, num_frames=4, width=24, height=16, fps=4.0, projector_width=32
     )
 
 
@@ -313,7 +314,7 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
     from .encoders import FrameVideoEncoder, ImageBindImageEncoder
     from .imagebind_audio import ImageBindAudioEncoder
     from .tokenizer import add_special_tokens
-    from .unclip import UnCLIPImageDecoder
+    from .unclip import REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
 
     torch.manual_seed(seed)
     unclip = UnCLIPImageDecoder(tiny_unclip_pipeline(seed), prompt_embeds=torch.randn(1, 4, 24))
@@ -332,7 +333,7 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
         "audio": ImageBindAudioEncoder(**audio_args),
         "video": FrameVideoEncoder(image, frames=2),
     }
-    decoders = {
+    decoders: dict[str, Any] = {
         "image": unclip,
         "audio": tiny_audioldm2_decoder(cond_dim=32, seed=seed),
         "video": tiny_zeroscope_decoder(cond_dim=32, seed=seed),
@@ -354,9 +355,11 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
             "video": EncoderSpec(kind="frames_video", args={"frames": 2, "image_kind": "imagebind_image"}),
         },
         decoders={m: DecoderSpec(kind=d.kind) for m, d in decoders.items()},
-        feature_norms={"image": unclip.embedding_norm, "audio": 20.0},
+        feature_norms={"image": unclip.measure_embedding_norm(norm_pictures()), "audio": 20.0},
         defaults=GenerationConfig(
-            image=ImageConfig(**steps, noise_level=0), audio=AudioConfig(**steps), video=VideoConfig(**steps)
+            image=ImageConfig(**steps, noise_level=REFERENCE_NOISE_LEVEL),
+            audio=AudioConfig(**steps),
+            video=VideoConfig(**steps),
         ),
     )
     tokenizer = tiny_llama_tokenizer(TWIN_WORDS)

@@ -2,8 +2,8 @@
 ``UNet3DConditionModel``).
 
 The model's 1024-d feature is mapped to the pipeline's text conditioning (77 x 1024 CLIP-H states) by an
-output projector (:class:`~codi2_sdk.model.pipelines.QueryProjector`); the unconditional embeddings are stored
-with the decoder. Frames stream step by step and closing the iterator stops the pipeline at its next step.
+output projector (:class:`~codi2_sdk.model.pipelines.QueryProjector`); the unconditional side of guidance is the
+encoded empty prompt, stored with the decoder. Clips are 576 x 320 by default, Zeroscope v2 576w's native size. Frames stream step by step and closing the iterator stops the pipeline at its next step.
 
 The weights are CC-BY-NC (the user supplies the pipeline folder).
 """
@@ -21,9 +21,10 @@ import torch
 
 from ..config import VideoConfig
 from ..content import Provenance, Video
+from ._quiet import quiet_loading
 from .decoders import frames_to_videos
 from .encoders import image_to_tensor
-from .pipelines import PipelineDecoder, QueryProjector, stream_pipeline
+from .pipelines import PipelineDecoder, QueryProjector, fit_tokens, stream_pipeline
 from .registry import register_decoder
 
 __all__ = ["ZeroscopeVideoDecoder"]
@@ -48,7 +49,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
     pipeline_class = "TextToVideoSDPipeline"
     kind: ClassVar[str] = "zeroscope_video"
     modality = "video"
-    options = ("num_frames", "size")
+    options = ("num_frames", "size", "width", "height")
 
     to_prompt: QueryProjector
     negative_prompt_embeds: torch.Tensor
@@ -60,26 +61,38 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         cond_dim: int,
         prompt_tokens: int = 77,
         num_frames: int = 24,
-        size: int = 320,
+        width: int = 576,
+        height: int = 320,
         fps: float = 8.0,
         projector_width: int = 256,
+        size: int | None = None,
     ) -> None:
+        """``width`` x ``height`` is the frame size clips are made at by default: Zeroscope v2 576w was trained at
+        576 x 320; ``size`` (older checkpoints) makes it square."""
         super().__init__()
         _say_the_pipeline_is_deprecated()
-        self.pipeline = pipeline
-        self.unet, self.vae = pipeline.unet, pipeline.vae
+        self.register_components(pipeline)  # unet, vae, the CLIP text encoder: .to() moves them all
         self.cond_dim = cond_dim
+        if size is not None:
+            width = height = size
         self.meta = {
             "cond_dim": cond_dim,
             "prompt_tokens": prompt_tokens,
             "num_frames": num_frames,
-            "size": size,
+            "width": width,
+            "height": height,
             "fps": fps,
             "projector_width": projector_width,
         }
-        width = int(pipeline.unet.config.cross_attention_dim)
-        self.to_prompt = QueryProjector(cond_dim, width, prompt_tokens, width=projector_width)
-        self.register_buffer("negative_prompt_embeds", torch.zeros(1, prompt_tokens, width))
+        states = int(pipeline.unet.config.cross_attention_dim)
+        self.to_prompt = QueryProjector(cond_dim, states, prompt_tokens, width=projector_width)
+        # The unconditional side of guidance: the encoded empty prompt, as the pipeline runs by default (computed
+        # once, stored with the projectors)
+        negative = torch.zeros(1, prompt_tokens, states)
+        if getattr(pipeline, "tokenizer", None) is not None:
+            with torch.no_grad(), quiet_loading():
+                negative = fit_tokens(pipeline.encode_prompt([""], pipeline.device, 1, False)[0], prompt_tokens)
+        self.register_buffer("negative_prompt_embeds", negative.float())
 
     def conditioning(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"prompt_embeds": self.to_prompt(features)}
@@ -90,14 +103,14 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         return {"prompt_embeds": (prompt, torch.ones(prompt.shape[:2], device=device))}
 
     def latents(self, parts: list[Video]) -> torch.Tensor:
-        """``num_frames`` frames spread over each clip at the decoder's size, each through the image VAE:
+        """``num_frames`` frames spread over each clip at the decoder's frame size, each through the image VAE:
         ``(batch, channels, frames, h, w)``."""
-        count, side = int(self.meta["num_frames"]), int(self.meta["size"])
+        count, width, height = int(self.meta["num_frames"]), int(self.meta["width"]), int(self.meta["height"])
         clips = []
         for part in parts:
             frames = part.to_frames()
             picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
-            clips.append(image_to_tensor([PIL.Image.fromarray(frames[i]) for i in picks], side))
+            clips.append(image_to_tensor([PIL.Image.fromarray(frames[i]) for i in picks], width, height=height))
         pixels = torch.stack(clips).to(self.negative_prompt_embeds.device, self.vae.dtype)  # (batch, frames, 3, H, W)
         latents = self.vae.encode(pixels.flatten(0, 1)).latent_dist.mode() * self.vae.config.scaling_factor
         return latents.unflatten(0, (len(parts), count)).transpose(1, 2)
@@ -116,21 +129,23 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         generator: torch.Generator | None = None,
         num_frames: int | None = None,
         size: int | None = None,
+        width: int | None = None,
+        height: int | None = None,
         **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
         """Decode features ``(batch, cond_dim)``, yielding each step; returns frames ``(batch, frames, 3, H, W)``
-        in [0, 1]. ``num_frames`` and ``size`` (square side in pixels) default to the decoder's own."""
+        in [0, 1]. ``num_frames`` and the frame size default to the decoder's own; ``size`` asks for square frames,
+        ``width`` / ``height`` for either side."""
         with torch.no_grad():
             prompt = self.conditioning(cond)["prompt_embeds"]
-        side = int(size or self.meta["size"])
 
         def run(on_step: Any) -> torch.Tensor:
             out = self.pipeline(
                 prompt_embeds=prompt,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(len(cond), -1, -1).to(prompt),
                 num_frames=int(num_frames or self.meta["num_frames"]),
-                height=side,
-                width=side,
+                height=int(height or size or self.meta["height"]),
+                width=int(width or size or self.meta["width"]),
                 num_inference_steps=steps,
                 guidance_scale=guidance_scale,
                 generator=generator,
@@ -138,7 +153,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
                 callback=on_step,
                 callback_steps=1,
             )
-            return torch.as_tensor(out.frames)
+            return torch.as_tensor(out.frames).float()
 
         return (yield from stream_pipeline(run, "video-decode"))
 
@@ -151,5 +166,5 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         provenance: Provenance | None = None,
     ) -> list[Video]:
         # the pipeline already made frames at the asked size
-        settings = settings.model_copy(update={"size": None}) if settings is not None else None
+        settings = settings.model_copy(update={"size": None, "width": None, "height": None}) if settings else None
         return frames_to_videos(outputs * 2 - 1, settings=settings, fps=float(self.meta["fps"]), provenance=provenance)

@@ -42,11 +42,21 @@ from ..errors import InvalidRequestError
 from ..messages import Example, Message
 from ..model import CoDi2Model, LossWeights, TrainingExample
 from ..model.assembly import paper_lora
-from ..model.pipelines import PipelineDecoder
+from ..model.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
 from .loop import StepLog, train_loop
 
-__all__ = ["PAPER_LOSS", "CaptionedMedium", "Manifest", "align_decoders", "align_llm", "load_manifest", "main"]
+__all__ = [
+    "PAPER_LOSS",
+    "CaptionedMedium",
+    "Manifest",
+    "align_decoders",
+    "align_llm",
+    "load_manifest",
+    "main",
+    "save_trained",
+    "unsharded_modules",
+]
 
 PAPER_LOSS = LossWeights(text=1.0, cosine=0.1, mse=0.0)
 """The paper's LLM loss: text cross-entropy plus 0.1 x (1 - cosine) between predicted and target features."""
@@ -286,23 +296,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--diffusion-weight", type=float, default=0.0, help="decoders: weight of the denoising loss")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--log", help="a JSONL file for the logged steps (main process)")
+    parser.add_argument("--checkpoint-dir", help="keep a resumable state here; a run given the same folder resumes")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="the weights' dtype (float32 with the accelerate config's bf16 mixed precision, or bfloat16 throughout)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="recompute the LLM's activations in the backward pass"
+    )
     args = parser.parse_args(argv)
 
+    import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
+    from accelerate.utils import DistributedType
 
     # Phases train one modality's parameters per step: the others are unused in that step's graph.
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    model = CoDi2Model.from_pretrained(args.model).to(accelerator.device)
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:  # it wants the micro batch; no dataloader says it
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.batch_size
+    dtype = getattr(torch, args.dtype)
+    model = CoDi2Model.from_pretrained(args.model, device=accelerator.device, dtype=dtype)
+    if accelerator.distributed_type == DistributedType.FSDP:
+        accelerator.state.fsdp_plugin.ignored_modules = unsharded_modules(model, args.stage)
+    if args.gradient_checkpointing:
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     manifest = load_manifest(args.manifest)
     sink = open(args.log, "a") if args.log and accelerator.is_main_process else None  # noqa: SIM115
 
     def log(entry: StepLog) -> None:
-        record = {"stage": args.stage, "processes": accelerator.num_processes, **entry.__dict__}
+        record = {
+            "stage": args.stage,
+            "processes": accelerator.num_processes,
+            "distributed": accelerator.distributed_type.value,
+            **entry.__dict__,
+        }
         if sink is not None:
             sink.write(json.dumps(record) + "\n")
             sink.flush()
 
-    common = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "log": log, "log_every": 1}
+    common = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "log": log,
+        "log_every": 1,
+        "checkpoint_dir": args.checkpoint_dir,
+    }
     if args.stage == "decoders":
         align_decoders(
             model,
@@ -314,12 +355,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         align_llm(model, manifest.conversations, lr=args.lr or 2e-4, accelerator=accelerator, **common)  # type: ignore[arg-type]
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        model.save_pretrained(args.out)
+    save_trained(model, accelerator, args.model, args.out, dtype)
     if sink is not None:
         sink.close()
     return 0
+
+
+def unsharded_modules(model: CoDi2Model, stage: str) -> list[nn.Module]:
+    """What FSDP leaves whole on every process in a stage: the frozen towers and pipeline parts (and, in the LLM stage,
+    the decoders). Their gradients never flow, and some hold scalar parameters that FSDP2 cannot shard (CLAP's logit
+    scales in AudioLDM2's text encoder)."""
+    frozen: list[nn.Module] = list(model.encoders.values())
+    for decoder in model.decoders.values():
+        if stage == "llm":
+            frozen.append(decoder)
+        elif isinstance(decoder, PipelineParts):
+            frozen += [part for part in decoder.pipeline.components.values() if isinstance(part, nn.Module)]
+    return frozen
+
+
+def save_trained(model: CoDi2Model, accelerator: Any, source: str | Path, out: str | Path, dtype: Any) -> None:
+    """Save a model trained under ``accelerate``: its whole state gathered on the main process through
+    ``accelerator.get_state_dict`` (under FSDP or ZeRO-3 each process holds only a shard of it), loaded into a fresh
+    copy of the model it started from, and saved from there. Every process must call this."""
+    state = accelerator.get_state_dict(model)
+    if accelerator.is_main_process:
+        fresh = CoDi2Model.from_pretrained(source, dtype=dtype)
+        if model.has_lora and not fresh.has_lora:
+            fresh.add_lora(model.config.lora)
+        fresh.config = model.config
+        fresh.load_state_dict(state, strict=True)
+        fresh.save_pretrained(out)
+    accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":

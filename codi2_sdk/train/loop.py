@@ -5,12 +5,13 @@ Everything that trains in this project runs through :func:`train_loop`: fine-tun
 function draws its own batch from the loop's random generator and returns the loss; the loop owns the
 optimiser, the schedule, the checkpoint of its state (trainable parameters, optimiser, schedule, both
 random generators, EMA) and the log. Given a Hugging Face ``Accelerator``, the module and optimiser are
-prepared by it (DistributedDataParallel across the processes ``accelerate launch`` started, on GPUs or CPUs),
-and only the main process writes checkpoints and logs.
+prepared by it (DDP, FSDP or DeepSpeed ZeRO across the processes ``accelerate launch`` started, as its config
+says; DDP and FSDP on GPUs or CPUs), the resumable state is accelerate's own, and only the main process logs.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -73,6 +74,9 @@ class _Resumable:
         torch.save(state, path.with_suffix(".tmp"))
         path.with_suffix(".tmp").replace(path)
 
+    def exists(self, path: Path) -> bool:
+        return path.exists()
+
     def load(self, path: Path) -> int:
         """Restore a saved state; returns its step."""
         state = torch.load(path, weights_only=False)
@@ -87,6 +91,44 @@ class _Resumable:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         return int(state["step"])
+
+
+class _AcceleratedResumable:
+    """A run's state under ``accelerate`` (DDP, FSDP, DeepSpeed): the model, optimizer, schedule, EMA and the
+    libraries' generators through ``accelerator.save_state`` (sharded states are saved by shard, as each backend
+    does), beside each process's own batch generator and the step. ``path``'s folder ``<name>.accelerate/``."""
+
+    def __init__(self, accelerator: Any, schedule: Any, rng: Rng, ema: Any) -> None:
+        self.accelerator, self.rng = accelerator, rng
+        accelerator.register_for_checkpointing(schedule)
+        if ema is not None:
+            accelerator.register_for_checkpointing(ema)
+
+    @staticmethod
+    def folder(path: Path) -> Path:
+        return path.with_suffix(".accelerate")
+
+    def exists(self, path: Path) -> bool:
+        return (self.folder(path) / "step.json").exists()
+
+    def save(self, path: Path, step: int) -> None:
+        folder = self.folder(path)
+        self.accelerator.save_state(str(folder))
+        rng = self.rng.bit_generator.state if isinstance(self.rng, np.random.Generator) else self.rng.getstate()
+        torch.save(rng, folder / f"batches_{self.accelerator.process_index}.pt")
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:  # written last: a state without it is incomplete
+            (folder / "step.json").write_text(json.dumps({"step": step}))
+
+    def load(self, path: Path) -> int:
+        folder = self.folder(path)
+        self.accelerator.load_state(str(folder))
+        rng = torch.load(folder / f"batches_{self.accelerator.process_index}.pt", weights_only=False)
+        if isinstance(self.rng, np.random.Generator):
+            self.rng.bit_generator.state = rng
+        else:
+            self.rng.setstate(rng)
+        return int(json.loads((folder / "step.json").read_text())["step"])
 
 
 def train_loop(
@@ -115,8 +157,11 @@ def train_loop(
         state_path: where the resumable state is kept every ``save_every`` steps and at the end; a loop
             started with an existing state resumes from it.
         ema: a diffusers ``EMAModel`` over the trained parameters, stepped after each update and checkpointed.
-        accelerator: an ``accelerate.Accelerator``: gradients are averaged over its processes; each process's
-            ``rng`` should be seeded differently so that they draw different batches.
+        accelerator: an ``accelerate.Accelerator``: gradients are averaged over its processes (DDP), or parameters,
+            gradients and optimizer state sharded (FSDP, DeepSpeed ZeRO), as its config says; each process's ``rng``
+            should be seeded differently so that they draw different batches. The resumable state is then
+            ``accelerator.save_state``'s, in ``state_path``'s folder ``<name>.accelerate/``, and every process must
+            call this function.
     """
     named = {n: p for n, p in module.named_parameters() if p.requires_grad}
     params = list(named.values())
@@ -128,9 +173,16 @@ def train_loop(
         # The schedule stays ours: accelerate would step a prepared one once per process.
         runner, optimizer = accelerator.prepare(module, optimizer)
         main = accelerator.is_main_process
+        # FSDP2 swaps the module's parameters for sharded ones in place: clip (and check) what is trained now
+        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        params = list(named.values())
     path = Path(state_path) if state_path is not None else None
-    parts = _Resumable(module, named, optimizer, schedule, rng, ema)
-    start = parts.load(path) if path is not None and path.exists() else 0
+    parts: _Resumable | _AcceleratedResumable = (
+        _Resumable(module, named, optimizer, schedule, rng, ema)
+        if accelerator is None
+        else _AcceleratedResumable(accelerator, schedule, rng, ema)
+    )
+    start = parts.load(path) if path is not None and parts.exists(path) else 0
 
     logs: list[StepLog] = []
     began = time.perf_counter()
@@ -149,8 +201,11 @@ def train_loop(
         schedule.step()
         if ema is not None:
             ema.step(params)
-        if main and path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
-            parts.save(path, step + 1)
+        if path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
+            if isinstance(parts, _AcceleratedResumable):
+                parts.save(path, step + 1)  # every process takes part (a sharded state is gathered or saved by shard)
+            elif main:
+                parts.save(path, step + 1)
         if main and ((step + 1) % log_every == 0 or step + 1 == steps):
             terms = {k: float(v.detach()) for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
             entry = StepLog(
