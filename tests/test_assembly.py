@@ -196,3 +196,22 @@ def test_a_saved_assembly_keeps_its_base_weights_in_llm_and_only_what_trains_in_
     assert all("lora_" in key or "trainable_tokens" in key for key in adapter)
     again = LocalBackend.from_pretrained(folder).model
     assert torch.equal(again.llm(input_ids=ids).logits, before)
+
+
+def test_a_saved_checkpoint_stores_the_clip_tower_once_and_shares_it_again_on_load(folders, tmp_path: Path) -> None:
+    import json
+
+    model = assemble(**folders, feature_dim=32, imagebind_args=AUDIO)  # no vision trunk in this ImageBind file
+    folder = model.save_pretrained(tmp_path / "codi2")
+    assert json.loads((folder / "encoders" / "image" / "shared.json").read_text())["wraps"] == (
+        "decoders/image/image_encoder"
+    )
+    video = json.loads((folder / "encoders" / "video" / "shared.json").read_text())
+    assert video["wraps"] == "encoders/image" and video["settings"] == {"frames": 2, "segments": 1}
+    assert not list((folder / "encoders" / "image").iterdir())[1:]  # shared.json alone
+    assert [p.parent.name for p in folder.rglob("*.safetensors") if "image_encoder" in str(p)] == ["image_encoder"]
+    again = LocalBackend.from_pretrained(folder).model
+    assert again.encoders["image"].model is again.decoders["image"].pipeline.image_encoder
+    assert again.encoders["video"].image_encoder is again.encoders["image"]
+    picture = Image.from_pil(PIL.Image.new("RGB", (32, 32), "red"))
+    assert torch.equal(again.encode("image", [picture]), model.encode("image", [picture]))

@@ -60,6 +60,7 @@ FULL: dict[str, Any] = {
         "projection_dim": 1024,
     },
     "imagebind_audio": {},
+    "imagebind_video": {},
     "unclip_unet": {
         "sample_size": 96,
         "block_out_channels": (320, 640, 1280, 1280),
@@ -112,6 +113,14 @@ TINY: dict[str, Any] = {
         "projection_dim": 32,
     },
     "imagebind_audio": {"embed_dim": 32, "num_blocks": 1, "num_heads": 4, "out_dim": 32},
+    "imagebind_video": {
+        "embed_dim": 32,
+        "num_blocks": 1,
+        "num_heads": 4,
+        "out_dim": 32,
+        "image_size": 32,
+        "patch_size": 8,
+    },
     "unclip_unet": {
         "sample_size": 8,
         "block_out_channels": (16, 32, 32, 32),
@@ -557,8 +566,9 @@ def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from codi2_sdk.model import ImageBindAudioEncoder, twins
+    from codi2_sdk.model import ImageBindAudioEncoder, ImageBindVideoEncoder, twins
     from codi2_sdk.model.imagebind_audio import official_key
+    from codi2_sdk.model.imagebind_video import official_video_key
 
     words = ["draw", "play", "show", "a", "red", "circle", "sound", "what", "is", "this"]
     tokenizer = twins.tiny_llama_tokenizer(words)
@@ -583,8 +593,12 @@ def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
         )
         for name, build in zip(("unclip", "audioldm2", "zeroscope"), pipelines, strict=True):
             build().save_pretrained(str(root / name))
-        tower = ImageBindAudioEncoder(**(TINY["imagebind_audio"] if tiny else {}))
-        torch.save({official_key(k): v for k, v in tower.state_dict().items()}, root / "imagebind_huge.pth")
+        shapes = TINY if tiny else FULL
+        audio = ImageBindAudioEncoder(**shapes["imagebind_audio"])
+        video = ImageBindVideoEncoder(**shapes["imagebind_video"])
+        state = {official_key(k): v for k, v in audio.state_dict().items()}
+        state |= {official_video_key(k): v for k, v in video.state_dict().items()}
+        torch.save(state, root / "imagebind_huge.pth")
     finally:
         torch.set_default_dtype(default)
     return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
@@ -603,9 +617,14 @@ def sdk_check(check: Check, folders: dict[str, Any], tiny: bool, decode_tokens: 
     from codi2_sdk.train.align import CaptionedMedium, align_decoders, align_llm
 
     began = time.perf_counter()
-    audio = TINY["imagebind_audio"] if tiny else None
+    sizes = TINY if tiny else FULL
     model = assemble(
-        **folders, feature_dim=32 if tiny else 1024, imagebind_args=audio, device=check.device, dtype=check.dtype
+        **folders,
+        feature_dim=32 if tiny else 1024,
+        imagebind_args=sizes["imagebind_audio"],
+        imagebind_video_args=sizes["imagebind_video"],
+        device=check.device,
+        dtype=check.dtype,
     )
     check.sync()
     check.report("sdk_assemble", seconds=round(time.perf_counter() - began, 2), dtype=str(check.dtype))

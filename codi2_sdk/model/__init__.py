@@ -8,6 +8,7 @@ from .audioldm2 import AudioLDM2Decoder  # importing a decoder module registers 
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .generation import generate_events
 from .imagebind_audio import ImageBindAudioEncoder, load_imagebind_audio
+from .imagebind_video import ImageBindVideoEncoder, load_imagebind_video
 from .modeling import CoDi2Model, CoDi2Output, FeatureWhitening, Projector, TrainingExample
 from .unclip import UnCLIPImageDecoder
 from .zeroscope import ZeroscopeVideoDecoder
@@ -22,6 +23,7 @@ __all__ = [
     "EncoderSpec",
     "FeatureWhitening",
     "ImageBindAudioEncoder",
+    "ImageBindVideoEncoder",
     "LoraSpec",
     "LossWeights",
     "Projector",
@@ -31,4 +33,5 @@ __all__ = [
     "ZeroscopeVideoDecoder",
     "generate_events",
     "load_imagebind_audio",
+    "load_imagebind_video",
 ]

@@ -9,6 +9,7 @@ output projectors from the 1024-d feature. Nothing is downloaded: every part com
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,14 @@ from ._quiet import quiet_loading
 from .audioldm2 import AudioLDM2Decoder
 from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
 from .encoders import FrameVideoEncoder, ImageBindImageEncoder
-from .imagebind_audio import load_imagebind_audio
+from .imagebind_audio import load_imagebind_audio, read_checkpoint
+from .imagebind_video import has_vision_weights, load_imagebind_video, stem_matches_image_tower
 from .modeling import PROJECTORS_FILE, CoDi2Model
 from .tokenizer import SPECIAL_TOKENS, add_special_tokens
 from .unclip import REFERENCE_NEGATIVE_PROMPT, REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
 from .zeroscope import ZeroscopeVideoDecoder
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "FULL_SCALE_DEFAULTS",
@@ -111,6 +115,7 @@ def assemble(
     name: str = "codi2",
     feature_dim: int = 1024,
     imagebind_args: dict[str, Any] | None = None,
+    imagebind_video_args: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     variant: str | None = None,
@@ -131,6 +136,8 @@ def assemble(
             or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
         imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
+        imagebind_video_args: overrides of the video tower's shape; the video tower is ImageBind's own vision trunk
+            when the checkpoint holds it (the official one does), else unCLIP's CLIP-H tower on 2-frame clips.
         device / dtype: where the model runs and in what (``torch.bfloat16`` on a GPU is the usual case): every
             part, the pipelines' text encoders included, loads in ``dtype`` and moves to ``device``.
         variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
@@ -158,8 +165,19 @@ def assemble(
             "video": EncoderSpec(kind="frames_video", args={"frames": 2, "image_kind": "imagebind_image"}),
         }
     if (path := _need(imagebind, "ImageBind checkpoint")) is not None:
-        encoders["audio"] = load_imagebind_audio(path, **(imagebind_args or {}))
+        state = read_checkpoint(path)  # read once: audio and video towers both come from it
+        encoders["audio"] = load_imagebind_audio(state, **(imagebind_args or {}))
         specs["encoders"]["audio"] = EncoderSpec(kind="imagebind_audio", args=dict(imagebind_args or {}))
+        if has_vision_weights(state):  # video read as ImageBind reads it: 15 two-frame views through its 3-D stem
+            encoders["video"] = load_imagebind_video(state, **(imagebind_video_args or {}))
+            specs["encoders"]["video"] = EncoderSpec(kind="imagebind_video", args=dict(imagebind_video_args or {}))
+            if "image" in encoders:
+                log.info(
+                    "ImageBind's video stem summed over its two frames differs from unCLIP's CLIP-H patch kernel by "
+                    "%.3g of its largest weight (0: ImageBind reads a picture as CLIP-H does)",
+                    stem_matches_image_tower(encoders["video"], encoders["image"].model),
+                )
+        del state
     if (path := _need(audioldm2, "AudioLDM2 pipeline folder")) is not None:
         decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **loading)
     if (path := _need(zeroscope, "Zeroscope pipeline folder")) is not None:

@@ -262,6 +262,20 @@ class CLIPImageEncoder(nn.Module):
         self.model.save_pretrained(str(directory))
 
     @property
+    def wrapped(self) -> nn.Module:
+        """The module this encoder reads through (a checkpoint stores it once where it is shared)."""
+        return self.model  # type: ignore[no-any-return]
+
+    def wrapping_settings(self) -> dict[str, Any]:
+        """What :meth:`wrapping` needs besides the wrapped module."""
+        return {}
+
+    @classmethod
+    def wrapping(cls, module: Any, **settings: Any) -> CLIPImageEncoder:
+        """This encoder over a tower loaded elsewhere (unCLIP's ``image_encoder``)."""
+        return cls(module)
+
+    @property
     def width(self) -> int:
         return int(self.model.config.projection_dim)
 
@@ -364,6 +378,19 @@ class FrameVideoEncoder(nn.Module):
         self.image_encoder.save_pretrained(directory)
         settings = {"frames": self.frames, "segments": self.segments, "image_kind": self.image_encoder.kind}
         (Path(directory) / self.FILE).write_text(json.dumps(settings))
+
+    @property
+    def wrapped(self) -> nn.Module:
+        """The image encoder this reads frames with (a checkpoint stores it once where it is shared)."""
+        return self.image_encoder  # type: ignore[no-any-return]
+
+    def wrapping_settings(self) -> dict[str, Any]:
+        return {"frames": self.frames, "segments": self.segments}
+
+    @classmethod
+    def wrapping(cls, module: Any, **settings: Any) -> FrameVideoEncoder:
+        """Frame-wise reading through an image encoder loaded elsewhere (the model's own image encoder)."""
+        return cls(module, frames=int(settings["frames"]), segments=int(settings.get("segments", 1)))
 
     @property
     def width(self) -> int:

@@ -32,7 +32,14 @@ from ..errors import ModelError, ModelNotFoundError
 from .encoders import audio_to_tensor
 from .registry import register_encoder
 
-__all__ = ["ImageBindAudioEncoder", "kaldi_fbank", "kaldi_mel_banks", "load_imagebind_audio", "official_key"]
+__all__ = [
+    "ImageBindAudioEncoder",
+    "kaldi_fbank",
+    "kaldi_mel_banks",
+    "load_imagebind_audio",
+    "official_key",
+    "read_checkpoint",
+]
 
 _FLOAT_EPS = float(torch.finfo(torch.float32).eps)
 
@@ -85,12 +92,13 @@ def kaldi_fbank(
 
 
 class _Block(nn.Module):
-    """A pre-norm transformer block as ImageBind's ``BlockWithMasking`` (same parameter names)."""
+    """A pre-norm transformer block as ImageBind's ``BlockWithMasking`` (same parameter names); the audio trunk's
+    attention has learned key and value biases (``add_bias_kv``), the vision trunk's has none."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, add_bias_kv: bool = True) -> None:
         super().__init__()
         self.norm_1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = nn.MultiheadAttention(dim, heads, bias=True, add_bias_kv=True, batch_first=True)
+        self.attn = nn.MultiheadAttention(dim, heads, bias=True, add_bias_kv=add_bias_kv, batch_first=True)
         self.norm_2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = nn.ModuleDict({"fc1": nn.Linear(dim, 4 * dim), "fc2": nn.Linear(4 * dim, dim)})
 
@@ -219,7 +227,25 @@ def official_key(key: str) -> str:
     raise KeyError(key)
 
 
-def load_imagebind_audio(path: str | Path, **config: Any) -> ImageBindAudioEncoder:
+def read_checkpoint(path: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """An ImageBind checkpoint's state dict (the official ``imagebind_huge.pth``, or one saved under ``"model"``);
+    a state dict already read is returned as it is.
+
+    Raises:
+        ModelNotFoundError: no file at ``path``.
+    """
+    if isinstance(path, dict):
+        return path
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"no ImageBind checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return dict(state)
+
+
+def load_imagebind_audio(path: str | Path | dict[str, Any], **config: Any) -> ImageBindAudioEncoder:
     """The audio tower with the weights of an official ImageBind checkpoint (``imagebind_huge.pth``, or any
     state dict with the official key names); ``config`` overrides the huge model's shape (tests use tiny ones).
 
@@ -227,12 +253,8 @@ def load_imagebind_audio(path: str | Path, **config: Any) -> ImageBindAudioEncod
         ModelNotFoundError: no file at ``path``.
         ModelError: the file lacks audio weights, or they do not fit (the message names the keys).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelNotFoundError(f"no ImageBind checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
+    state = read_checkpoint(path)
+    path = "the ImageBind checkpoint" if isinstance(path, dict) else path
     encoder = ImageBindAudioEncoder(**config)
     wanted = {official_key(k): k for k in encoder.state_dict()}
     missing = sorted(set(wanted) - set(state))

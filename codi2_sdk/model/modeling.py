@@ -39,7 +39,7 @@ from .config import CoDi2Config, LoraSpec
 from .decoders import DiffusionDecoder
 from .prefix_cache import MediaFeatureCache
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
-from .registry import build_kind, load_kind
+from .registry import ENCODER_KINDS, build_kind, load_kind
 from .tokenizer import build_word_tokenizer, load_tokenizer
 from .whitening import FeatureWhitening
 
@@ -53,6 +53,8 @@ __all__ = [
 ]
 
 CONFIG_FILE = "codi2.json"
+SHARED_FILE = "shared.json"
+"""In an encoder's folder: the encoder reads through a module stored elsewhere in the checkpoint (``wraps``)."""
 PROJECTORS_FILE = "projectors.safetensors"
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -431,12 +433,63 @@ class CoDi2Model(nn.Module):
         projectors |= {f"out_head.{k}": v for k, v in self.out_head.state_dict().items()}
         projectors |= {f"whitening.{k}": v for k, v in self.whitening.state_dict().items()}
         save_file({k: v.detach().contiguous().cpu() for k, v in projectors.items()}, str(directory / PROJECTORS_FILE))
-        for modality, encoder in self.encoders.items():
-            encoder.save_pretrained(directory / "encoders" / modality)  # type: ignore[operator]
+        self._save_encoders(directory)
         for modality, decoder in self.decoders.items():
             decoder.save_pretrained(directory / "decoders" / modality)  # type: ignore[operator]
         (directory / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
         return directory
+
+    def _save_encoders(self, directory: Path) -> None:
+        """Each encoder in ``encoders/<modality>/``; one that reads through a module stored elsewhere in the
+        checkpoint (the CLIP-H tower of unCLIP's pipeline, or the model's own image encoder for frame-wise video)
+        writes only :data:`SHARED_FILE` naming it, so the tower is stored once and shared again on load."""
+        homes = {
+            id(part): f"decoders/{modality}/{name}"
+            for modality, decoder in self.decoders.items()
+            for name, part in getattr(getattr(decoder, "pipeline", None), "components", {}).items()
+            if isinstance(part, nn.Module)
+        }
+        homes |= {id(encoder): f"encoders/{modality}" for modality, encoder in self.encoders.items()}
+        for modality, encoder in self.encoders.items():
+            folder = directory / "encoders" / modality
+            home = homes.get(id(getattr(encoder, "wrapped", None)))
+            if home is None:
+                encoder.save_pretrained(folder)  # type: ignore[operator]
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            settings = encoder.wrapping_settings()  # type: ignore[operator]
+            (folder / SHARED_FILE).write_text(json.dumps({"kind": encoder.kind, "wraps": home, "settings": settings}))
+
+    @staticmethod
+    def _load_encoders(config: CoDi2Config, decoders: Mapping[str, Any], load_part: Any) -> dict[str, Any]:
+        """The encoders of a checkpoint, each loaded from its folder or built over the module it shares."""
+        parts: dict[str, Any] = {
+            f"decoders/{modality}/{name}": part
+            for modality, decoder in decoders.items()
+            for name, part in getattr(getattr(decoder, "pipeline", None), "components", {}).items()
+        }
+        encoders: dict[str, Any] = {}
+        pending = dict(config.encoders)
+        while pending:
+            progress = False
+            for modality, spec in list(pending.items()):
+                shared = load_part(f"encoders/{modality}", lambda p: p / SHARED_FILE)
+                if shared.exists():
+                    record = json.loads(shared.read_text())
+                    if record["wraps"] not in parts:
+                        continue  # an encoder not loaded yet: the next pass
+                    cls = ENCODER_KINDS[record["kind"]]
+                    encoders[modality] = cls.wrapping(parts[record["wraps"]], **record.get("settings", {}))
+                else:
+                    encoders[modality] = load_part(
+                        f"encoders/{modality}", lambda p, s=spec: load_kind("encoder", s.kind, p)
+                    )
+                parts[f"encoders/{modality}"] = encoders[modality]
+                del pending[modality]
+                progress = True
+            if not progress:
+                raise ModelError(f"encoders {', '.join(sorted(pending))} share modules the checkpoint does not hold")
+        return encoders
 
     def _load_projectors(self, projectors: dict[str, torch.Tensor], directory: Path) -> None:
         """Load the input projectors, output heads and whitenings from ``projectors.safetensors``' tensors."""
@@ -513,14 +566,11 @@ class CoDi2Model(nn.Module):
                 f"checkpoint {directory}: part 'tokenizer' has {len(tokenizer)} tokens but the LLM embeds only "
                 f"{llm.get_input_embeddings().num_embeddings}"
             )
-        encoders = {
-            m: load_part(f"encoders/{m}", lambda p, s=s: load_kind("encoder", s.kind, p))
-            for m, s in config.encoders.items()
-        }
-        decoders = {
+        decoders: dict[str, Any] = {
             m: load_part(f"decoders/{m}", lambda p, s=s: load_kind("decoder", s.kind, p))
             for m, s in config.decoders.items()
         }
+        encoders = cls._load_encoders(config, decoders, load_part)
         model = cls(config.model_copy(update={"lora": None}), llm, tokenizer, encoders, decoders)
         model._load_projectors(load_part(PROJECTORS_FILE, lambda p: load_file(str(p))), directory)
         if config.lora is not None:
