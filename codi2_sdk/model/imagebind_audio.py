@@ -37,7 +37,9 @@ __all__ = [
     "kaldi_fbank",
     "kaldi_mel_banks",
     "load_imagebind_audio",
+    "load_official_weights",
     "official_key",
+    "official_name",
     "read_checkpoint",
 ]
 
@@ -221,7 +223,12 @@ _PREFIXES = {
 
 def official_key(key: str) -> str:
     """The official checkpoint's name for one of this module's parameters."""
-    for official, ours in _PREFIXES.items():
+    return official_name(key, _PREFIXES)
+
+
+def official_name(key: str, prefixes: dict[str, str]) -> str:
+    """A parameter's name in the official checkpoint, by the tower's ``{official prefix: our prefix}`` table."""
+    for official, ours in prefixes.items():
         if key.startswith(ours):
             return official + key[len(ours) :]
     raise KeyError(key)
@@ -245,25 +252,38 @@ def read_checkpoint(path: str | Path | dict[str, Any]) -> dict[str, Any]:
     return dict(state)
 
 
+def load_official_weights(
+    encoder: nn.Module, prefixes: dict[str, str], path: str | Path | dict[str, Any], what: str
+) -> Any:
+    """``encoder`` with its weights from an ImageBind checkpoint (a path, or its state dict already read), by the
+    ``{official prefix: our prefix}`` table; ``what`` names the tower in errors.
+
+    Raises:
+        ModelNotFoundError: no file at ``path``.
+        ModelError: the checkpoint lacks the tower's weights, or they do not fit (the message names the keys).
+    """
+    state = read_checkpoint(path)
+    where = "the ImageBind checkpoint" if isinstance(path, dict) else str(path)
+    wanted = {official_name(k, prefixes): k for k in encoder.state_dict()}
+    missing = sorted(set(wanted) - set(state))
+    if missing:
+        raise ModelError(
+            f"{where} lacks ImageBind {what} weights: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    try:
+        encoder.load_state_dict({ours: state[official] for official, ours in wanted.items()}, strict=True)
+    except RuntimeError as exc:
+        raise ModelError(f"{where}: the ImageBind {what} weights do not fit this tower: {exc}") from exc
+    return encoder.eval()
+
+
 def load_imagebind_audio(path: str | Path | dict[str, Any], **config: Any) -> ImageBindAudioEncoder:
-    """The audio tower with the weights of an official ImageBind checkpoint (``imagebind_huge.pth``, or any
-    state dict with the official key names); ``config`` overrides the huge model's shape (tests use tiny ones).
+    """The audio tower with the weights of an official ImageBind checkpoint (``imagebind_huge.pth``, any state
+    dict with the official key names, or that state dict already read); ``config`` overrides the huge model's shape
+    (tests use tiny ones).
 
     Raises:
         ModelNotFoundError: no file at ``path``.
         ModelError: the file lacks audio weights, or they do not fit (the message names the keys).
     """
-    state = read_checkpoint(path)
-    path = "the ImageBind checkpoint" if isinstance(path, dict) else path
-    encoder = ImageBindAudioEncoder(**config)
-    wanted = {official_key(k): k for k in encoder.state_dict()}
-    missing = sorted(set(wanted) - set(state))
-    if missing:
-        raise ModelError(
-            f"{path} lacks ImageBind audio weights: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
-        )
-    try:
-        encoder.load_state_dict({ours: state[official] for official, ours in wanted.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: the ImageBind audio weights do not fit this tower: {exc}") from exc
-    return encoder.eval()
+    return load_official_weights(ImageBindAudioEncoder(**config), _PREFIXES, path, "audio")  # type: ignore[no-any-return]

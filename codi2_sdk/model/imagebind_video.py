@@ -30,7 +30,7 @@ from torch.nn import functional as F
 from ..content import Video
 from ..errors import ModelError
 from .encoders import CLIPImageEncoder
-from .imagebind_audio import _Block, read_checkpoint
+from .imagebind_audio import _Block, load_official_weights, official_name
 from .registry import register_encoder
 
 __all__ = [
@@ -163,10 +163,7 @@ _PREFIXES = {
 
 def official_video_key(key: str) -> str:
     """The official checkpoint's name for one of this module's parameters."""
-    for official, ours in _PREFIXES.items():
-        if key.startswith(ours):
-            return official + key[len(ours) :]
-    raise KeyError(key)
+    return official_name(key, _PREFIXES)
 
 
 def load_imagebind_video(path: str | Path | dict[str, Any], **config: Any) -> ImageBindVideoEncoder:
@@ -178,20 +175,7 @@ def load_imagebind_video(path: str | Path | dict[str, Any], **config: Any) -> Im
         ModelNotFoundError: no file at ``path``.
         ModelError: the file lacks vision weights, or they do not fit (the message names the keys).
     """
-    state = read_checkpoint(path)
-    path = "the ImageBind checkpoint" if isinstance(path, dict) else path
-    encoder = ImageBindVideoEncoder(**config)
-    wanted = {official_video_key(k): k for k in encoder.state_dict()}
-    missing = sorted(set(wanted) - set(state))
-    if missing:
-        raise ModelError(
-            f"{path} lacks ImageBind vision weights: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
-        )
-    try:
-        encoder.load_state_dict({ours: state[official] for official, ours in wanted.items()}, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: the ImageBind vision weights do not fit this tower: {exc}") from exc
-    return encoder.eval()
+    return load_official_weights(ImageBindVideoEncoder(**config), _PREFIXES, path, "vision")  # type: ignore[no-any-return]
 
 
 def has_vision_weights(state: dict[str, Any]) -> bool:

@@ -40,6 +40,7 @@ TESTS = {
         "tests/test_server_hardening.py",
         "tests/test_error_contract.py",
     ],
+    "codi2_sdk/server/_common.py": ["tests/test_server_hardening.py", "tests/test_server.py"],
     "codi2_sdk/tools/langchain.py": ["tests/test_tools.py", "tests/test_tools_requests.py"],
     "codi2_sdk/tools/chat_model.py": ["tests/test_tools.py", "tests/test_tools_requests.py"],
     "codi2_sdk/tools/store.py": ["tests/test_tools.py", "tests/test_properties.py"],
@@ -85,7 +86,7 @@ NAMED = [
     ),
     Mutant(
         "body size not counted while reading",
-        "codi2_sdk/server/app.py",
+        "codi2_sdk/server/_common.py",
         "        if size + len(chunk) > limit:",
         "        if False:",
     ),
