@@ -30,7 +30,7 @@ def _sharded(self: accelerate.Accelerator, *args: object, **kwargs: object) -> N
             fsdp_version=2,
             auto_wrap_policy="transformer_based_wrap",
             transformer_cls_names_to_wrap=["LlamaDecoderLayer"],
-            state_dict_type="FULL_STATE_DICT",
+            state_dict_type="SHARDED_STATE_DICT",
         )
 
 

@@ -156,7 +156,7 @@ def test_both_stages_shard_with_fsdp2_on_two_cpu_processes_save_whole_and_resume
     model_dir, records = run_both_stages(tmp_path, launch, checkpoints=tmp_path / "runs")
     assert {(r["processes"], r["distributed"]) for r in records} == {(2, "FSDP")}
     assert_aligned(model_dir, tmp_path)
-    assert (tmp_path / "runs" / "llm" / "state.accelerate" / "pytorch_model_fsdp.bin").exists()
+    assert list((tmp_path / "runs" / "llm" / "state.accelerate").glob("pytorch_model_fsdp_0/*.distcp"))
 
     more = [*launch, "--model", str(tmp_path / "aligned-decoders"), "--manifest", str(tmp_path / "train.jsonl")]
     more += ["--stage", "llm", "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "resumed")]

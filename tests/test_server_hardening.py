@@ -142,7 +142,9 @@ def test_health_answers_fast_while_the_largest_request_is_parsed(tmp_path) -> No
     assert status == "200" and json.loads(answer)["parts"][0]["text"] == "3 images"
     assert len(latencies) >= 10, "the request was served too fast to measure anything"
     print(f"health: {len(latencies)} calls, max {max(latencies) * 1000:.1f} ms")
-    assert max(latencies) < 0.1, f"health took up to {max(latencies) * 1000:.0f} ms"
+    # A stalled event loop would hold /v1/health for the whole parse (seconds). Measured here: 23 to 31 ms at most,
+    # and once 129 ms on a CI run busy with other processes, so the line sits well above that and well below a stall.
+    assert max(latencies) < 0.5, f"health took up to {max(latencies) * 1000:.0f} ms"
 
 
 def test_a_client_that_hangs_up_mid_upload_is_one_info_line(caplog) -> None:

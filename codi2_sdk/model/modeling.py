@@ -112,8 +112,8 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
 
 def _token_rows_to_train(llm: nn.Module, rows: list[int]) -> list[int] | dict[str, list[int]]:
     """peft's ``trainable_token_indices`` for ``rows``: the input embeddings' rows, and the output head's too where
-    it is untied. A new token whose head row stays frozen at its initial value (the mean of the old rows, after
-    mean resizing) can never out-score the best old token, so a model would never write a media tag by itself."""
+    it is untied. Otherwise a new token's head row stays at its initial draw (around the old rows' mean, by mean
+    resizing) and only the LoRA, steering hidden states toward it, could make the model write a media tag."""
     embeddings, head = llm.get_input_embeddings(), llm.get_output_embeddings()  # type: ignore[operator]
     if head is None or head.weight is embeddings.weight:
         return rows  # tied: peft trains the shared rows once
@@ -454,6 +454,7 @@ class CoDi2Model(nn.Module):
             folder = directory / "encoders" / modality
             home = homes.get(id(getattr(encoder, "wrapped", None)))
             if home is None:
+                (folder / SHARED_FILE).unlink(missing_ok=True)  # an earlier save's pointer must not outlive it
                 encoder.save_pretrained(folder)  # type: ignore[operator]
                 continue
             folder.mkdir(parents=True, exist_ok=True)
