@@ -132,6 +132,17 @@ def _unwrapped_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+def _pipeline_parts(decoders: Mapping[str, Any]) -> dict[str, nn.Module]:
+    """The torch modules of the decoders' pipelines by their place in a checkpoint (``decoders/image/image_encoder``):
+    what an encoder can share instead of storing its own copy."""
+    return {
+        f"decoders/{modality}/{name}": part
+        for modality, decoder in decoders.items()
+        for name, part in getattr(getattr(decoder, "pipeline", None), "components", {}).items()
+        if isinstance(part, nn.Module)
+    }
+
+
 class CoDi2Model(nn.Module):
     """A CoDi-2 network: see the module docstring for its parts.
 
@@ -443,12 +454,7 @@ class CoDi2Model(nn.Module):
         """Each encoder in ``encoders/<modality>/``; one that reads through a module stored elsewhere in the
         checkpoint (the CLIP-H tower of unCLIP's pipeline, or the model's own image encoder for frame-wise video)
         writes only :data:`SHARED_FILE` naming it, so the tower is stored once and shared again on load."""
-        homes = {
-            id(part): f"decoders/{modality}/{name}"
-            for modality, decoder in self.decoders.items()
-            for name, part in getattr(getattr(decoder, "pipeline", None), "components", {}).items()
-            if isinstance(part, nn.Module)
-        }
+        homes = {id(part): path for path, part in _pipeline_parts(dict(self.decoders)).items()}
         homes |= {id(encoder): f"encoders/{modality}" for modality, encoder in self.encoders.items()}
         for modality, encoder in self.encoders.items():
             folder = directory / "encoders" / modality
@@ -464,11 +470,7 @@ class CoDi2Model(nn.Module):
     @staticmethod
     def _load_encoders(config: CoDi2Config, decoders: Mapping[str, Any], load_part: Any) -> dict[str, Any]:
         """The encoders of a checkpoint, each loaded from its folder or built over the module it shares."""
-        parts: dict[str, Any] = {
-            f"decoders/{modality}/{name}": part
-            for modality, decoder in decoders.items()
-            for name, part in getattr(getattr(decoder, "pipeline", None), "components", {}).items()
-        }
+        parts: dict[str, Any] = _pipeline_parts(decoders)
         encoders: dict[str, Any] = {}
         pending = dict(config.encoders)
         while pending:

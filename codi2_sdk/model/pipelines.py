@@ -22,11 +22,11 @@ from .decoders import DiffusionDecoder
 
 __all__ = [
     "PipelineDecoder",
+    "PipelineParts",
     "QueryProjector",
     "fit_tokens",
     "load_pipeline",
     "masked_mse",
-    "PipelineParts",
     "stream_pipeline",
 ]
 
