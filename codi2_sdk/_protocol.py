@@ -23,6 +23,9 @@ from ._base import SDKModel
 from .types import Event, GenerationRequest
 
 API_PREFIX = "/v1"
+REQUEST_ID_HEADER = "x-request-id"
+"""The header that names a request on both sides: the server sets it on every answer, errors included, and the
+client's errors carry it as ``request_id``."""
 
 
 class GenerateBody(GenerationRequest):

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -126,117 +126,78 @@ def _ui(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .server import ServerSettings, run
+def _add_eval(sub: Any) -> None:
+    parser = sub.add_parser("eval", help="score a model on the codi2-mini world's tasks")
+    parser.add_argument("--cases", type=int, default=20, help="cases per task and split (trained / held-out items)")
+    parser.add_argument("--tasks", help="comma-separated task names (default: all)")
+    parser.add_argument("--shots", default="1,2,3", help="example counts for the in-context tasks")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument("--url", help="evaluate a model behind a codi2 server instead")
+    parser.add_argument("--api-key", help="the server's API key")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.set_defaults(run=_eval)
 
-    overrides = {
-        key: value
-        for key, value in {
-            "model": args.model,
-            "host": args.host,
-            "port": args.port,
-            "api_key": args.api_key,
-            "max_queue": args.max_queue,
-            "max_body_bytes": args.max_body_mb * 1024 * 1024 if args.max_body_mb else None,
-            "threads": args.threads,
-            "processes_per_machine": args.processes_per_machine,
-            "cache_mb": args.cache_mb,
-            "max_batch_size": args.max_batch_size,
-            "max_wait_ms": args.max_wait_ms,
-            "ui": False if args.no_ui else None,
-        }.items()
-        if value is not None
-    }
-    if args.replicas and args.replicas > 1:
-        from .server.ray import serve_on_ray
 
-        overrides.setdefault("processes_per_machine", args.replicas)
-        settings = ServerSettings(**overrides)
-        serve_on_ray(settings, replicas=args.replicas, threads_per_replica=settings.torch_threads())
-        return 0
-    run(ServerSettings(**overrides))
-    return 0
+def _add_demo(sub: Any) -> None:
+    parser = sub.add_parser("demo", help="show what codi2-mini does: a page of conversations with pictures and sounds")
+    parser.add_argument("--out", default="codi2-demo", help="folder for index.html and the media (default codi2-demo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(run=_demo)
+
+
+def _add_chat(sub: Any) -> None:
+    parser = sub.add_parser(
+        "chat", help="chat in the terminal: /image PATH, /audio PATH, /example IN OUT, /save, /undo"
+    )
+    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument("--url", help="chat with a model behind a codi2 server instead")
+    parser.add_argument("--api-key", help="the server's API key")
+    parser.add_argument("--out", default="codi2-chat", help="folder for the pictures and clips the model makes")
+    parser.add_argument("--seed", type=int, help="a seed for reproducible answers")
+    parser.set_defaults(run=_chat)
+
+
+def _add_mcp(sub: Any) -> None:
+    parser = sub.add_parser("mcp", help="the agent tools as an MCP server (stdio by default)")
+    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument("--url", help="use a model behind a codi2 server instead")
+    parser.add_argument("--api-key", help="the server's API key")
+    parser.add_argument("--media-dir", help="also write every medium the tools make into this folder")
+    parser.add_argument(
+        "--allowed-root", action="append", help="a folder whose files the tools may read by path (repeatable)"
+    )
+    parser.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.set_defaults(run=_mcp)
+
+
+def _add_ui(sub: Any) -> None:
+    parser = sub.add_parser("ui", help="the web chat page (Gradio), on the in-process model or a server's")
+    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument("--url", help="chat with a model behind a codi2 server instead")
+    parser.add_argument("--api-key", help="the server's API key (with --url)")
+    parser.add_argument("--page-key", help="ask visitors of the page for this key")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.set_defaults(run=_ui)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``codi2`` command; returns the exit status."""
     from . import __version__
+    from .server.command import add_serve_arguments, serve
 
     parser = argparse.ArgumentParser(prog="codi2", description="CoDi-2 models from the command line.")
     parser.add_argument("--version", action="version", version=f"codi2-sdk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    ev = sub.add_parser("eval", help="score a model on the codi2-mini world's tasks")
-    ev.add_argument("--cases", type=int, default=20, help="cases per task and split (trained / held-out items)")
-    ev.add_argument("--tasks", help="comma-separated task names (default: all)")
-    ev.add_argument("--shots", default="1,2,3", help="example counts for the in-context tasks")
-    ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--json", action="store_true", help="print the full result as JSON")
-    ev.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
-    ev.add_argument("--url", help="evaluate a model behind a codi2 server instead")
-    ev.add_argument("--api-key", help="the server's API key")
-    ev.add_argument("--threads", type=int, help="torch CPU threads")
-    ev.set_defaults(run=_eval)
-
-    dm = sub.add_parser("demo", help="show what codi2-mini does: a page of conversations with pictures and sounds")
-    dm.add_argument("--out", default="codi2-demo", help="folder for index.html and the media (default codi2-demo)")
-    dm.add_argument("--seed", type=int, default=0)
-    dm.set_defaults(run=_demo)
-
-    ch = sub.add_parser("chat", help="chat in the terminal: /image PATH, /audio PATH, /example IN OUT, /save, /undo")
-    ch.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
-    ch.add_argument("--url", help="chat with a model behind a codi2 server instead")
-    ch.add_argument("--api-key", help="the server's API key")
-    ch.add_argument("--out", default="codi2-chat", help="folder for the pictures and clips the model makes")
-    ch.add_argument("--seed", type=int, help="a seed for reproducible answers")
-    ch.set_defaults(run=_chat)
-
-    mc = sub.add_parser("mcp", help="the agent tools as an MCP server (stdio by default)")
-    mc.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
-    mc.add_argument("--url", help="use a model behind a codi2 server instead")
-    mc.add_argument("--api-key", help="the server's API key")
-    mc.add_argument("--media-dir", help="also write every medium the tools make into this folder")
-    mc.add_argument(
-        "--allowed-root", action="append", help="a folder whose files the tools may read by path (repeatable)"
-    )
-    mc.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
-    mc.add_argument("--host", default="127.0.0.1")
-    mc.add_argument("--port", type=int, default=8765)
-    mc.set_defaults(run=_mcp)
-
-    ui = sub.add_parser("ui", help="the web chat page (Gradio), on the in-process model or a server's")
-    ui.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
-    ui.add_argument("--url", help="chat with a model behind a codi2 server instead")
-    ui.add_argument("--api-key", help="the server's API key (with --url)")
-    ui.add_argument("--page-key", help="ask visitors of the page for this key")
-    ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    ui.add_argument("--port", type=int, default=7860)
-    ui.set_defaults(run=_ui)
-
-    sv = sub.add_parser("serve", help="serve a model over HTTP (and the chat page at /ui)")
-    sv.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")
-    sv.add_argument("--host", help="bind address (default 127.0.0.1: this machine only)")
-    sv.add_argument("--port", type=int, help="port (default 8000)")
-    sv.add_argument("--api-key", help="require this bearer key (or set CODI2_API_KEY)")
-    sv.add_argument("--max-queue", type=int, help="requests admitted at once; more get 429 (default 8)")
-    sv.add_argument("--max-body-mb", type=int, help="largest request body in MiB (default 64)")
-    sv.add_argument("--threads", type=int, help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes)")
-    sv.add_argument("--processes-per-machine", type=int, help="model processes sharing this machine's CPUs (default 1)")
-    sv.add_argument("--cache-mb", type=float, help="memory for recent prompts' KV caches (default 256; 0: off)")
-    sv.add_argument(
-        "--max-batch-size",
-        type=int,
-        help="batch the LLM and diffusion steps of up to N concurrent requests (default 1: off)",
-    )
-    sv.add_argument(
-        "--max-wait-ms", type=float, help="with batching, the longest a step waits for a busy reader (default 10)"
-    )
-    sv.add_argument(
-        "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
-    )
-    sv.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /ui")
-    sv.set_defaults(run=_serve)
-
+    for add in (_add_eval, _add_demo, _add_chat, _add_mcp, _add_ui):
+        add(sub)
+    serving = sub.add_parser("serve", help="serve a model over HTTP (and the chat page at /ui)")
+    add_serve_arguments(serving)
+    serving.set_defaults(run=serve)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -106,7 +106,14 @@ class ModelNotFoundError(ModelError):
 
 
 class APIError(Codi2Error):
-    """A call to a CoDi-2 server failed."""
+    """A call to a CoDi-2 server failed.
+
+    Attributes:
+        request_id: the id the server gave the request (its ``x-request-id`` header, the one its log lines
+            print), where the server answered; ``None`` when no answer came.
+    """
+
+    request_id: str | None = None
 
 
 class APIConnectionError(APIError):
@@ -125,6 +132,9 @@ class APIStatusError(APIError):
         code: the server's stable error code (for example ``"invalid_media"``), if it sent one.
         message: the server's human-readable message.
         retry_after: seconds the server asked the client to wait, if it said.
+        request_id: the server's id of the request (quote it when reporting a problem).
+        body: the error answer's body, parsed from JSON where it is JSON, else its text; ``None`` for an error
+            that arrived inside a stream.
     """
 
     status_code: int = 0
@@ -136,6 +146,8 @@ class APIStatusError(APIError):
         status_code: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
+        body: object | None = None,
     ) -> None:
         super().__init__(message)
         if status_code is not None:
@@ -143,6 +155,8 @@ class APIStatusError(APIError):
         self.code = code
         self.message = message
         self.retry_after = retry_after
+        self.request_id = request_id
+        self.body = body
 
     def __str__(self) -> str:
         code = f" {self.code}" if self.code else ""
@@ -281,7 +295,13 @@ def error_code_of(exc: Codi2Error) -> str:
 
 
 def status_error(
-    status_code: int, message: str, *, code: str | None = None, retry_after: float | None = None
+    status_code: int,
+    message: str,
+    *,
+    code: str | None = None,
+    retry_after: float | None = None,
+    request_id: str | None = None,
+    body: object | None = None,
 ) -> APIStatusError:
     """The exception a client raises for an error answer: by its code where the code is known, else by status."""
     row = ERROR_CODES.get(code or "")
@@ -291,14 +311,14 @@ def status_error(
         cls = _STATUS_ERRORS[status_code]
     else:
         cls = InternalServerError if status_code >= 500 else APIStatusError
-    return cls(message, status_code=status_code, code=code, retry_after=retry_after)
+    return cls(message, status_code=status_code, code=code, retry_after=retry_after, request_id=request_id, body=body)
 
 
-def error_from_code(code: str, message: str) -> APIStatusError:
+def error_from_code(code: str, message: str, *, request_id: str | None = None) -> APIStatusError:
     """The exception for an error that arrives as a code alone (a stream's ``error`` event): the same class
     as an error answer with that code."""
     row = ERROR_CODES.get(code)
-    return status_error(row.status if row is not None else 500, message, code=code)
+    return status_error(row.status if row is not None else 500, message, code=code, request_id=request_id)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -16,8 +16,8 @@ import torch
 
 from codi2_sdk import InvalidRequestError, Video
 from codi2_sdk.model import CoDi2Model
-from codi2_sdk.model.twins import full_scale_twin
 from codi2_sdk.testing import fake_audio
+from codi2_sdk.testing.twins import full_scale_twin
 from codi2_sdk.train.align import PAPER_LOSS, align_decoders, align_llm, load_manifest
 
 

@@ -12,9 +12,9 @@ import torch
 from codi2_sdk import Audio, Conversation, Example, Image, Message, ModelError, ModelNotFoundError, Text, Video
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import ImageBindAudioEncoder, UnCLIPImageDecoder, assemble
-from codi2_sdk.model.imagebind_audio import official_key
-from codi2_sdk.model.tokenizer import LLAMA2_CHAT_TEMPLATE
-from codi2_sdk.model.twins import (
+from codi2_sdk.model.imagebind.audio import official_key
+from codi2_sdk.model.prompt import LLAMA2_CHAT_TEMPLATE
+from codi2_sdk.testing.twins import (
     tiny_audioldm2_pipeline,
     tiny_llama_tokenizer,
     tiny_unclip_pipeline,
@@ -140,7 +140,7 @@ def test_prompts_follow_the_llms_chat_template(folders, tmp_path: Path) -> None:
 _QUIETLY = """
 import json, sys
 from codi2_sdk.model import AudioLDM2Decoder, CoDi2Model, UnCLIPImageDecoder, ZeroscopeVideoDecoder, assemble
-from codi2_sdk.model.twins import full_scale_twin
+from codi2_sdk.testing.twins import full_scale_twin
 
 folders, audio, out = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
 model = assemble(**folders, feature_dim=32, imagebind_args=audio)

@@ -15,7 +15,7 @@ from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.mini.probes import probe_picture
 from codi2_sdk.mini.world import Picture, render_picture
 from codi2_sdk.model import CoDi2Model
-from codi2_sdk.model.batching import StepBatcher
+from codi2_sdk.model.runtime.batching import StepBatcher
 
 
 def hashes(message: Message) -> list[str]:
@@ -150,7 +150,7 @@ def test_batching_is_off_by_default_and_sizes_are_checked(mini_model) -> None:
 def test_the_full_scale_twin_batches_too() -> None:
     """The paper's classes (Llama with its LoRA, unCLIP, AudioLDM2, Zeroscope) under batching: LLM steps go
     together; the pipelines' own loops run their UNet calls one request at a time."""
-    from codi2_sdk.model.twins import full_scale_twin
+    from codi2_sdk.testing.twins import full_scale_twin
 
     backend = LocalBackend(full_scale_twin(seed=0), max_batch_size=3)
     requests = [

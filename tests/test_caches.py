@@ -10,7 +10,7 @@ from codi2_sdk import Conversation, Image, Message
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.mini.world import Picture, render_picture
 from codi2_sdk.model import CoDi2Model
-from codi2_sdk.model.prefix_cache import PrefixCache
+from codi2_sdk.model.runtime.prefix_cache import PrefixCache
 
 
 def hashes(message: Message) -> list[str]:
@@ -84,7 +84,7 @@ def test_the_prefix_cache_is_bounded_by_memory(mini_model: CoDi2Model) -> None:
 
 
 def test_chat_template_prompts_extend_each_other_too() -> None:
-    from codi2_sdk.model.twins import full_scale_twin
+    from codi2_sdk.testing.twins import full_scale_twin
 
     twin = full_scale_twin(seed=0)
     config = {"seed": 2, "output_modality": "text", "text": {"max_new_tokens": 6, "temperature": 1.0}}

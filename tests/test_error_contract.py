@@ -79,3 +79,38 @@ def test_refusals_before_the_model_are_the_same_class_on_all_four_paths(backend,
             call("invalid_request", {"output_modality": "audio"})  # the backend's capabilities refuse it
         with pytest.raises(InvalidRequestError, match=r"image\.steps"):
             call("invalid_request", {"image": {"steps": 0}})  # a pydantic range, with the field's path
+
+
+def _logged_ids(caplog) -> set[str]:
+    """The request ids in the server's log lines."""
+    words = (word.strip(":,()") for record in caplog.records for word in record.getMessage().split())
+    return {word for word in words if word.startswith("req_")}
+
+
+def test_every_error_a_client_sees_carries_the_request_id_the_server_logged(backend, url, caplog) -> None:
+    import httpx
+    import openai
+
+    caplog.set_level("INFO", logger="codi2_sdk.server")
+    remote = RemoteBackend(url, max_retries=0)
+    seen = []
+    for call in (
+        lambda: Conversation(backend=remote).send("invalid_media"),  # an error answer
+        lambda: list(Conversation(backend=remote).stream("model_error")),  # an error inside a stream
+        lambda: remote._call("GET", "/no-such-endpoint"),  # routing's own refusal
+    ):
+        with pytest.raises(Codi2Error) as caught:
+            call()
+        assert caught.value.request_id and caught.value.request_id.startswith("req_"), caught.value
+        seen.append(caught.value.request_id)
+    assert caught.value.status_code == 404 and caught.value.body["error"]["code"] == "not_found"
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="failing", messages=[{"role": "user", "content": "invalid_request"}])
+    seen.append(refused.value.request_id)
+    assert len(set(seen)) == 4 and set(seen) <= _logged_ids(caplog), (seen, caplog.text)
+    # a successful answer is named too, and a caller's own plain id is kept
+    answer = httpx.get(f"{url}/v1/health", headers={"x-request-id": "trace-42"})
+    assert answer.headers["x-request-id"] == "trace-42"
+    hostile = httpx.get(f"{url}/v1/health", headers={"x-request-id": "a b\tc" + "x" * 300})
+    assert hostile.headers["x-request-id"].startswith("req_")

@@ -33,7 +33,7 @@ def picture(colour: str, size: int = 48) -> Image:
 def folders(tmp_path_factory) -> dict[str, Path]:
     from transformers import CLIPConfig, CLIPModel, Dinov2Config, Dinov2Model
 
-    from codi2_sdk.model.twins import _tiny_clip_text
+    from codi2_sdk.testing.twins import _tiny_clip_text
 
     root = tmp_path_factory.mktemp("metrics")
     torch.manual_seed(0)

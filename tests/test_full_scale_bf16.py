@@ -14,8 +14,14 @@ import torch
 from codi2_sdk import Audio, Conversation, Image, Video
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import assemble
-from codi2_sdk.model.pipelines import fit_tokens
-from codi2_sdk.model.twins import (
+from codi2_sdk.model.fullscale.pipelines import fit_tokens
+from codi2_sdk.model.fullscale.unclip import (
+    REFERENCE_NEGATIVE_PROMPT,
+    REFERENCE_NOISE_LEVEL,
+    UnCLIPImageDecoder,
+    norm_pictures,
+)
+from codi2_sdk.testing.twins import (
     full_scale_twin,
     tiny_audioldm2_decoder,
     tiny_audioldm2_pipeline,
@@ -23,7 +29,6 @@ from codi2_sdk.model.twins import (
     tiny_zeroscope_decoder,
     tiny_zeroscope_pipeline,
 )
-from codi2_sdk.model.unclip import REFERENCE_NEGATIVE_PROMPT, REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
 
 WRITES = {"image": Image, "audio": Audio, "video": Video}
 

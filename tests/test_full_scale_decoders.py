@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from codi2_sdk import Audio, AudioConfig, Provenance, Video, VideoConfig
-from codi2_sdk.model.registry import load_kind
-from codi2_sdk.model.twins import tiny_audioldm2_decoder, tiny_zeroscope_decoder
+from codi2_sdk.model.parts import load_kind
+from codi2_sdk.testing.twins import tiny_audioldm2_decoder, tiny_zeroscope_decoder
 
 CASES = {
     "audioldm2": (tiny_audioldm2_decoder, AudioConfig(steps=3, guidance_scale=2.0), Audio),

@@ -10,7 +10,7 @@ import pytest
 
 from codi2_sdk import Audio, Conversation, Image, Video
 from codi2_sdk.backends.local import LocalBackend
-from codi2_sdk.model.twins import full_scale_twin
+from codi2_sdk.testing.twins import full_scale_twin
 
 WRITES = {"image": Image, "audio": Audio, "video": Video}
 

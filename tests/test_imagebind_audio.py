@@ -12,8 +12,8 @@ import torch
 
 from codi2_sdk import Audio, ModelError, ModelNotFoundError
 from codi2_sdk.model import ImageBindAudioEncoder, load_imagebind_audio
-from codi2_sdk.model.imagebind_audio import kaldi_fbank, official_key
-from codi2_sdk.model.registry import build_kind
+from codi2_sdk.model.imagebind.audio import kaldi_fbank, official_key
+from codi2_sdk.model.parts import build_kind
 
 TINY = {"embed_dim": 32, "num_blocks": 2, "num_heads": 4, "out_dim": 24, "num_mel_bins": 32, "target_length": 48}
 

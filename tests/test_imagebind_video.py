@@ -12,8 +12,8 @@ import torch
 from codi2_sdk import Conversation, ModelError, Video
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import ImageBindAudioEncoder, ImageBindVideoEncoder, assemble, load_imagebind_video
-from codi2_sdk.model.imagebind_audio import official_key
-from codi2_sdk.model.imagebind_video import official_video_key, stem_matches_image_tower
+from codi2_sdk.model.imagebind.audio import official_key
+from codi2_sdk.model.imagebind.video import official_video_key, stem_matches_image_tower
 
 VIDEO = {"embed_dim": 32, "num_blocks": 1, "num_heads": 4, "out_dim": 32, "image_size": 32, "patch_size": 8}
 AUDIO = {"embed_dim": 32, "num_blocks": 1, "num_heads": 4, "out_dim": 32, "num_mel_bins": 32, "target_length": 48}
@@ -90,7 +90,7 @@ def test_an_assembled_model_reads_video_with_imagebinds_tower_when_the_checkpoin
     from test_assembly import llama_folder
 
     from codi2_sdk.model import UnCLIPImageDecoder
-    from codi2_sdk.model.twins import tiny_unclip_pipeline
+    from codi2_sdk.testing.twins import tiny_unclip_pipeline
 
     torch.manual_seed(0)
     state = {official_key(k): v for k, v in ImageBindAudioEncoder(**AUDIO).state_dict().items()}

@@ -20,7 +20,7 @@ import torch
 from codi2_sdk import Conversation, Image, Message, Text, assistant, user
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import TrainingExample, UnCLIPImageDecoder, assemble
-from codi2_sdk.model.twins import tiny_llama_tokenizer, tiny_unclip_pipeline
+from codi2_sdk.testing.twins import tiny_llama_tokenizer, tiny_unclip_pipeline
 from codi2_sdk.train import finetune
 
 COLOURS = ["red", "blue", "green", "yellow"]

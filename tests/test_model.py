@@ -27,9 +27,9 @@ from codi2_sdk import (
 )
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import CoDi2Config, CoDi2Model, TrainingExample
-from codi2_sdk.model.audio_features import LogMel, griffin_lim
-from codi2_sdk.model.encoders import CLIPImageEncoder, ImageBindImageEncoder, image_to_tensor
 from codi2_sdk.model.generation import prefill
+from codi2_sdk.model.imagebind.image import CLIPImageEncoder, ImageBindImageEncoder
+from codi2_sdk.model.media_io import LogMel, griffin_lim, image_to_tensor
 
 IMAGE_TURN = {"seed": 3, "output_modality": "image", "text": {"max_new_tokens": 6}}
 
@@ -307,7 +307,7 @@ def test_whitened_regression_space_round_trips(tmp_path: Path, image: Image) -> 
 
 
 def test_decoder_diffusion_loss_trains_the_unet(tiny_model: CoDi2Model, image: Image) -> None:
-    from codi2_sdk.model.registry import build_kind
+    from codi2_sdk.model.parts import build_kind
 
     spec = tiny_model.config.decoders["image"]
     decoder = build_kind("decoder", spec.kind, spec.args)
@@ -330,7 +330,7 @@ def test_resampling_removes_what_the_new_rate_cannot_hold() -> None:
 
     high = fake_audio(seconds=1.0, frequency=12_000.0, sample_rate=44_100)  # above 8 kHz: no place at 16 kHz
     low = fake_audio(seconds=1.0, frequency=3_000.0, sample_rate=44_100)
-    from codi2_sdk.model.encoders import audio_to_tensor
+    from codi2_sdk.model.media_io import audio_to_tensor
 
     waves = audio_to_tensor([high, low], 16_000, 16_000).numpy()
     assert np.abs(waves[0][500:-500]).max() < 0.01  # filtered out (past the onset), not folded to a 4 kHz alias
@@ -339,8 +339,8 @@ def test_resampling_removes_what_the_new_rate_cannot_hold() -> None:
 
 
 def test_a_texture_branch_joins_a_trained_image_encoder_without_changing_its_features(tmp_path: Path) -> None:
-    from codi2_sdk.model.encoders import CNNImageEncoder
-    from codi2_sdk.model.registry import load_kind
+    from codi2_sdk.model.mini.encoders import CNNImageEncoder
+    from codi2_sdk.model.parts import load_kind
 
     torch.manual_seed(0)
     plain = CNNImageEncoder(image_size=32, width=16, channels=(8, 16), grid=2)

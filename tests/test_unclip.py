@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from codi2_sdk.model.registry import load_kind
-from codi2_sdk.model.twins import tiny_unclip_pipeline
-from codi2_sdk.model.unclip import UnCLIPImageDecoder
+from codi2_sdk.model.fullscale.unclip import UnCLIPImageDecoder
+from codi2_sdk.model.parts import load_kind
+from codi2_sdk.testing.twins import tiny_unclip_pipeline
 
 
 @pytest.fixture(scope="module")

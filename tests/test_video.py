@@ -122,8 +122,7 @@ def test_video_in_the_store_and_the_converters(video: Video, tmp_path: Path) -> 
 def test_frame_encoder_in_two_spans_keeps_which_way_a_clip_goes(video: Video, tmp_path: Path) -> None:
     import torch
 
-    from codi2_sdk.model.encoders import FrameVideoEncoder
-    from codi2_sdk.model.registry import build_kind, load_kind
+    from codi2_sdk.model.parts import FrameVideoEncoder, build_kind, load_kind
 
     args = {"image_kind": "cnn_image", "frames": 8, "image_size": 64, "width": 16, "channels": [8, 16], "grid": 2}
     torch.manual_seed(0)
@@ -151,7 +150,7 @@ def test_latent_video_decoder_makes_clips_and_reloads(tmp_path: Path) -> None:
 
     from codi2_sdk import VideoConfig
     from codi2_sdk.mini.config import mini_config
-    from codi2_sdk.model.registry import build_kind, load_kind
+    from codi2_sdk.model.parts import build_kind, load_kind
 
     spec = mini_config().decoders["video"]
     args = {

@@ -249,7 +249,7 @@ class Check:
     def encoders(self) -> None:
         from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-        from codi2_sdk.model.imagebind_audio import ImageBindAudioEncoder
+        from codi2_sdk.model.imagebind.audio import ImageBindAudioEncoder
 
         torch = self.torch
         clip = self.sizes["clip"]
@@ -567,8 +567,8 @@ def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from codi2_sdk.model import ImageBindAudioEncoder, ImageBindVideoEncoder, twins
-    from codi2_sdk.model.imagebind_audio import official_key
-    from codi2_sdk.model.imagebind_video import official_video_key
+    from codi2_sdk.model.imagebind.audio import official_key
+    from codi2_sdk.model.imagebind.video import official_video_key
 
     words = ["draw", "play", "show", "a", "red", "circle", "sound", "what", "is", "this"]
     tokenizer = twins.tiny_llama_tokenizer(words)

@@ -93,10 +93,11 @@ from codi2_sdk.mini.world import (  # noqa: E402
     render_sound,
 )
 from codi2_sdk.model import CoDi2Config, CoDi2Model, DecoderSpec, TrainingExample  # noqa: E402
-from codi2_sdk.model.decoders import AudioDecoder, ImageDecoder, VideoDecoder  # noqa: E402
-from codi2_sdk.model.encoders import CNNAudioEncoder, CNNImageEncoder, FrameVideoEncoder, image_to_tensor  # noqa: E402
-from codi2_sdk.model.registry import build_kind  # noqa: E402
-from codi2_sdk.model.tokenizer import build_word_tokenizer, load_tokenizer  # noqa: E402
+from codi2_sdk.model.media_io import image_to_tensor  # noqa: E402
+from codi2_sdk.model.mini.decoders import AudioDecoder, ImageDecoder, VideoDecoder  # noqa: E402
+from codi2_sdk.model.mini.encoders import CNNAudioEncoder, CNNImageEncoder  # noqa: E402
+from codi2_sdk.model.parts import FrameVideoEncoder, build_kind  # noqa: E402
+from codi2_sdk.model.prompt import build_word_tokenizer, load_tokenizer  # noqa: E402
 from codi2_sdk.train import StepLog, TrainingLog, finetune, train_loop  # noqa: E402
 
 OUT = ROOT / "codi2_sdk" / "weights" / "codi2-mini"
@@ -159,7 +160,7 @@ def video_encoder() -> FrameVideoEncoder:
     """codi2-mini's video encoder: the model's own once ``llm-v2`` has written it (it keeps the image encoder it was
     trained with; ``encoders-marks`` changes the image one after), before that the trained image encoder over the
     clip's first and last frames."""
-    from codi2_sdk.model.registry import load_kind
+    from codi2_sdk.model.parts import load_kind
 
     if (OUT / "encoders" / "video").is_dir():
         encoder = load_kind("encoder", CONFIG.encoders["video"].kind, OUT / "encoders" / "video")
@@ -673,7 +674,7 @@ def stage_llm_v2(steps: int, log: Log) -> None:
     whole mix, video and in-context tasks weighted up."""
     from safetensors.torch import load_file
 
-    from codi2_sdk.model.registry import load_kind
+    from codi2_sdk.model.parts import load_kind
 
     norms = json.loads((LOGS / "feature_norms.json").read_text())
     encoder = video_encoder()
@@ -792,7 +793,7 @@ def stage_vae_marks(steps: int, log: Log) -> None:
 def stage_unet_marks(steps: int, log: Log) -> None:
     """The trained image UNet continues on plain and marked pictures, conditioned on the mark-aware encoder's
     features (of other renders of the same item) and decoded by the mark-painting autoencoder."""
-    from codi2_sdk.model.registry import load_kind
+    from codi2_sdk.model.parts import load_kind
 
     decoder = load_kind("decoder", CONFIG.decoders["image"].kind, OUT / "decoders" / "image")
     decoder.vae.requires_grad_(False)
@@ -974,7 +975,7 @@ def stage_unet_robust(
     With ``off_palette`` (``unet-fine-palette``, pictures only), that many marked pictures in colours outside the
     world's six join the training set (``off_palette_latents``), each conditioned on its own renders' features.
     """
-    from codi2_sdk.model.registry import load_kind
+    from codi2_sdk.model.parts import load_kind
 
     decoder = load_kind("decoder", CONFIG.decoders[modality].kind, OUT / "decoders" / modality)
     decoder.vae.requires_grad_(False)
@@ -1175,7 +1176,7 @@ def refit_image_whitening(model: CoDi2Model, log: Log) -> None:
     decoded at the plain norm. The floor (``eps``) keeps its old absolute level, so size keeps its weight; the
     head starts with the old space mapped into the new one (``A = M_new @ M_old^-1``).
     """
-    from codi2_sdk.model.whitening import FeatureWhitening
+    from codi2_sdk.model.modeling import FeatureWhitening
 
     old: FeatureWhitening = model.whitening["image"]  # type: ignore[assignment]
     rng = np.random.default_rng(23)
@@ -1319,7 +1320,7 @@ def continue_llm_mix(
     ``focus`` draws another quarter of every batch."""
     from safetensors.torch import load_file
 
-    from codi2_sdk.model.registry import load_kind
+    from codi2_sdk.model.parts import load_kind
 
     config = CoDi2Config.model_validate_json((OUT / "codi2.json").read_text()).model_copy(update={"lora": None})
     model, added = extended_model(config)  # the installed model's config, its adapter left to the lora stage

@@ -8,7 +8,7 @@ until it finishes or is closed), so concurrent threads and tasks queue instead o
 one KV cache. The async methods run the model in a worker thread, never on the event loop.
 
 With ``max_batch_size`` above 1, concurrent generations run side by side instead, and their LLM prefill blocks and
-one-token steps and their decoders' UNet calls are batched (:mod:`codi2_sdk.model.batching`): every such call runs at that width,
+one-token steps and their decoders' UNet calls are batched (:mod:`codi2_sdk.model.runtime.batching`): every such call runs at that width,
 padded when fewer requests are there, so a request gives the same bytes alone and in company (at any thread
 count). Those bytes are not the unbatched backend's: a width-1 call rounds differently.
 
@@ -29,8 +29,8 @@ import torch
 from ..errors import Codi2Error, ModelError
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
-from ..model.batching import StepBatcher, using_batcher
-from ..model.prefix_cache import MediaFeatureCache, PrefixCache
+from ..model.runtime.batching import StepBatcher, using_batcher
+from ..model.runtime.prefix_cache import MediaFeatureCache, PrefixCache
 from ..types import Capabilities, Done, Event, GenerationRequest
 from .base import Backend
 

@@ -33,7 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .._protocol import API_PREFIX, EVENT_ADAPTER
+from .._protocol import API_PREFIX, EVENT_ADAPTER, REQUEST_ID_HEADER
 from ..errors import (
     APIConnectionError,
     APIStatusError,
@@ -68,14 +68,27 @@ def _retry_after(response: httpx.Response) -> float | None:
         return max(0.0, when.timestamp() - time.time())
 
 
+def _request_id(response: httpx.Response) -> str | None:
+    return response.headers.get(REQUEST_ID_HEADER)
+
+
 def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
-    code, message = None, body.decode("utf-8", "replace")[:500] or response.reason_phrase
+    text = body.decode("utf-8", "replace")
+    code, message, parsed = None, text[:500] or response.reason_phrase, None
     try:
-        detail = json.loads(body)["error"]
+        parsed = json.loads(body)
+        detail = parsed["error"]
         code, message = detail.get("code"), detail.get("message", message)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         pass
-    return status_error(response.status_code, message, code=code, retry_after=_retry_after(response))
+    return status_error(
+        response.status_code,
+        message,
+        code=code,
+        retry_after=_retry_after(response),
+        request_id=_request_id(response),
+        body=parsed if parsed is not None else text[:10_000],
+    )
 
 
 class RemoteBackend(Backend):
@@ -213,13 +226,13 @@ class RemoteBackend(Backend):
             raise ModelError(f"the server's answer is not a valid message: {exc}") from exc
 
     @staticmethod
-    def _event(name: str, data: str) -> Event:
+    def _event(name: str, data: str, request_id: str | None) -> Event:
         try:
             event = EVENT_ADAPTER.validate_json(data)
         except (ValidationError, Codi2Error) as exc:
-            raise ModelError(f"the server sent an invalid {name!r} event: {exc}") from exc
+            raise ModelError(f"the server sent an invalid {name!r} event (request {request_id}): {exc}") from exc
         if isinstance(event, ErrorEvent):
-            raise error_from_code(event.code, event.message)
+            raise error_from_code(event.code, event.message, request_id=request_id)
         return event
 
     # -- Backend ---------------------------------------------------------------------------------
@@ -245,7 +258,7 @@ class RemoteBackend(Backend):
         response = self._retrying()(self._open, "POST", "/generate", self._body(request, True))
         try:
             for sse in EventSource(response).iter_sse():
-                event = self._event(sse.event, sse.data)
+                event = self._event(sse.event, sse.data, _request_id(response))
                 yield event
                 if isinstance(event, Done):
                     return
@@ -261,7 +274,7 @@ class RemoteBackend(Backend):
         )
         try:
             async for sse in EventSource(response).aiter_sse():
-                event = self._event(sse.event, sse.data)
+                event = self._event(sse.event, sse.data, _request_id(response))
                 yield event
                 if isinstance(event, Done):
                     return

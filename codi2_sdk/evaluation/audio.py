@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..content import Audio
-from ..model.encoders import audio_to_tensor
+from ..model.media_io import audio_to_tensor
 
 __all__ = ["AudioEditMetrics", "frechet_distance", "log_spectral_distance", "paired_kl"]
 

@@ -11,7 +11,7 @@ import PIL.Image
 import torch
 
 from ..content import Image
-from ..model.encoders import center_crop_resize
+from ..model.media_io import center_crop_resize
 
 __all__ = ["ClipScorer", "ImageEmbedder", "SubjectMetrics", "subject_similarity"]
 

@@ -79,7 +79,7 @@ AUDIO_EDIT_TASKS = {"instructed_audio_edit", "in_context_audio_edit"}
 @functools.cache
 def _mini_encoder(modality: str) -> Any:
     from ..model.modeling import resolve_checkpoint
-    from ..model.registry import load_kind
+    from ..model.parts import load_kind
 
     return load_kind("encoder", f"cnn_{modality}", resolve_checkpoint("codi2-mini") / "encoders" / modality)
 

@@ -16,16 +16,7 @@ import numpy as np
 import PIL.Image
 import PIL.ImageDraw
 
-from .world import (
-    COLOURS,
-    NOTES,
-    POSITIONS,
-    SAMPLE_RATE,
-    SHAPES,
-    Picture,
-    Sound,
-    shape_polygon,
-)
+from .world import COLOURS, NOTES, POSITIONS, SAMPLE_RATE, SHAPES, Picture, Sound, shape_polygon
 
 __all__ = ["probe_picture", "probe_sound"]
 

@@ -19,6 +19,7 @@ from transformers.utils import logging as transformers_logging
 
 __all__ = ["quiet_loading", "verbose"]
 
+
 log = logging.getLogger("codi2_sdk")
 
 

@@ -16,14 +16,15 @@ from ..config import AudioConfig, GenerationConfig, ImageConfig
 from ..content import MediaModality
 
 __all__ = [
-    "DIFFUSION_SCHEDULE",
     "CoDi2Config",
+    "DIFFUSION_SCHEDULE",
     "DecoderSpec",
     "EncoderSpec",
     "LoraSpec",
     "LossWeights",
     "latent_decoder_args",
 ]
+
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -36,7 +37,7 @@ class EncoderSpec(_Spec):
     """One input encoder: its kind and the keyword arguments that build it."""
 
     kind: str
-    """A registered encoder kind (:data:`~codi2_sdk.model.registry.ENCODER_KINDS`), e.g. ``"cnn_image"``."""
+    """A registered encoder kind (:data:`~codi2_sdk.model.parts.ENCODER_KINDS`), e.g. ``"cnn_image"``."""
     args: dict[str, Any] = {}
 
 
@@ -44,7 +45,7 @@ class DecoderSpec(_Spec):
     """One diffusion decoder: its kind and the arguments of its parts (diffusers configs)."""
 
     kind: str
-    """A registered decoder kind (:data:`~codi2_sdk.model.registry.DECODER_KINDS`), e.g. ``"latent_image"``."""
+    """A registered decoder kind (:data:`~codi2_sdk.model.parts.DECODER_KINDS`), e.g. ``"latent_image"``."""
     args: dict[str, Any] = {}
 
 

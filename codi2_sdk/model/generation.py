@@ -3,13 +3,12 @@
 :func:`generate_events` is a short sequence of named steps:
 
 1. settle the settings (:func:`effective_config`) and the seed;
-2. prefill the prompt (:func:`prefill`) in blocks of the model's ``prefill_block`` tokens, starting after the longest prefix a :class:`~codi2_sdk.model.prefix_cache.PrefixCache` holds (a
+2. prefill the prompt (:func:`prefill`) in blocks of the model's ``prefill_block`` tokens, starting after the longest prefix a :class:`~codi2_sdk.model.runtime.prefix_cache.PrefixCache` holds (a
    conversation's earlier turns, shared examples), with media features from a feature cache;
 3. pick tokens one at a time (:class:`TokenPicker`: greedy, or temperature and top-p with transformers'
    logits warpers and a seeded ``torch.Generator``; tags that may not be written are masked);
 4. text tokens are streamed as text deltas (:class:`_TextRun`);
-5. at a media start tag the model writes the medium (:meth:`CoDi2Model.write_medium
-   <codi2_sdk.model.modeling.CoDi2Model.write_medium>`: the feature is predicted, fed back into its slot
+5. at a media start tag the model writes the medium (:func:`write_medium`: the feature is predicted, fed back into its slot
    so everything after it conditions on it, and the end tag is forced), and the decoder turns the feature
    into the finished part right away, with a progress event per diffusion step (:func:`decode_medium`).
 """
@@ -35,22 +34,25 @@ from ..content import MediaModality, Part, Provenance, Text
 from ..errors import InvalidRequestError
 from ..messages import Message
 from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
-from .batching import current_batcher
 from .modeling import CoDi2Model
-from .prefix_cache import MediaFeatureCache, PrefixCache, prompt_signature
-from .prompt import UnknownWordsError
+from .prompt import UnknownWordsError, prompt_signature
+from .runtime.batching import current_batcher
+from .runtime.prefix_cache import MediaFeatureCache, PrefixCache
 
 __all__ = [
     "LLMState",
     "TokenPicker",
     "decode_medium",
     "effective_config",
+    "feed_together",
     "generate_events",
     "prefill",
-    "feed_together",
 ]
 
+
 DEFAULT_MAX_NEW_TOKENS = 256
+
+
 _TAIL = 3  # room kept free in the context: a medium's start tag, slot and end tag
 
 
@@ -100,7 +102,7 @@ class LLMState:
     def feed_blocks(self, embeds: torch.Tensor) -> None:
         """Feed ``(1, n, hidden)`` embeddings in blocks that end at multiples of the model's ``prefill_block``
         (absolute positions), so a prompt's keys and values are computed the same way whatever prefix was reused.
-        With a :class:`~codi2_sdk.model.batching.StepBatcher` in use, each block goes with other generations'."""
+        With a :class:`~codi2_sdk.model.runtime.batching.StepBatcher` in use, each block goes with other generations'."""
         block = self.model.config.prefill_block
         start = 0
         while start < embeds.shape[1]:
@@ -182,12 +184,14 @@ def _attention_by_row(
 
 
 _ROW_ATTENTION = "codi2_attention_by_row"
+
+
 AttentionInterface.register(_ROW_ATTENTION, _attention_by_row)
 
 
 def feed_together(items: list[tuple[LLMState, torch.Tensor, int]], width: int) -> list[None]:
     """Feed several generations' LLM states their ``(1, n, hidden)`` embeddings (``n`` at most the items' span) in
-    one forward of ``width`` rows of ``span`` positions, padded (the :class:`~codi2_sdk.model.batching.StepBatcher`'s
+    one forward of ``width`` rows of ``span`` positions, padded (the :class:`~codi2_sdk.model.runtime.batching.StepBatcher`'s
     step for the LLM)."""
     pad = width - len(items)  # padding rows repeat the first
     states = [state for state, _, _ in items]
@@ -319,13 +323,28 @@ class _TextRun:
         self.ids, self.written, self.emitted = [], "", ""
 
 
+def write_medium(model: CoDi2Model, state: LLMState, modality: str) -> torch.Tensor:
+    """Write a medium into the LLM's context at the current position, as the paper's model does.
+
+    The start tag is fed and the output head reads its hidden state; the predicted feature (scale restored) is
+    fed back through the input projector into the medium's slot, so what comes after conditions on it (the
+    reference code drops it); then the end tag is fed. Returns the feature, for the decoder.
+    """
+    state.feed_token(model.prompts.start_ids[modality])
+    feature = model.restore_scale(modality, model.predict_feature(modality, state.hidden))
+    embed_dtype = model.llm.get_input_embeddings().weight.dtype
+    state.feed_one(model.feature_to_input(modality, feature)[None, None].to(embed_dtype))
+    state.feed_token(model.prompts.close_ids[modality])
+    return feature
+
+
 def decode_medium(
     model: CoDi2Model, modality: MediaModality, feature: torch.Tensor, index: int, config: GenerationConfig, seed: int
 ) -> Iterator[Progress | MediaDone]:
     """Decode one medium of the answer: a progress event per diffusion step, then the finished part (with
     ``candidates`` above 1, the sample nearest the LLM's feature, see :meth:`CoDi2Model.nearest_sample`)."""
     settings: Any = config.settings_for(modality)  # the medium's sub-config: steps, guidance, size or duration
-    decoder: Any = model.decoders[modality]
+    decoder = model.decoder_for(modality)
     candidates = int(settings.candidates or 1)
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
     device = next(decoder.parameters()).device
@@ -384,7 +403,7 @@ def generate_events(
             state.feed_token(token)
             continue
         yield from text.close(parts)
-        feature = model.write_medium(state, modality)  # type: ignore[arg-type]
+        feature = write_medium(model, state, modality)
         for event in decode_medium(model, modality, feature, len(parts), config, seed):  # type: ignore[arg-type]
             if isinstance(event, MediaDone):
                 parts.append(event.part)

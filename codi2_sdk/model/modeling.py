@@ -2,12 +2,12 @@
 
 The network, as in the paper (arXiv 2311.18775):
 
-1. each input medium is encoded into a few aligned feature vectors (:mod:`.encoders`);
+1. each input medium is encoded into a few aligned feature vectors (:mod:`.parts`; the kinds in :mod:`.mini` and :mod:`.fullscale`);
 2. an input projector (Linear, GELU, LayerNorm, Linear) maps them to the LLM's width, and they fill
    the ``<|media|>`` slots between the medium's tags (:mod:`.prompt`);
 3. the LLM reads the interleaved sequence as ``inputs_embeds``;
 4. where the LLM writes a media start tag, an output head (same MLP shape) turns that position's hidden
-   state into the feature that conditions the medium's diffusion decoder (:mod:`.decoders`).
+   state into the feature that conditions the medium's diffusion decoder (:mod:`.parts`).
 
 Training regresses the head's output onto the encoder's pooled feature of the target medium (cosine and
 MSE, on unit-norm features) beside cross-entropy on the answer's tokens. At inference the unit-norm
@@ -23,7 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from pydantic import ValidationError
@@ -36,26 +36,23 @@ from ..errors import ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from ._quiet import quiet_loading
 from .config import CoDi2Config, LoraSpec
-from .decoders import DiffusionDecoder
-from .prefix_cache import MediaFeatureCache
-from .prompt import IGNORE_INDEX, Prompt, PromptBuilder
-from .registry import ENCODER_KINDS, build_kind, load_kind
-from .tokenizer import build_word_tokenizer, load_tokenizer
-from .whitening import FeatureWhitening
+from .parts import ENCODER_KINDS, DiffusionDecoder, MediaEncoder, build_kind, load_kind
+from .prompt import IGNORE_INDEX, Prompt, PromptBuilder, build_word_tokenizer, load_tokenizer
+from .runtime.prefix_cache import MediaFeatureCache
 
-__all__ = [
-    "CoDi2Model",
-    "CoDi2Output",
-    "FeatureWhitening",
-    "Projector",
-    "TrainingExample",
-    "resolve_checkpoint",
-]
+__all__ = ["CoDi2Model", "CoDi2Output", "FeatureWhitening", "Projector", "TrainingExample", "resolve_checkpoint"]
+
 
 CONFIG_FILE = "codi2.json"
+
+
 SHARED_FILE = "shared.json"
 """In an encoder's folder: the encoder reads through a module stored elsewhere in the checkpoint (``wraps``)."""
+
+
 PROJECTORS_FILE = "projectors.safetensors"
+
+
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
@@ -258,10 +255,18 @@ class CoDi2Model(nn.Module):
 
     # -- embedding ---------------------------------------------------------------------------------
 
+    def encoder_for(self, modality: str) -> MediaEncoder:
+        """The encoder that reads ``modality``."""
+        return cast(MediaEncoder, self.encoders[modality])
+
+    def decoder_for(self, modality: str) -> DiffusionDecoder:
+        """The decoder that writes ``modality``."""
+        return cast(DiffusionDecoder, self.decoders[modality])
+
     @torch.no_grad()
     def encode(self, modality: str, parts: Sequence[MediaPart]) -> torch.Tensor:
         """Encoder features ``(len(parts), tokens_per_item, width)`` of one modality."""
-        encoder: Any = self.encoders[modality]
+        encoder = self.encoder_for(modality)
         inputs = encoder.preprocess(list(parts)).to(self.device)
         weights = next(encoder.parameters(), None)
         if weights is not None and inputs.is_floating_point():  # pixels and filter banks in the tower's dtype
@@ -308,21 +313,6 @@ class CoDi2Model(nn.Module):
         read = self.encode(modality, samples)[:, 0]
         target = self.regression_target(modality, feature.float().to(read.device)[None])
         return int((self.regression_target(modality, read) @ target.T)[:, 0].argmax())
-
-    def write_medium(self, state: Any, modality: str) -> torch.Tensor:
-        """Write a medium into the LLM's context at the current position, as the paper's model does.
-
-        ``state`` is the generation's LLM state (it has ``feed_one``, ``feed_token`` and ``hidden``). The start tag
-        is fed and the output head reads its hidden state; the predicted feature (scale restored) is fed back
-        through the input projector into the medium's slot, so what comes after conditions on it (the
-        reference code drops it); then the end tag is fed. Returns the feature, for the decoder.
-        """
-        state.feed_token(self.prompts.start_ids[modality])
-        feature = self.restore_scale(modality, self.predict_feature(modality, state.hidden))
-        embed_dtype = self.llm.get_input_embeddings().weight.dtype
-        state.feed_one(self.feature_to_input(modality, feature)[None, None].to(embed_dtype))
-        state.feed_token(self.prompts.close_ids[modality])
-        return feature
 
     def fit_whitening(self, modality: str, parts: Sequence[MediaPart], *, eps: float = 0.02) -> None:
         """Fit the regression space of ``modality`` to the encoder's pooled features of ``parts``."""
@@ -593,3 +583,49 @@ def _read_config(directory: Path) -> CoDi2Config:
         return CoDi2Config.model_validate(json.loads(path.read_text()))
     except (json.JSONDecodeError, ValidationError) as exc:
         raise ModelError(f"checkpoint {directory}: part '{CONFIG_FILE}' is invalid: {exc}") from exc
+
+
+class FeatureWhitening(nn.Module):
+    """ZCA whitening of one modality's pooled features: the space the output head regresses in.
+
+    Encoder features can hold an attribute in a direction of small variance (codi2-mini's image encoder
+    puts size there: two items that differ only in size have cosine 0.975, against 0.46 for colour), and
+    a cosine loss then hardly sees it. In whitened space every direction weighs alike; ``eps`` (a share
+    of the largest eigenvalue) keeps render-to-render noise from being blown up.
+    """
+
+    mean: torch.Tensor
+    matrix: torch.Tensor
+    inverse: torch.Tensor
+    norm: torch.Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("matrix", torch.eye(dim))
+        self.register_buffer("inverse", torch.eye(dim))
+        self.register_buffer("norm", torch.ones(()))
+
+    @classmethod
+    def fit(cls, features: torch.Tensor, *, eps: float = 0.02) -> FeatureWhitening:
+        """Fit to pooled features ``(samples, dim)`` of many media."""
+        features = features.double()
+        mean = features.mean(0)
+        centered = features - mean
+        values, vectors = torch.linalg.eigh(centered.T @ centered / (len(features) - 1))
+        # identical media can differ by float32 rounding in a batched forward: that is no variation
+        if float(values.max()) <= 1e-10 * float(mean.square().mean()):
+            raise ValueError("cannot fit a whitening to features that do not vary")
+        values = values.clamp(min=0) + eps * values.max()
+        whitening = cls(features.shape[1])
+        whitening.mean.copy_(mean)
+        whitening.matrix.copy_(vectors @ torch.diag(values.rsqrt()) @ vectors.T)
+        whitening.inverse.copy_(vectors @ torch.diag(values.sqrt()) @ vectors.T)
+        whitening.norm.copy_((centered @ whitening.matrix.double().T).norm(dim=-1).mean())
+        return whitening
+
+    def whiten(self, feature: torch.Tensor) -> torch.Tensor:
+        return (feature - self.mean) @ self.matrix.T
+
+    def unwhiten(self, whitened: torch.Tensor) -> torch.Tensor:
+        return whitened @ self.inverse.T + self.mean

@@ -17,13 +17,15 @@ and the limits are the server's own; errors have OpenAI's shape (``{"error": {"m
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
 
 from ..config import GenerationConfig
 from ..content import Audio, Image, Part, Text
@@ -32,9 +34,12 @@ from ..integrations._common import b64
 from ..integrations.openai import from_openai_parts
 from ..messages import Example, Message
 from ..types import Done, GenerationRequest, TextDelta
-from ._common import ErrorAnswer, final_message, read_body, until_disconnect
+from ._common import ErrorAnswer, current_request_id, final_message, log_refusal, read_body, until_disconnect
+from ._state import ModelState, authorize, model_state
 
-__all__ = ["add_openai_routes"]
+__all__ = ["OpenAIRoute", "router"]
+
+log = logging.getLogger("codi2_sdk.server")
 
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
           422: "invalid_request_error", 429: "rate_limit_error", 503: "server_error"}  # fmt: skip
@@ -47,18 +52,27 @@ def _openai_error(code: str, message: str, headers: dict[str, str] | None = None
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _openai_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Answer the SDK's errors in OpenAI's error shape."""
+class OpenAIRoute(APIRoute):
+    """A route whose refusals (its dependencies' too, the API key check among them) take OpenAI's error shape."""
 
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except ErrorAnswer as exc:
-            return _openai_error(exc.code, exc.message, exc.headers)
-        except Codi2Error as exc:
-            return _openai_error(error_code_of(exc), str(exc))
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
 
-    return wrapped
+        async def answer_openai_errors(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ErrorAnswer as exc:
+                if not exc.logged:
+                    log_refusal(request, exc.code, exc.message)
+                return _openai_error(exc.code, exc.message, exc.headers)
+            except Codi2Error as exc:
+                log_refusal(request, error_code_of(exc), str(exc))
+                return _openai_error(error_code_of(exc), str(exc))
+
+        return answer_openai_errors
+
+
+router = APIRouter(prefix="/v1", route_class=OpenAIRoute, dependencies=[Depends(authorize)])
 
 
 def _messages(raw: Any) -> list[Message]:
@@ -93,135 +107,140 @@ def _config(body: dict[str, Any], output_modality: str) -> GenerationConfig:
     return GenerationConfig.model_validate({"seed": body.get("seed"), "output_modality": output_modality, "text": text})
 
 
-def add_openai_routes(app: FastAPI, state: Any, authorize: Callable[[Request], None]) -> None:
-    """Mount the OpenAI-compatible routes on the server ``app`` (its model state and API key check)."""
-    settings = state.settings
+async def _answer(state: ModelState, request: Request, generation: GenerationRequest) -> Message:
+    backend = state.ready()
+    try:
+        backend.check_request(generation)
+    except Codi2Error as exc:
+        raise ErrorAnswer.of(exc) from None
+    release = state.admit()
+    try:
+        async with state.running:
+            message: Message = await until_disconnect(request, final_message(backend, generation))
+            return message
+    finally:
+        release()
 
-    def model_name() -> str:
-        return str(state.ready().capabilities.model)
 
-    async def answer(request: Request, generation: GenerationRequest) -> Message:
-        backend = state.ready()
-        try:
-            backend.check_request(generation)
-        except Codi2Error as exc:
-            raise ErrorAnswer.of(exc) from None
-        release = state.admit()
-        try:
-            async with state.running:
-                message: Message = await until_disconnect(request, final_message(backend, generation))
-                return message
-        finally:
-            release()
+async def _json_body(state: ModelState, request: Request) -> dict[str, Any]:
+    raw = await read_body(request, state.settings.max_body_bytes)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequestError("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequestError("the body must be a JSON object")
+    return body
 
-    async def json_body(request: Request) -> dict[str, Any]:
-        raw = await read_body(request, settings.max_body_bytes)
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise InvalidRequestError("the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequestError("the body must be a JSON object")
-        return body
 
-    @app.get("/v1/models")
-    @_openai_errors
-    async def models(request: Request) -> Response:
-        authorize(request)
-        entry = {"id": model_name(), "object": "model", "created": 0, "owned_by": "codi2-sdk"}
-        return JSONResponse({"object": "list", "data": [entry]})
+def _model_name(state: ModelState) -> str:
+    return str(state.ready().capabilities.model)
 
-    @app.post("/v1/chat/completions")
-    @_openai_errors
-    async def chat_completions(request: Request) -> Response:
-        authorize(request)
-        body = await json_body(request)
-        wants_audio = "audio" in (body.get("modalities") or ["text"])
-        generation = GenerationRequest(
-            messages=_messages(body.get("messages")), config=_config(body, "audio" if wants_audio else "text")
-        )
-        created, completion_id, name = int(time.time()), f"chatcmpl-{secrets.token_hex(12)}", model_name()
-        if body.get("stream"):
-            return _stream_chat(state, request, generation, completion_id, created, name)
-        message = await answer(request, generation)
-        reply: dict[str, Any] = {"role": "assistant", "content": message.text or None}
-        if wants_audio and message.audios:
-            reply["audio"] = _audio_reply(message.audios[0], message.text)
-        choice = {"index": 0, "message": reply, "finish_reason": "stop", "logprobs": None}
-        return JSONResponse(
-            {"id": completion_id, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
-        )
 
-    def _image_config(body: dict[str, Any], index: int) -> GenerationConfig:
-        seed = body.get("seed")
-        image: dict[str, Any] = {}
-        size = body.get("size")
-        if size not in (None, "auto"):
-            width, _, height = str(size).partition("x")
-            if width != height or not width.isdigit():
-                raise InvalidRequestError(f"size must be square, like '64x64', not {size!r}")
-            image["size"] = int(width)
-        return GenerationConfig.model_validate(
-            {"seed": None if seed is None else int(seed) + index, "output_modality": "image", "image": image}
-        )
+@router.get("/models")
+async def models(state: ModelState = Depends(model_state)) -> Response:
+    """The served model, as OpenAI lists models."""
+    entry = {"id": _model_name(state), "object": "model", "created": 0, "owned_by": "codi2-sdk"}
+    return JSONResponse({"object": "list", "data": [entry]})
 
-    async def _pictures(
-        request: Request, body: dict[str, Any], messages: list[Message], examples: list[Example]
-    ) -> Response:
-        count = int(body.get("n") or 1)
-        if not 1 <= count <= 8:
-            raise InvalidRequestError("n must be between 1 and 8")
-        if body.get("response_format") not in (None, "b64_json"):
-            raise InvalidRequestError("only response_format 'b64_json' is served (no URLs are hosted)")
-        data = []
-        for i in range(count):
-            generation = GenerationRequest(examples=examples, messages=messages, config=_image_config(body, i))
-            message = await answer(request, generation)
-            if not message.images:
-                raise ErrorAnswer("model_error", "the model answered without a picture")
-            data.append({"b64_json": b64(message.images[0].data), "revised_prompt": None})
-        return JSONResponse({"created": int(time.time()), "data": data})
 
-    @app.post("/v1/images/generations")
-    @_openai_errors
-    async def images_generations(request: Request) -> Response:
-        authorize(request)
-        body = await json_body(request)
-        prompt = body.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidRequestError("prompt must be a non-empty string")
-        return await _pictures(request, body, [Message(role="user", parts=[Text(prompt)])], [])
+@router.post("/chat/completions")
+async def chat_completions(request: Request, state: ModelState = Depends(model_state)) -> Response:
+    """A chat completion: text (or, with ``modalities`` holding ``"audio"``, a spoken answer), whole or streamed."""
+    body = await _json_body(state, request)
+    wants_audio = "audio" in (body.get("modalities") or ["text"])
+    generation = GenerationRequest(
+        messages=_messages(body.get("messages")), config=_config(body, "audio" if wants_audio else "text")
+    )
+    created, completion_id, name = int(time.time()), f"chatcmpl-{secrets.token_hex(12)}", _model_name(state)
+    if body.get("stream"):
+        return _stream_chat(state, request, generation, completion_id, created, name)
+    message = await _answer(state, request, generation)
+    reply: dict[str, Any] = {"role": "assistant", "content": message.text or None}
+    if wants_audio and message.audios:
+        reply["audio"] = _audio_reply(message.audios[0], message.text)
+    choice = {"index": 0, "message": reply, "finish_reason": "stop", "logprobs": None}
+    return JSONResponse(
+        {"id": completion_id, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
+    )
 
-    @app.post("/v1/images/edits")
-    @_openai_errors
-    async def images_edits(request: Request) -> Response:
-        authorize(request)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise ErrorAnswer(
-                "body_too_large", f"the body is {int(declared):,} bytes; the limit is {settings.max_body_bytes:,}"
-            )
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise ErrorAnswer("unsupported_media_type", "send the edit as multipart/form-data, as OpenAI's is")
-        async with request.form(max_files=2 * settings.max_media_parts + 2) as form:
-            pictures = {
-                name: [await _upload(f) for f in form.getlist(name)]
-                for name in ("image", "image[]", "example_before", "example_after")
-            }
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        targets = pictures["image"] + pictures["image[]"]
-        if len(targets) != 1:
-            raise InvalidRequestError("send exactly one image to edit")
-        before, after = pictures["example_before"], pictures["example_after"]
-        if len(before) != len(after):
-            raise InvalidRequestError("send as many example_after pictures as example_before ones (paired in order)")
-        examples = [Example(inputs=[b], outputs=[a]) for b, a in zip(before, after, strict=True)]
-        prompt = fields.get("prompt", "").strip()
-        if not prompt and not examples:
-            raise InvalidRequestError("say the edit in the prompt, or show it with example_before/example_after pairs")
-        parts: list[Part] = [targets[0], *([Text(prompt)] if prompt else [])]
-        body = {k: fields[k] for k in ("n", "size", "response_format", "seed") if fields.get(k)}
-        return await _pictures(request, body, [Message(role="user", parts=parts)], examples)
+
+def _image_config(body: dict[str, Any], index: int) -> GenerationConfig:
+    seed = body.get("seed")
+    image: dict[str, Any] = {}
+    size = body.get("size")
+    if size not in (None, "auto"):
+        width, _, height = str(size).partition("x")
+        if width != height or not width.isdigit():
+            raise InvalidRequestError(f"size must be square, like '64x64', not {size!r}")
+        image["size"] = int(width)
+    return GenerationConfig.model_validate(
+        {"seed": None if seed is None else int(seed) + index, "output_modality": "image", "image": image}
+    )
+
+
+async def _pictures(
+    state: ModelState, request: Request, body: dict[str, Any], messages: list[Message], examples: list[Example]
+) -> Response:
+    count = int(body.get("n") or 1)
+    if not 1 <= count <= 8:
+        raise InvalidRequestError("n must be between 1 and 8")
+    if body.get("response_format") not in (None, "b64_json"):
+        raise InvalidRequestError("only response_format 'b64_json' is served (no URLs are hosted)")
+    data = []
+    for i in range(count):
+        generation = GenerationRequest(examples=examples, messages=messages, config=_image_config(body, i))
+        message = await _answer(state, request, generation)
+        if not message.images:
+            raise ErrorAnswer("model_error", "the model answered without a picture")
+        data.append({"b64_json": b64(message.images[0].data), "revised_prompt": None})
+    return JSONResponse({"created": int(time.time()), "data": data})
+
+
+@router.post("/images/generations")
+async def images_generations(request: Request, state: ModelState = Depends(model_state)) -> Response:
+    """``n`` pictures from a prompt."""
+    body = await _json_body(state, request)
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError("prompt must be a non-empty string")
+    return await _pictures(state, request, body, [Message(role="user", parts=[Text(prompt)])], [])
+
+
+async def _edit_form(state: ModelState, request: Request) -> tuple[dict[str, list[Image]], dict[str, str]]:
+    """The pictures and fields of an edit's multipart body, within the server's limits."""
+    limit = state.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ErrorAnswer("body_too_large", f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ErrorAnswer("unsupported_media_type", "send the edit as multipart/form-data, as OpenAI's is")
+    async with request.form(max_files=2 * state.settings.max_media_parts + 2) as form:
+        pictures = {
+            name: [await _upload(f) for f in form.getlist(name)]
+            for name in ("image", "image[]", "example_before", "example_after")
+        }
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    return pictures, fields
+
+
+@router.post("/images/edits")
+async def images_edits(request: Request, state: ModelState = Depends(model_state)) -> Response:
+    """An edit of one picture, said in the prompt or shown by ``example_before``/``example_after`` pairs."""
+    pictures, fields = await _edit_form(state, request)
+    targets = pictures["image"] + pictures["image[]"]
+    if len(targets) != 1:
+        raise InvalidRequestError("send exactly one image to edit")
+    before, after = pictures["example_before"], pictures["example_after"]
+    if len(before) != len(after):
+        raise InvalidRequestError("send as many example_after pictures as example_before ones (paired in order)")
+    examples = [Example(inputs=[b], outputs=[a]) for b, a in zip(before, after, strict=True)]
+    prompt = fields.get("prompt", "").strip()
+    if not prompt and not examples:
+        raise InvalidRequestError("say the edit in the prompt, or show it with example_before/example_after pairs")
+    parts: list[Part] = [targets[0], *([Text(prompt)] if prompt else [])]
+    body = {k: fields[k] for k in ("n", "size", "response_format", "seed") if fields.get(k)}
+    return await _pictures(state, request, body, [Message(role="user", parts=parts)], examples)
 
 
 async def _upload(upload: Any) -> Image:
@@ -245,7 +264,7 @@ def _audio_reply(clip: Audio, transcript: str) -> dict[str, Any]:
 
 
 def _stream_chat(
-    state: Any, request: Request, generation: GenerationRequest, completion_id: str, created: int, name: str
+    state: ModelState, request: Request, generation: GenerationRequest, completion_id: str, created: int, name: str
 ) -> StreamingResponse:
     """``chat.completion.chunk`` events: the role, each text delta, the audio (if asked) and ``finish_reason``."""
     backend = state.ready()
@@ -279,6 +298,7 @@ def _stream_chat(
                         elif isinstance(event, Done) and wants_audio and event.message.audios:
                             yield chunk({"audio": _audio_reply(event.message.audios[0], event.message.text)})
                 except Codi2Error as exc:
+                    log.info("request %s failed mid-stream: %s %s", current_request_id(), error_code_of(exc), exc)
                     error = {"message": str(exc), "type": "server_error", "param": None, "code": error_code_of(exc)}
                     yield f"data: {json.dumps({'error': error})}\n\n".encode()
                     return

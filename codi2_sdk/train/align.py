@@ -38,11 +38,11 @@ import torch
 from torch import nn
 
 from ..content import MEDIA_PARTS, MediaPart, Part, Text
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, ModelError
 from ..messages import Example, Message
 from ..model import CoDi2Model, LossWeights, TrainingExample
-from ..model.assembly import paper_lora
-from ..model.pipelines import PipelineDecoder, PipelineParts
+from ..model.fullscale.assembly import paper_lora
+from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
 from .loop import StepLog, train_loop
 
@@ -141,7 +141,9 @@ class _DecoderAlignment(nn.Module):
 
     def forward(self, batch: list[CaptionedMedium], generator: torch.Generator) -> dict[str, torch.Tensor]:
         modality = batch[0].modality
-        decoder: Any = self.model.decoders[modality]
+        decoder = self.model.decoder_for(modality)
+        if not isinstance(decoder, PipelineDecoder):
+            raise ModelError(f"the {modality} decoder ({decoder.kind}) has no alignment loss to train")
         parts = [item.part for item in batch]
         feature = self.model.encode(modality, parts)[:, 0]
         # What the decoder receives at generation: a unit-norm prediction restored to the encoder's scale.

@@ -27,10 +27,9 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 from torch.nn import functional as F
 
-from ..content import Audio
-from ..errors import ModelError, ModelNotFoundError
-from .encoders import audio_to_tensor
-from .registry import register_encoder
+from ...content import Audio
+from ...errors import ModelError, ModelNotFoundError
+from ..media_io import audio_to_tensor
 
 __all__ = [
     "ImageBindAudioEncoder",
@@ -42,6 +41,7 @@ __all__ = [
     "official_name",
     "read_checkpoint",
 ]
+
 
 _FLOAT_EPS = float(torch.finfo(torch.float32).eps)
 
@@ -110,7 +110,6 @@ class _Block(nn.Module):
         return x + self.mlp["fc2"](F.gelu(self.mlp["fc1"](self.norm_2(x))))
 
 
-@register_encoder
 class ImageBindAudioEncoder(ModelMixin, ConfigMixin):
     """ImageBind's audio tower: audio clips in, one 1024-d feature each (its CLIP-space embedding, norm 20)."""
 
@@ -210,6 +209,8 @@ class ImageBindAudioEncoder(ModelMixin, ConfigMixin):
 
 
 _HEAD = {"modality_heads.audio.0.": "head_norm.", "modality_heads.audio.2.": "head_proj."}
+
+
 _PREFIXES = {
     "modality_preprocessors.audio.rgbt_stem.proj.": "stem.proj.",
     "modality_preprocessors.audio.rgbt_stem.norm_layer.": "stem.norm.",

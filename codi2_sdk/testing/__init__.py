@@ -27,12 +27,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import backends
-from .backends.base import Backend
-from .content import Audio, Image, Part, Text, Video
-from .errors import ModelError
-from .messages import Message, PartLike, assistant
-from .types import Capabilities, Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
+from .. import backends
+from ..backends.base import Backend
+from ..content import Audio, Image, Part, Text, Video
+from ..errors import ModelError
+from ..messages import Message, PartLike, assistant
+from ..types import Capabilities, Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 
 __all__ = [
     "FunctionBackend",

@@ -10,26 +10,26 @@ output projectors from the 1024-d feature. Nothing is downloaded: every part com
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
-from ..config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
-from ..errors import ModelError, ModelNotFoundError
-from ._quiet import quiet_loading
+from ...config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
+from ...errors import ModelError, ModelNotFoundError
+from .._quiet import quiet_loading
+from ..config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
+from ..imagebind.audio import load_imagebind_audio, read_checkpoint
+from ..imagebind.image import ImageBindImageEncoder
+from ..imagebind.video import has_vision_weights, load_imagebind_video, stem_matches_image_tower
+from ..modeling import PROJECTORS_FILE, CoDi2Model
+from ..parts import DiffusionDecoder, FrameVideoEncoder, MediaEncoder
+from ..prompt import SPECIAL_TOKENS, add_special_tokens
 from .audioldm2 import AudioLDM2Decoder
-from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
-from .encoders import FrameVideoEncoder, ImageBindImageEncoder
-from .imagebind_audio import load_imagebind_audio, read_checkpoint
-from .imagebind_video import has_vision_weights, load_imagebind_video, stem_matches_image_tower
-from .modeling import PROJECTORS_FILE, CoDi2Model
-from .tokenizer import SPECIAL_TOKENS, add_special_tokens
 from .unclip import REFERENCE_NEGATIVE_PROMPT, REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
 from .zeroscope import ZeroscopeVideoDecoder
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "FULL_SCALE_DEFAULTS",
@@ -40,8 +40,13 @@ __all__ = [
     "special_token_rows",
 ]
 
+
+log = logging.getLogger(__name__)
+
+
 FULL_SCALE_LORA = LoraSpec(r=128, alpha=256)
 """The paper's adapter: rank 128 on q, k, v, o."""
+
 
 FULL_SCALE_DEFAULTS = GenerationConfig(
     image=ImageConfig(steps=50, guidance_scale=7.5, noise_level=REFERENCE_NOISE_LEVEL),
@@ -50,9 +55,11 @@ FULL_SCALE_DEFAULTS = GenerationConfig(
 )
 """Generation settings of an assembled model: unCLIP as CoDi-2's released code runs it (``generate_image`` in
 microsoft/i-Code's ``CoDi-2/core/models/mmllama/openllama.py``: 50 DDIM steps, guidance 7.5, the image embedding
-noised to level 500, :data:`~codi2_sdk.model.unclip.REFERENCE_NEGATIVE_PROMPT` on both sides of the guidance),
+noised to level 500, :data:`~codi2_sdk.model.fullscale.unclip.REFERENCE_NEGATIVE_PROMPT` on both sides of the guidance),
 AudioLDM2's and Zeroscope's published pipeline defaults (200 steps at 3.5; 50 steps at 9.0, 576 x 320 frames; the
 encoded empty prompt as the unconditional side)."""
+
+
 PIPELINE_DEFAULTS = FULL_SCALE_DEFAULTS.model_copy(
     update={"image": FULL_SCALE_DEFAULTS.image.model_copy(update={"noise_level": 0})}
 )
@@ -102,6 +109,44 @@ def _llm(path: Path, dtype: torch.dtype | None, chat_template: str | None) -> tu
 
 
 @quiet_loading()
+@dataclass
+class _Parts:
+    """The encoders and decoders :func:`assemble` gathers from the folders it is given, with their specs."""
+
+    encoders: dict[str, MediaEncoder] = field(default_factory=dict)
+    decoders: dict[str, DiffusionDecoder] = field(default_factory=dict)
+    encoder_specs: dict[str, EncoderSpec] = field(default_factory=dict)
+
+    def add_unclip(self, path: Path, reference_decoding: bool, loading: dict[str, Any]) -> None:
+        """unCLIP's decoder, and its CLIP-H tower (loaded once, shared) reading pictures and 2-frame clips."""
+        prompt = REFERENCE_NEGATIVE_PROMPT if reference_decoding else ""
+        decoder = UnCLIPImageDecoder.from_pretrained(path, prompt=prompt, **loading)
+        image = ImageBindImageEncoder(decoder.pipeline.image_encoder)
+        self.decoders["image"] = decoder
+        self.encoders |= {"image": image, "video": FrameVideoEncoder(image, frames=2)}  # as the paper reads video
+        self.encoder_specs |= {
+            "image": EncoderSpec(kind="imagebind_image"),
+            "video": EncoderSpec(kind="frames_video", args={"frames": 2, "image_kind": "imagebind_image"}),
+        }
+
+    def add_imagebind(self, path: Path, audio_args: dict[str, Any], video_args: dict[str, Any]) -> None:
+        """ImageBind's audio tower, and its video reading where the checkpoint holds the vision trunk."""
+        state = read_checkpoint(path)  # read once: audio and video towers both come from it
+        self.encoders["audio"] = load_imagebind_audio(state, **audio_args)
+        self.encoder_specs["audio"] = EncoderSpec(kind="imagebind_audio", args=dict(audio_args))
+        if not has_vision_weights(state):
+            return
+        video = load_imagebind_video(state, **video_args)  # 15 two-frame views through its 3-D stem
+        self.encoders["video"] = video
+        self.encoder_specs["video"] = EncoderSpec(kind="imagebind_video", args=dict(video_args))
+        if isinstance(image := self.encoders.get("image"), ImageBindImageEncoder):
+            log.info(
+                "ImageBind's video stem summed over its two frames differs from unCLIP's CLIP-H patch kernel by "
+                "%.3g of its largest weight (0: ImageBind reads a picture as CLIP-H does)",
+                stem_matches_image_tower(video, image.model),
+            )
+
+
 def assemble(
     *,
     llm: str | Path,
@@ -132,7 +177,7 @@ def assemble(
             at random, for alignment training.
         lora: the adapter to add (rank 128 by default; the new media-tag rows train with it); ``None`` for none.
         chat_template: a Jinja chat template for an LLM folder whose tokenizer has none (for Llama-2-chat:
-            :data:`~codi2_sdk.model.tokenizer.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
+            :data:`~codi2_sdk.model.prompt.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
             or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
         imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
@@ -151,57 +196,35 @@ def assemble(
     llm_path = _need(llm, "LLM folder")
     assert llm_path is not None
     model_llm, tokenizer, new_rows = _llm(llm_path, dtype, chat_template)
-    encoders: dict[str, Any] = {}
-    decoders: dict[str, Any] = {}
-    specs: dict[str, dict[str, Any]] = {"encoders": {}, "decoders": {}}
+    parts = _Parts()
     loading: dict[str, Any] = {"variant": variant, "dtype": dtype}
     if (path := _need(unclip, "unCLIP pipeline folder")) is not None:
-        prompt = REFERENCE_NEGATIVE_PROMPT if reference_decoding else ""
-        decoders["image"] = UnCLIPImageDecoder.from_pretrained(path, prompt=prompt, **loading)
-        encoders["image"] = ImageBindImageEncoder(decoders["image"].pipeline.image_encoder)  # loaded once, shared
-        encoders["video"] = FrameVideoEncoder(encoders["image"], frames=2)  # 2-frame clips, as the paper reads video
-        specs["encoders"] |= {
-            "image": EncoderSpec(kind="imagebind_image"),
-            "video": EncoderSpec(kind="frames_video", args={"frames": 2, "image_kind": "imagebind_image"}),
-        }
+        parts.add_unclip(path, reference_decoding, loading)
     if (path := _need(imagebind, "ImageBind checkpoint")) is not None:
-        state = read_checkpoint(path)  # read once: audio and video towers both come from it
-        encoders["audio"] = load_imagebind_audio(state, **(imagebind_args or {}))
-        specs["encoders"]["audio"] = EncoderSpec(kind="imagebind_audio", args=dict(imagebind_args or {}))
-        if has_vision_weights(state):  # video read as ImageBind reads it: 15 two-frame views through its 3-D stem
-            encoders["video"] = load_imagebind_video(state, **(imagebind_video_args or {}))
-            specs["encoders"]["video"] = EncoderSpec(kind="imagebind_video", args=dict(imagebind_video_args or {}))
-            if "image" in encoders:
-                log.info(
-                    "ImageBind's video stem summed over its two frames differs from unCLIP's CLIP-H patch kernel by "
-                    "%.3g of its largest weight (0: ImageBind reads a picture as CLIP-H does)",
-                    stem_matches_image_tower(encoders["video"], encoders["image"].model),
-                )
-        del state
+        parts.add_imagebind(path, imagebind_args or {}, imagebind_video_args or {})
     if (path := _need(audioldm2, "AudioLDM2 pipeline folder")) is not None:
-        decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **loading)
+        parts.decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **loading)
     if (path := _need(zeroscope, "Zeroscope pipeline folder")) is not None:
-        decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **loading)
-    specs["decoders"] = {m: DecoderSpec(kind=d.kind) for m, d in decoders.items()}
+        parts.decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **loading)
     # Predicted features are unit-norm: restored to ImageBind's audio scale (L2 x 20) and to the scale of the CLIP
     # image embeddings unCLIP is conditioned on (its encoder reads at ImageBind's unit scale), measured once here
     # with the pipeline's own image encoder and stored in the checkpoint's config.
-    norms = {"audio": 20.0} if "audio" in encoders else {}
+    norms = {"audio": 20.0} if "audio" in parts.encoders else {}
     config = CoDi2Config(
         name=name,
-        encoders=specs["encoders"],
-        decoders=specs["decoders"],
+        encoders=parts.encoder_specs,
+        decoders={m: DecoderSpec(kind=d.kind) for m, d in parts.decoders.items()},
         feature_norms=norms,
         defaults=FULL_SCALE_DEFAULTS if reference_decoding else PIPELINE_DEFAULTS,
     )
-    model = CoDi2Model(config, model_llm, tokenizer, encoders, decoders)
+    model = CoDi2Model(config, model_llm, tokenizer, parts.encoders, parts.decoders)
     if (path := _need(projectors, "projectors folder")) is not None:
         model._load_projectors(load_file(str(path / PROJECTORS_FILE)), path)
     if lora is not None:
         rows = sorted(set(new_rows) | set(special_token_rows(tokenizer)))
         model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-    if "image" in decoders:  # on the device, once the tower is there
-        norms["image"] = decoders["image"].measure_embedding_norm(norm_pictures())
+    if isinstance(image := parts.decoders.get("image"), UnCLIPImageDecoder):  # on the device, once the tower is there
+        norms["image"] = image.measure_embedding_norm(norm_pictures())
         model.config = model.config.model_copy(update={"feature_norms": norms})
     return model.eval()

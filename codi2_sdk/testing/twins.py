@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from ._quiet import quiet_loading
-from .audioldm2 import AudioLDM2Decoder
-from .modeling import CoDi2Model
-from .zeroscope import ZeroscopeVideoDecoder
+from ..model._quiet import quiet_loading
+from ..model.fullscale.audioldm2 import AudioLDM2Decoder
+from ..model.fullscale.zeroscope import ZeroscopeVideoDecoder
+from ..model.modeling import CoDi2Model
 
 __all__ = [
     "full_scale_twin",
@@ -28,6 +28,7 @@ __all__ = [
     "tiny_zeroscope_decoder",
     "tiny_zeroscope_pipeline",
 ]
+
 
 _CHARS = list(string.ascii_lowercase + string.digits + string.punctuation)
 
@@ -281,7 +282,7 @@ def tiny_llama_tokenizer(words: list[str]) -> Any:
 
     from transformers import LlamaTokenizer
 
-    from .tokenizer import LLAMA2_CHAT_TEMPLATE
+    from ..model.prompt import LLAMA2_CHAT_TEMPLATE
 
     vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", "▁"])}
     for char in string.ascii_letters + string.digits + string.punctuation:
@@ -310,11 +311,12 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from ..config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
-    from .config import CoDi2Config, DecoderSpec, EncoderSpec
-    from .encoders import FrameVideoEncoder, ImageBindImageEncoder
-    from .imagebind_audio import ImageBindAudioEncoder
-    from .tokenizer import add_special_tokens
-    from .unclip import REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
+    from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec
+    from ..model.fullscale.unclip import REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
+    from ..model.imagebind.audio import ImageBindAudioEncoder
+    from ..model.imagebind.image import ImageBindImageEncoder
+    from ..model.parts import FrameVideoEncoder
+    from ..model.prompt import add_special_tokens
 
     torch.manual_seed(seed)
     unclip = UnCLIPImageDecoder(tiny_unclip_pipeline(seed), prompt_embeds=torch.randn(1, 4, 24))

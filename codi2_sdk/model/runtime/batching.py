@@ -28,8 +28,10 @@ from typing import Any
 
 __all__ = ["BatchStep", "StepBatcher", "current_batcher", "using_batcher"]
 
+
 BatchStep = Callable[[list[Any], int], list[Any]]
 """Runs a group's items in one call padded to the width given, returning one result per item."""
+
 
 _current: contextvars.ContextVar[StepBatcher | None] = contextvars.ContextVar("codi2_step_batcher", default=None)
 

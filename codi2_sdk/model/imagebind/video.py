@@ -27,11 +27,10 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 from torch.nn import functional as F
 
-from ..content import Video
-from ..errors import ModelError
-from .encoders import CLIPImageEncoder
-from .imagebind_audio import _Block, load_official_weights, official_name
-from .registry import register_encoder
+from ...content import Video
+from ...errors import ModelError
+from .audio import _Block, load_official_weights, official_name
+from .image import CLIPImageEncoder
 
 __all__ = [
     "ImageBindVideoEncoder",
@@ -41,10 +40,10 @@ __all__ = [
     "stem_matches_image_tower",
 ]
 
+
 CLIP_MEAN, CLIP_STD = CLIPImageEncoder._MEAN, CLIPImageEncoder._STD
 
 
-@register_encoder
 class ImageBindVideoEncoder(ModelMixin, ConfigMixin):
     """ImageBind's video reading: video clips in, one 1024-d unit-norm feature each (the mean over 15 views)."""
 

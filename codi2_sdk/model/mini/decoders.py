@@ -1,16 +1,11 @@
-"""Diffusion decoders: conditioning features in, finished image or audio parts out.
+"""codi2-mini's diffusion decoders: latent diffusion built from diffusers parts.
 
-Every decoder is a :class:`DiffusionDecoder`: :meth:`~DiffusionDecoder.iter_decode` runs the diffusion a
-step at a time (yielding each step, so callers stream progress and cancel by closing it) and builds each
-part once, at the requested size or duration, with its :class:`~codi2_sdk.content.Provenance`.
-
-:class:`LatentDiffusionDecoder` is latent diffusion built from diffusers parts: an ``AutoencoderKL``, a
-``UNet2DConditionModel`` conditioned on the feature vector twice (``class_embed_type="projection"`` and
-one cross-attention token), and a diffusers scheduler (DDIM by default), with classifier-free guidance
-against the zero vector (the decoder is trained with condition dropout to zeros).
-:class:`ImageDecoder` turns its output into pictures; :class:`AudioDecoder` runs it over normalised
-log-mel spectrograms and inverts them with Griffin-Lim. The paper's image decoder, SD-2.1 unCLIP, is in
-:mod:`.unclip`.
+:class:`LatentDiffusionDecoder` is an ``AutoencoderKL``, a ``UNet2DConditionModel`` conditioned on the feature
+vector twice (``class_embed_type="projection"`` and one cross-attention token), and a diffusers scheduler (DDIM by
+default), with classifier-free guidance against the zero vector (the decoder is trained with condition dropout to
+zeros). :class:`ImageDecoder` turns its output into pictures; :class:`AudioDecoder` runs it over normalised
+log-mel spectrograms and inverts them with Griffin-Lim; :class:`VideoDecoder` is Zeroscope's design at small
+scale. The paper's decoders are in :mod:`codi2_sdk.model.fullscale`.
 
 A latent decoder's folder is a diffusers pipeline folder (``model_index.json``, ``vae/``, ``unet/``,
 ``scheduler/``, written and read by :class:`LatentDiffusionPipeline`), plus ``decoder.json``.
@@ -19,164 +14,25 @@ A latent decoder's folder is a diffusers pipeline folder (``model_index.json``, 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import diffusers
-import numpy as np
-import PIL.Image
 import torch
 from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel, UNet3DConditionModel
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
-from ..config import AudioConfig, ImageConfig, VideoConfig
-from ..content import Audio, Image, MediaModality, Provenance, Video
-from ._quiet import quiet_loading
-from .audio_features import LogMel, griffin_lim
-from .batching import current_batcher
+from ...config import AudioConfig, VideoConfig
+from ...content import Audio, Provenance, Video
+from .._quiet import quiet_loading
+from ..media_io import LogMel, PixelOutputs, frames_to_videos, griffin_lim, waves_to_clips
+from ..parts import DiffusionDecoder
+from ..runtime.batching import current_batcher
 from .encoders import LOG_MEL_MEAN, LOG_MEL_STD
-from .registry import register_decoder
 
-__all__ = [
-    "AudioDecoder",
-    "DiffusionDecoder",
-    "ImageDecoder",
-    "LatentDiffusionDecoder",
-    "LatentDiffusionPipeline",
-    "PixelOutputs",
-    "StepCallback",
-    "frames_to_videos",
-    "pixels_to_images",
-    "waves_to_clips",
-]
-
-StepCallback = Callable[[int, int], None]
-"""Called after each diffusion step with ``(step, total)``; raising from it cancels the decode."""
-
-MediaSettings = ImageConfig | AudioConfig
-
-
-class DiffusionDecoder(nn.Module):
-    """What the model needs of a decoder: a conditioning width, stepwise sampling, and parts out.
-
-    Subclasses set ``kind`` (their registry name), ``modality``, and ``options``: the fields of the
-    modality's settings that only this kind reads (passed to :meth:`iter_sample` as keywords).
-    """
-
-    kind: ClassVar[str] = ""
-    modality: ClassVar[MediaModality]
-    options: ClassVar[tuple[str, ...]] = ()
-    cond_dim: int
-
-    def iter_sample(
-        self,
-        cond: torch.Tensor,
-        *,
-        steps: int,
-        guidance_scale: float,
-        generator: torch.Generator | None = None,
-        **options: Any,
-    ) -> Generator[int, None, torch.Tensor]:
-        """Decode features ``(batch, cond_dim)``, yielding each step number; returns the decoder-space output."""
-        raise NotImplementedError
-
-    def sample(
-        self,
-        cond: torch.Tensor,
-        *,
-        steps: int,
-        guidance_scale: float,
-        generator: torch.Generator | None = None,
-        callback: StepCallback | None = None,
-    ) -> torch.Tensor:
-        """Decode features ``(batch, cond_dim)``; ``callback(step, total)`` runs after each step."""
-        run = self.iter_sample(cond, steps=steps, guidance_scale=guidance_scale, generator=generator)
-        while True:
-            try:
-                step = next(run)
-            except StopIteration as done:
-                return done.value
-            if callback is not None:
-                callback(step, steps)
-
-    def to_media(
-        self,
-        outputs: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        settings: Any = None,
-        provenance: Provenance | None = None,
-    ) -> list[Any]:
-        """Turn :meth:`iter_sample`'s outputs into finished parts (at ``settings``' size or duration)."""
-        raise NotImplementedError
-
-    def iter_decode(
-        self,
-        cond: torch.Tensor,
-        settings: MediaSettings,
-        *,
-        generator: torch.Generator | None = None,
-        provenance: Provenance | None = None,
-    ) -> Generator[int, None, list[Any]]:
-        """Decode features ``(batch, cond_dim)`` with a modality's settings (steps, guidance, this kind's
-        options, size or duration), yielding each step; returns the finished parts, whose provenance is
-        ``provenance`` completed with the settings used."""
-        steps, guidance = int(settings.steps or 1), float(settings.guidance_scale or 1.0)
-        options = settings.model_dump(include=set(self.options))
-        weights = next(self.parameters(), None)
-        if weights is not None:  # the features meet the decoder on its device, in its dtype (bf16 on a GPU)
-            cond = cond.to(weights.device, weights.dtype)
-        outputs = yield from self.iter_sample(
-            cond, steps=steps, guidance_scale=guidance, generator=generator, **options
-        )
-        made = (provenance or Provenance()).model_copy(update={"steps": steps, "guidance_scale": guidance, **options})
-        return self.to_media(outputs.float(), generator=generator, settings=settings, provenance=made)
-
-    @classmethod
-    def build(cls, **args: Any) -> DiffusionDecoder:
-        """A random-initialised decoder from its arguments."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> DiffusionDecoder:
-        """Load a decoder from its folder."""
-        raise NotImplementedError
-
-
-def pixels_to_pil(outputs: torch.Tensor, *, size: int | None = None) -> list[PIL.Image.Image]:
-    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as RGB pictures (resized to a square of side ``size``
-    when given, bicubic)."""
-    pixels = ((outputs.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    pictures = []
-    for p in pixels:
-        pil = PIL.Image.fromarray(np.ascontiguousarray(p))
-        if size is not None and pil.size != (size, size):
-            pil = pil.resize((size, size), PIL.Image.Resampling.BICUBIC)
-        pictures.append(pil)
-    return pictures
-
-
-def pixels_to_images(
-    outputs: torch.Tensor, *, size: int | None = None, provenance: Provenance | None = None
-) -> list[Image]:
-    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (see :func:`pixels_to_pil`)."""
-    return [Image.from_pil(pil, provenance=provenance) for pil in pixels_to_pil(outputs, size=size)]
-
-
-def frames_to_videos(
-    outputs: torch.Tensor, *, settings: Any = None, fps: float, provenance: Provenance | None = None
-) -> list[Video]:
-    """Frames in [-1, 1], ``(batch, frames, 3, height, width)``, as MP4 :class:`Video` parts: at ``settings.fps``
-    when set (else ``fps``), resized to ``settings.size`` when set (see :func:`pixels_to_pil`)."""
-    rate = float(settings.fps) if settings is not None and settings.fps else fps
-    size = settings.size if settings is not None else None
-    clips = []
-    for clip in outputs:
-        pixels = np.stack([np.asarray(frame) for frame in pixels_to_pil(clip, size=size)])
-        clips.append(Video.from_frames(pixels, fps=rate, provenance=provenance))
-    return clips
+__all__ = ["AudioDecoder", "ImageDecoder", "LatentDiffusionDecoder", "LatentDiffusionPipeline"]
 
 
 class LatentDiffusionPipeline(DiffusionPipeline):
@@ -297,7 +153,7 @@ class LatentDiffusionDecoder(DiffusionDecoder):
 
     def _denoise(self, latents: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """One UNet call of a decode: with other generations' when a
-        :class:`~codi2_sdk.model.batching.StepBatcher` is in use (:meth:`denoise_together`), else alone."""
+        :class:`~codi2_sdk.model.runtime.batching.StepBatcher` is in use (:meth:`denoise_together`), else alone."""
         batcher = current_batcher()
         if batcher is None:
             return self._unet(latents, t, cond)
@@ -321,30 +177,12 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         return self.vae.decode(latents / self.vae.config.scaling_factor).sample
 
 
-class PixelOutputs:
-    """For image decoders whose outputs are pixels in [-1, 1]: :meth:`to_media` makes PNG parts."""
-
-    modality: ClassVar[MediaModality] = "image"
-
-    def to_media(
-        self,
-        outputs: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        settings: ImageConfig | None = None,
-        provenance: Provenance | None = None,
-    ) -> list[Image]:
-        return pixels_to_images(outputs, size=settings.size if settings else None, provenance=provenance)
-
-
-@register_decoder
 class ImageDecoder(PixelOutputs, LatentDiffusionDecoder):
     """Latent diffusion to RGB pictures."""
 
     kind = "latent_image"
 
 
-@register_decoder
 class AudioDecoder(LatentDiffusionDecoder):
     """Latent diffusion to normalised log-mel spectrograms, then Griffin-Lim to waveforms."""
 
@@ -380,7 +218,6 @@ class AudioDecoder(LatentDiffusionDecoder):
         return waves_to_clips(waves, int(self.extra["sample_rate"]), settings, provenance)
 
 
-@register_decoder
 class VideoDecoder(LatentDiffusionDecoder):
     """Latent video diffusion, Zeroscope's design at small scale: a ``UNet3DConditionModel`` over per-frame
     latents of an image ``AutoencoderKL``, to MP4 clips.
@@ -431,16 +268,3 @@ class VideoDecoder(LatentDiffusionDecoder):
         provenance: Provenance | None = None,
     ) -> list[Video]:
         return frames_to_videos(outputs, settings=settings, fps=float(self.extra["fps"]), provenance=provenance)
-
-
-def waves_to_clips(
-    waves: np.ndarray, rate: int, settings: AudioConfig | None, provenance: Provenance | None
-) -> list[Audio]:
-    """Waveforms ``(batch, samples)`` as WAV parts, clipped to [-1, 1] and cut or padded to the asked duration."""
-    clips = []
-    for wave in np.clip(waves, -1.0, 1.0):
-        if settings is not None and settings.duration is not None:
-            n = round(settings.duration * rate)
-            wave = wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
-        clips.append(Audio.from_array(wave, sample_rate=rate, provenance=provenance))
-    return clips

@@ -20,20 +20,10 @@ from typing import Any
 
 import torch
 
-from .prompt import Prompt
-
-__all__ = ["MediaFeatureCache", "PrefixCache", "prompt_signature"]
-
 Signature = tuple[Any, ...]
+"""A prompt's identity: its token ids, each media slot token standing for its medium's content."""
 
-
-def prompt_signature(prompt: Prompt) -> Signature:
-    """The prompt's token ids, each media slot token replaced by ``(content hash, index in the slot)``."""
-    items: list[Any] = list(prompt.ids)
-    for slot in prompt.media:
-        for j in range(slot.count):
-            items[slot.position + j] = (slot.part.sha256, j)
-    return tuple(items)
+__all__ = ["MediaFeatureCache", "PrefixCache"]
 
 
 def _common_prefix(a: Signature, b: Signature) -> int:

@@ -10,11 +10,11 @@ import PIL.Image
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..errors import ModelError
-from ._quiet import quiet_loading
-from .decoders import DiffusionDecoder, PixelOutputs
+from ...errors import ModelError
+from .._quiet import quiet_loading
+from ..media_io import PixelOutputs
+from ..parts import DiffusionDecoder
 from .pipelines import PipelineParts, load_pipeline, stream_pipeline
-from .registry import register_decoder
 
 __all__ = ["REFERENCE_NEGATIVE_PROMPT", "REFERENCE_NOISE_LEVEL", "UnCLIPImageDecoder", "norm_pictures"]
 
@@ -26,6 +26,8 @@ REFERENCE_NEGATIVE_PROMPT = (
 """The text CoDi-2's released code conditions unCLIP on, on both sides of guidance (microsoft/i-Code,
 ``CoDi-2/core/models/mmllama/openllama.py``, ``generate_image``: ``uc_encoder`` is this prompt's encoding, given as
 ``c_crossattn`` to the conditional and the unconditional branch alike)."""
+
+
 REFERENCE_NOISE_LEVEL = 500
 """The noise level CoDi-2's released code gives unCLIP's image embedding (the same ``generate_image``:
 ``noise_augmentor.max_noise_level * 0.5``, with ``max_noise_level`` 1000)."""
@@ -50,7 +52,6 @@ def norm_pictures() -> list[PIL.Image.Image]:
     return pictures
 
 
-@register_decoder
 class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
     """Stable Diffusion 2.1 unCLIP (diffusers ``StableUnCLIPImg2ImgPipeline``) as the image decoder, the
     paper's choice, run as CoDi-2's released code runs it: the predicted feature is given as ``image_embeds``

@@ -16,9 +16,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..errors import ModelError
-from ._quiet import quiet_loading
-from .decoders import DiffusionDecoder
+from ...errors import ModelError
+from .._quiet import quiet_loading
+from ..parts import DiffusionDecoder
 
 __all__ = [
     "PipelineDecoder",

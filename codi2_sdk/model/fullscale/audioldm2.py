@@ -2,7 +2,7 @@
 
 AudioLDM2 is conditioned on two sequences, not one vector: GPT-2's "language of audio" states
 (``generated_prompt_embeds``, 8 x 768) and T5's text states (``prompt_embeds``, L x 1024). Two output
-projectors (:class:`~codi2_sdk.model.pipelines.QueryProjector`) map the model's 1024-d feature into each;
+projectors (:class:`~codi2_sdk.model.fullscale.pipelines.QueryProjector`) map the model's 1024-d feature into each;
 the unconditional side of guidance is the encoded empty prompt (as the pipeline runs by default), computed once
 and stored with the decoder. The pipeline runs in a worker thread
 so progress streams step by step; closing the iterator stops it at the next step. Pitfalls measured with
@@ -21,23 +21,20 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..config import AudioConfig
-from ..content import Audio, Provenance
-from ._quiet import quiet_loading
-from .audio_features import LogMel
-from .decoders import waves_to_clips
-from .encoders import audio_to_tensor
+from ...config import AudioConfig
+from ...content import Audio, Provenance
+from .._quiet import quiet_loading
+from ..media_io import LogMel, audio_to_tensor, waves_to_clips
 from .pipelines import PipelineDecoder, QueryProjector, fit_tokens, stream_pipeline
-from .registry import register_decoder
 
 __all__ = ["AudioLDM2Decoder"]
+
 
 # diffusers 0.42's AudioLDM2 pipeline drives GPT-2 with ``past_key_values``, which transformers 5 deprecates with a
 # FutureWarning on every step of every clip: the pipeline's doing, nothing a user of this SDK can change.
 warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
 
 
-@register_decoder
 class AudioLDM2Decoder(PipelineDecoder):
     """A feature vector to audio through AudioLDM2, via two output projectors."""
 

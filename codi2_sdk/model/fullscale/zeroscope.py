@@ -2,7 +2,7 @@
 ``UNet3DConditionModel``).
 
 The model's 1024-d feature is mapped to the pipeline's text conditioning (77 x 1024 CLIP-H states) by an
-output projector (:class:`~codi2_sdk.model.pipelines.QueryProjector`); the unconditional side of guidance is the
+output projector (:class:`~codi2_sdk.model.fullscale.pipelines.QueryProjector`); the unconditional side of guidance is the
 encoded empty prompt, stored with the decoder. Clips are 576 x 320 by default, Zeroscope v2 576w's native size. Frames stream step by step and closing the iterator stops the pipeline at its next step.
 
 The weights are CC-BY-NC (the user supplies the pipeline folder).
@@ -19,15 +19,14 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..config import VideoConfig
-from ..content import Provenance, Video
-from ._quiet import quiet_loading
-from .decoders import frames_to_videos
-from .encoders import image_to_tensor
+from ...config import VideoConfig
+from ...content import Provenance, Video
+from .._quiet import quiet_loading
+from ..media_io import frames_to_videos, image_to_tensor
 from .pipelines import PipelineDecoder, QueryProjector, fit_tokens, stream_pipeline
-from .registry import register_decoder
 
 __all__ = ["ZeroscopeVideoDecoder"]
+
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,6 @@ def _say_the_pipeline_is_deprecated() -> None:
     )
 
 
-@register_decoder
 class ZeroscopeVideoDecoder(PipelineDecoder):
     """A feature vector to a video clip through a text-to-video pipeline, via an output projector."""
 
