@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import _moved  # noqa: F401  (registers the old import paths of renamed modules, for one release)
 from .backends.base import Backend
 from .config import AudioConfig, GenerationConfig, ImageConfig, TextConfig, VideoConfig
 from .content import Audio, Image, MediaModality, Modality, Part, Provenance, Text, Video
@@ -40,8 +41,8 @@ from .errors import (
     ServiceUnavailableError,
     UnprocessableEntityError,
 )
+from .events import Capabilities, Done, ErrorEvent, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from .messages import Example, Message, assistant, system, user
-from .types import Capabilities, Done, ErrorEvent, Event, GenerationRequest, MediaDone, Progress, TextDelta
 
 if TYPE_CHECKING:
     from .backends.local import LocalBackend

@@ -376,6 +376,11 @@ def decode_video(data: bytes, *, keep_frames: bool = True) -> tuple[VideoInfo, l
     return _decode_container(data, keep_frames)
 
 
+def stored_frame_rate(fps: float) -> float:
+    """The frame rate :func:`encode_video` writes for ``fps`` (a fraction with a denominator of at most 1001)."""
+    return float(Fraction(fps).limit_denominator(1001))
+
+
 def encode_video(frames: np.ndarray, fps: float) -> bytes:
     """Encode ``(frames, height, width, 3)`` uint8 RGB as MP4 (H.264, yuv420p; odd sides padded by one pixel)."""
     import numpy as np

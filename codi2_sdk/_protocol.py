@@ -20,7 +20,7 @@ from __future__ import annotations
 from pydantic import TypeAdapter
 
 from ._base import SDKModel
-from .types import Event, GenerationRequest
+from .events import Event, GenerationRequest
 
 API_PREFIX = "/v1"
 REQUEST_ID_HEADER = "x-request-id"

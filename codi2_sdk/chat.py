@@ -25,11 +25,62 @@ from .backends.base import Backend
 from .content import Part, Text, open_media
 from .conversation import Conversation
 from .errors import Codi2Error
-from .types import MediaDone, TextDelta
+from .events import MediaDone, TextDelta
 
 __all__ = ["chat"]
 
 HELP = __doc__.split("\n\n")[1] if __doc__ else ""
+
+
+class _Session:
+    """The terminal chat's state: the conversation, the files attached to the next message, the media written."""
+
+    def __init__(self, conv: Conversation, out: Path, say: TextIO) -> None:
+        self.conv, self.out, self.say = conv, out, say
+        self.attached: list[Part] = []
+        self.made = 0
+
+    def show(self, text: str = "", end: str = "\n") -> None:
+        self.say.write(text + end)
+        self.say.flush()
+
+    def command(self, line: str) -> bool:
+        """Run a ``/command`` line; returns False for ``/quit``."""
+        words = shlex.split(line)
+        command, args = words[0], words[1:]
+        if command in ("/quit", "/exit"):
+            return False
+        if command == "/help":
+            self.show(HELP)
+        elif command in ("/image", "/audio", "/video") and len(args) == 1:
+            self.attached.append(open_media(args[0]))
+            self.show(f"attached {args[0]} to the next message")
+        elif command == "/example" and len(args) == 2:
+            self.conv.add_example(inputs=open_media(args[0]), outputs=open_media(args[1]))
+            self.show(f"example {len(self.conv.examples)}: {args[0]} -> {args[1]}")
+        elif command == "/save" and len(args) == 1:
+            self.show(f"saved {self.conv.save(args[0])}")
+        elif command == "/undo":
+            self.conv.undo()
+            self.show("took back the last turn")
+        else:
+            self.show(f"unknown command or arguments: {line} (/help lists them)")
+        return True
+
+    def send(self, line: str) -> None:
+        """Send a message (with the attached files) and print the answer as it streams; media go to files."""
+        self.show("codi2: ", end="")
+        for event in self.conv.stream(*self.attached, Text(line)):
+            if isinstance(event, TextDelta):
+                self.show(event.text, end="")
+            elif isinstance(event, MediaDone):
+                self.made += 1
+                self.out.mkdir(parents=True, exist_ok=True)
+                suffix = {"image": ".png", "audio": ".wav", "video": ".mp4"}[event.part.type]
+                path = event.part.save(self.out / f"{self.made:03d}-{event.part.type}{suffix}")  # type: ignore[union-attr]
+                self.show(f" [{event.part.type}: {path}] ", end="")
+        self.show()
+        self.attached = []
 
 
 def chat(
@@ -41,20 +92,13 @@ def chat(
     seed: int | None = None,
 ) -> Conversation:
     """Run the chat loop until ``/quit`` or the end of ``lines``; returns the conversation."""
-    out = Path(out)
     conv = Conversation(backend=backend, config={"seed": seed} if seed is not None else None)
-    attached: list[Part] = []
-    made = 0
+    session = _Session(conv, Path(out), say)
     interactive = lines.isatty()
-
-    def show(text: str = "", end: str = "\n") -> None:
-        say.write(text + end)
-        say.flush()
-
-    show(f"codi2 chat with {backend.capabilities.model}: /help for commands, /quit to leave.")
+    session.show(f"codi2 chat with {backend.capabilities.model}: /help for commands, /quit to leave.")
     while True:
         if interactive:
-            show("> ", end="")
+            session.show("> ", end="")
         line = lines.readline()
         if not line:
             break
@@ -63,38 +107,10 @@ def chat(
             continue
         try:
             if line.startswith("/"):
-                words = shlex.split(line)
-                command, args = words[0], words[1:]
-                if command in ("/quit", "/exit"):
+                if not session.command(line):
                     break
-                if command == "/help":
-                    show(HELP)
-                elif command in ("/image", "/audio", "/video") and len(args) == 1:
-                    attached.append(open_media(args[0]))
-                    show(f"attached {args[0]} to the next message")
-                elif command == "/example" and len(args) == 2:
-                    conv.add_example(inputs=open_media(args[0]), outputs=open_media(args[1]))
-                    show(f"example {len(conv.examples)}: {args[0]} -> {args[1]}")
-                elif command == "/save" and len(args) == 1:
-                    show(f"saved {conv.save(args[0])}")
-                elif command == "/undo":
-                    conv.undo()
-                    show("took back the last turn")
-                else:
-                    show(f"unknown command or arguments: {line} (/help lists them)")
                 continue
-            show("codi2: ", end="")
-            for event in conv.stream(*attached, Text(line)):
-                if isinstance(event, TextDelta):
-                    show(event.text, end="")
-                elif isinstance(event, MediaDone):
-                    made += 1
-                    out.mkdir(parents=True, exist_ok=True)
-                    suffix = {"image": ".png", "audio": ".wav", "video": ".mp4"}[event.part.type]
-                    path = event.part.save(out / f"{made:03d}-{event.part.type}{suffix}")  # type: ignore[union-attr]
-                    show(f" [{event.part.type}: {path}] ", end="")
-            show()
-            attached = []
+            session.send(line)
         except (Codi2Error, ValueError, OSError) as exc:
-            show(f"\nerror: {exc}")
+            session.show(f"\nerror: {exc}")
     return conv

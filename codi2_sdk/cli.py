@@ -99,8 +99,8 @@ def _chat(args: argparse.Namespace) -> int:
 def _mcp(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .tools.mcp_server import build_mcp_server, run_stdio
-    from .tools.store import MediaStore
+    from .agents.mcp_server import build_mcp_server, run_stdio
+    from .agents.store import MediaStore
 
     backend = _backend(args)
     store = MediaStore(args.media_dir, allowed_roots=args.allowed_root or [])

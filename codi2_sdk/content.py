@@ -187,6 +187,14 @@ class Image(_Media):
         """Encode a PIL image (PNG by default, lossless)."""
         return cls(data=_media.encode_image(img, format.upper()), provenance=provenance)
 
+    @classmethod
+    def _encoded_here(cls, img: PIL.Image.Image, *, provenance: Provenance | None = None) -> Image:
+        """A picture the SDK encodes itself (a model's output) as PNG: what it is, is known from the encoding, so
+        the bytes are not decoded again to check them, as :meth:`from_pil` does."""
+        image = cls.model_construct(data=_media.encode_image(img, "PNG"), mime_type="image/png", provenance=provenance)
+        image._width, image._height = img.size
+        return image
+
     def _repr_png_(self) -> bytes:
         """Notebooks show the picture."""
         return self.data if self.mime_type == "image/png" else _media.encode_image(self.to_pil(), "PNG")
@@ -302,6 +310,18 @@ class Audio(_Media):
         data = _media.encode_audio(np.clip(array, -1.0, 1.0), int(sample_rate))
         return cls(data=data, provenance=provenance)
 
+    @classmethod
+    def _encoded_here(cls, samples: np.ndarray, *, sample_rate: int, provenance: Provenance | None = None) -> Audio:
+        """Finite ``float32`` samples the SDK encodes itself (a model's output) as 16-bit WAV, with what the clip
+        is known from the encoding, not decoded again; the shape is held to the limits as :meth:`from_array`
+        holds it."""
+        channels = 1 if samples.ndim == 1 else int(samples.shape[1])
+        _media.check_audio_shape(len(samples), channels, sample_rate)
+        data = _media.encode_audio(samples.clip(-1.0, 1.0), sample_rate)
+        clip = cls.model_construct(data=data, mime_type="audio/wav", sample_rate=sample_rate, provenance=provenance)
+        clip._frames, clip._channels = len(samples), channels
+        return clip
+
     def to_numpy(self) -> np.ndarray:
         """Decode to ``float32`` samples, shape ``(frames,)`` for mono, ``(frames, channels)`` otherwise."""
         return _media.decode_audio(self.data)
@@ -404,6 +424,17 @@ class Video(_Media):
             with np.errstate(invalid="ignore", over="ignore"):
                 array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
         return cls(data=_media.encode_video(array, float(fps)), provenance=provenance)
+
+    @classmethod
+    def _encoded_here(cls, frames: np.ndarray, *, fps: float, provenance: Provenance | None = None) -> Video:
+        """``uint8`` RGB frames the SDK encodes itself (a model's output) as MP4, with what the clip is known from
+        the encoding (sides padded to even, the rate as the container stores it), not decoded again."""
+        count, height, width = frames.shape[:3]
+        _media.check_video_shape(count, width, height, float(fps))
+        data, rate = _media.encode_video(frames, float(fps)), _media.stored_frame_rate(float(fps))
+        clip = cls.model_construct(data=data, mime_type="video/mp4", fps=rate, provenance=provenance)
+        clip._width, clip._height, clip._frames = width + width % 2, height + height % 2, count
+        return clip
 
     def to_frames(self) -> np.ndarray:
         """Decode to ``uint8`` RGB frames, shape ``(frames, height, width, 3)``."""

@@ -34,8 +34,8 @@ from .backends.base import Backend
 from .config import GenerationConfig
 from .content import Audio, Image, Text, Video
 from .errors import Codi2Error, ConversationFileError, InvalidRequestError, ModelError, error_from_code
+from .events import Done, ErrorEvent, Event, GenerationRequest
 from .messages import Example, Message, PartLike, system, to_parts
-from .types import Done, ErrorEvent, Event, GenerationRequest
 
 __all__ = ["SCHEMA_VERSION", "Conversation"]
 

@@ -34,7 +34,11 @@ class Scene:
 
 
 def _scenes() -> list[Scene]:
-    pic, snd, vid = samples.picture, samples.sound, samples.clip
+    return _picture_and_sound_scenes() + _video_and_conversation_scenes()
+
+
+def _picture_and_sound_scenes() -> list[Scene]:
+    pic, snd = samples.picture, samples.sound
     return [
         Scene(
             "Text to image",
@@ -68,6 +72,12 @@ def _scenes() -> list[Scene]:
             ],
             config={"output_modality": "audio"},
         ),
+    ]
+
+
+def _video_and_conversation_scenes() -> list[Scene]:
+    pic, vid = samples.picture, samples.clip
+    return [
         Scene(
             "Text to video",
             "A description in, a clip out (8 frames at 4 fps).",

@@ -15,14 +15,15 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .backends.base import Backend
 from .content import MediaPart, Text, open_media
 from .conversation import Conversation
 from .errors import Codi2Error, MissingDependencyError
+from .events import MediaDone, Progress, TextDelta
 from .messages import Message
-from .types import MediaDone, Progress, TextDelta
 
 __all__ = ["build_ui", "mount_ui"]
 
@@ -108,57 +109,67 @@ def _settings(seed: float | None, output: str, steps: float | None) -> dict[str,
     return config
 
 
-def build_ui(backend: Backend | Callable[[], Backend], *, gate: Gate | None = None, title: str | None = None) -> Any:
-    """The chat page (a ``gradio.Blocks``) for ``backend`` (or a function that returns it when a page needs
-    it: a server's model may still be loading); ``gate`` wraps each turn (the server's queue)."""
-    gr = _gradio()
-    gate = gate or contextlib.nullcontext
-    accepts = ["image", "audio", "video"]
+class _Callbacks:
+    """What the page's controls do, one method per control; each takes and returns the browser's session."""
 
-    def describe() -> str:
+    def __init__(self, gr: Any, backend: Backend | Callable[[], Backend], gate: Gate, title: str | None) -> None:
+        self.gr, self.backend, self.gate, self.title = gr, backend, gate, title
+
+    def describe(self) -> str:
+        """The page's heading: the model's name and what it reads and writes (or why it is not ready)."""
         try:
-            capabilities = (backend if isinstance(backend, Backend) else backend()).capabilities
+            capabilities = (self.backend if isinstance(self.backend, Backend) else self.backend()).capabilities
         except Codi2Error as exc:
-            return f"# {title or 'codi2'}\nThe model is not ready: {exc}. Reload the page in a moment."
+            return f"# {self.title or 'codi2'}\nThe model is not ready: {exc}. Reload the page in a moment."
         line = (
-            f"# {title or 'codi2 · ' + capabilities.model}\nReads {', '.join(capabilities.input_modalities)}; "
+            f"# {self.title or 'codi2 · ' + capabilities.model}\nReads {', '.join(capabilities.input_modalities)}; "
             f"writes {', '.join(capabilities.output_modalities)}."
         )
         if capabilities.prompt_examples:
             line += f" Try: *{'*, *'.join(capabilities.prompt_examples[:4])}*"
         return line
 
-    def new_session() -> _Session:
-        return _Session(backend)
+    def _session(self, session: _Session | None) -> _Session:
+        return session or _Session(self.backend)
 
-    def view(session: _Session) -> tuple[Any, ...]:
+    def _view(self, session: _Session) -> tuple[Any, ...]:
         conv = session.conversation
         return (
-            _chat_rows(gr, session, conv.messages),
+            _chat_rows(self.gr, session, conv.messages),
             _examples_markdown(conv),
-            gr.update(choices=list(session.branches), value=session.current),
+            self.gr.update(choices=list(session.branches), value=session.current),
+            session,
         )
 
-    async def send(
-        entry: dict[str, Any] | None, seed: float | None, output: str, steps: float | None, session: _Session | None
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        session = session or new_session()
+    def _turn(self, entry: dict[str, Any] | None) -> list[Any]:
         entry = entry or {}
         files, text = entry.get("files") or [], (entry.get("text") or "").strip()
         try:
             parts: list[Any] = [open_media(f if isinstance(f, str) else f["path"]) for f in files]
         except (Codi2Error, OSError) as exc:
-            raise gr.Error(f"cannot read that file: {exc}") from None
+            raise self.gr.Error(f"cannot read that file: {exc}") from None
         if text:
             parts.append(text)
         if not parts:
-            raise gr.Error("write something, or attach a picture, a sound or a clip")
+            raise self.gr.Error("write something, or attach a picture, a sound or a clip")
+        return parts
+
+    async def send(
+        self,
+        entry: dict[str, Any] | None,
+        seed: float | None,
+        output: str,
+        steps: float | None,
+        session: _Session | None,
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Send a turn and stream the answer in: text as it comes, a progress line per diffusion step."""
+        session, parts = self._session(session), self._turn(entry)
         conv = session.conversation
-        shown = _chat_rows(gr, session, [*conv.messages, Message(role="user", parts=[_part(p) for p in parts])])
+        shown = _chat_rows(self.gr, session, [*conv.messages, Message(role="user", parts=[_part(p) for p in parts])])
         answer: list[dict[str, Any]] = []
         yield (None, shown, "waiting for the model…", session)
         try:
-            async with gate():
+            async with self.gate():
                 async for event in conv.astream(*parts, config=_settings(seed, output, steps)):
                     if isinstance(event, TextDelta):
                         if answer and isinstance(answer[-1]["content"], str):
@@ -170,93 +181,124 @@ def build_ui(backend: Backend | Callable[[], Backend], *, gate: Gate | None = No
                         status = f"making the {event.modality}: step {event.step} of {event.total}"
                         yield (None, shown + answer, status, session)
                     elif isinstance(event, MediaDone):
-                        answer += _chat_rows(gr, session, [Message(role="assistant", parts=[event.part])])
+                        answer += _chat_rows(self.gr, session, [Message(role="assistant", parts=[event.part])])
                         yield (None, shown + answer, "", session)
         except Codi2Error as exc:
-            raise gr.Error(f"{type(exc).__name__}: {exc}") from None
-        yield (None, _chat_rows(gr, session, conv.messages), "", session)
+            raise self.gr.Error(f"{type(exc).__name__}: {exc}") from None
+        yield (None, _chat_rows(self.gr, session, conv.messages), "", session)
 
-    def undo(session: _Session | None) -> tuple[Any, ...]:
-        session = session or new_session()
+    def undo(self, session: _Session | None) -> tuple[Any, ...]:
+        """Take back the last turn."""
+        session = self._session(session)
         try:
             session.conversation.undo()
         except Codi2Error as exc:
-            gr.Warning(str(exc))
-        return (*view(session), session)
+            self.gr.Warning(str(exc))
+        return self._view(session)
 
-    def fork(session: _Session | None) -> tuple[Any, ...]:
-        session = session or new_session()
+    def fork(self, session: _Session | None) -> tuple[Any, ...]:
+        """Go on in a new branch from here."""
+        session = self._session(session)
         name = f"branch {len(session.branches) + 1}"
         session.branches[name] = session.conversation.fork()
         session.current = name
-        return (*view(session), session)
+        return self._view(session)
 
-    def switch(name: str, session: _Session | None) -> tuple[Any, ...]:
-        session = session or new_session()
+    def switch(self, name: str, session: _Session | None) -> tuple[Any, ...]:
+        """Show another branch."""
+        session = self._session(session)
         if name in session.branches:
             session.current = name
-        return (*view(session), session)
+        return self._view(session)
 
-    def restart(session: _Session | None) -> tuple[Any, ...]:
-        session = new_session()
-        return (*view(session), session)
+    def restart(self, session: _Session | None) -> tuple[Any, ...]:
+        """A new, empty chat."""
+        return self._view(_Session(self.backend))
 
-    def add_example(before: Any, after: Any, session: _Session | None) -> tuple[Any, ...]:
-        session = session or new_session()
+    def add_example(self, before: Any, after: Any, session: _Session | None) -> tuple[Any, ...]:
+        """Show the model an edit: a before/after pair the next turns follow."""
+        session = self._session(session)
         if not before or not after:
-            raise gr.Error("an example needs a file before and a file after the edit")
+            raise self.gr.Error("an example needs a file before and a file after the edit")
         try:
             session.conversation.add_example(inputs=open_media(before), outputs=open_media(after))
         except (Codi2Error, OSError) as exc:
-            raise gr.Error(f"cannot use that example: {exc}") from None
+            raise self.gr.Error(f"cannot use that example: {exc}") from None
         return (None, None, _examples_markdown(session.conversation), session)
 
-    def clear_examples(session: _Session | None) -> tuple[Any, ...]:
-        session = session or new_session()
+    def clear_examples(self, session: _Session | None) -> tuple[Any, ...]:
+        """Forget the examples."""
+        session = self._session(session)
         session.conversation.clear_examples()
         return (_examples_markdown(session.conversation), session)
 
+
+def _chat_column(gr: Any, accepts: list[str]) -> SimpleNamespace:
+    """The conversation, the entry box and the branch controls."""
+    with gr.Column(scale=3):
+        chat = gr.Chatbot(label="conversation", height=520, elem_id="codi2-chat")
+        status = gr.Markdown("", elem_id="codi2-status")
+        entry = gr.MultimodalTextbox(
+            placeholder="Ask, or attach a picture, a sound or a clip…",
+            file_types=accepts,
+            file_count="multiple",
+            sources=["upload", "microphone"],
+            show_label=False,
+            elem_id="codi2-entry",
+        )
+        with gr.Row():
+            undo = gr.Button("Undo last turn", size="sm")
+            fork = gr.Button("Fork", size="sm")
+            branch = gr.Dropdown(["main"], value="main", label="branch", scale=2)
+            new = gr.Button("New chat", size="sm")
+    return SimpleNamespace(chat=chat, status=status, entry=entry, undo=undo, fork=fork, branch=branch, new=new)
+
+
+def _side_column(gr: Any, accepts: list[str]) -> SimpleNamespace:
+    """The in-context examples and the settings."""
+    with gr.Column(scale=2):
+        with gr.Accordion("In-context examples", open=True):
+            examples = gr.Markdown(_NO_EXAMPLES)
+            before = gr.File(label="before", file_types=accepts, type="filepath", elem_id="codi2-before")
+            after = gr.File(label="after", file_types=accepts, type="filepath", elem_id="codi2-after")
+            with gr.Row():
+                add = gr.Button("Add example", size="sm")
+                clear = gr.Button("Clear examples", size="sm")
+        with gr.Accordion("Settings", open=False):
+            seed = gr.Number(label="seed (empty: random)", value=None, precision=0)
+            output = gr.Dropdown(_OUTPUTS, value="auto", label="answer with")
+            steps = gr.Slider(0, 100, value=0, step=1, label="diffusion steps (0: the model's default)")
+    return SimpleNamespace(
+        examples=examples, before=before, after=after, add=add, clear=clear, seed=seed, output=output, steps=steps
+    )
+
+
+def build_ui(backend: Backend | Callable[[], Backend], *, gate: Gate | None = None, title: str | None = None) -> Any:
+    """The chat page (a ``gradio.Blocks``) for ``backend`` (or a function that returns it when a page needs
+    it: a server's model may still be loading); ``gate`` wraps each turn (the server's queue)."""
+    gr = _gradio()
+    on = _Callbacks(gr, backend, gate or contextlib.nullcontext, title)
+    accepts = ["image", "audio", "video"]
     with gr.Blocks(title=title or "codi2", analytics_enabled=False) as page:
         session = gr.State(None)
         heading = gr.Markdown(f"# {title or 'codi2'}")
         with gr.Row():
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(label="conversation", height=520, elem_id="codi2-chat")
-                status = gr.Markdown("", elem_id="codi2-status")
-                entry = gr.MultimodalTextbox(
-                    placeholder="Ask, or attach a picture, a sound or a clip…",
-                    file_types=accepts,
-                    file_count="multiple",
-                    sources=["upload", "microphone"],
-                    show_label=False,
-                    elem_id="codi2-entry",
-                )
-                with gr.Row():
-                    undo_button = gr.Button("Undo last turn", size="sm")
-                    fork_button = gr.Button("Fork", size="sm")
-                    branch = gr.Dropdown(["main"], value="main", label="branch", scale=2)
-                    new_button = gr.Button("New chat", size="sm")
-            with gr.Column(scale=2):
-                with gr.Accordion("In-context examples", open=True):
-                    examples = gr.Markdown(_NO_EXAMPLES)
-                    before = gr.File(label="before", file_types=accepts, type="filepath", elem_id="codi2-before")
-                    after = gr.File(label="after", file_types=accepts, type="filepath", elem_id="codi2-after")
-                    with gr.Row():
-                        add_button = gr.Button("Add example", size="sm")
-                        clear_button = gr.Button("Clear examples", size="sm")
-                with gr.Accordion("Settings", open=False):
-                    seed = gr.Number(label="seed (empty: random)", value=None, precision=0)
-                    output = gr.Dropdown(_OUTPUTS, value="auto", label="answer with")
-                    steps = gr.Slider(0, 100, value=0, step=1, label="diffusion steps (0: the model's default)")
-
-        page.load(describe, None, heading)
-        entry.submit(send, [entry, seed, output, steps, session], [entry, chat, status, session])
-        undo_button.click(undo, [session], [chat, examples, branch, session])
-        fork_button.click(fork, [session], [chat, examples, branch, session])
-        branch.input(switch, [branch, session], [chat, examples, branch, session])
-        new_button.click(restart, [session], [chat, examples, branch, session])
-        add_button.click(add_example, [before, after, session], [before, after, examples, session])
-        clear_button.click(clear_examples, [session], [examples, session])
+            left, right = _chat_column(gr, accepts), _side_column(gr, accepts)
+        shown = [left.chat, right.examples, left.branch, session]
+        page.load(on.describe, None, heading)
+        left.entry.submit(
+            on.send,
+            [left.entry, right.seed, right.output, right.steps, session],
+            [left.entry, left.chat, left.status, session],
+        )
+        left.undo.click(on.undo, [session], shown)
+        left.fork.click(on.fork, [session], shown)
+        left.branch.input(on.switch, [left.branch, session], shown)
+        left.new.click(on.restart, [session], shown)
+        right.add.click(
+            on.add_example, [right.before, right.after, session], [right.before, right.after, right.examples, session]
+        )
+        right.clear.click(on.clear_examples, [session], [right.examples, session])
     return page
 
 

@@ -17,11 +17,11 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from codi2_sdk import Image
+from codi2_sdk.agents import MediaStore, codi2_toolkit
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.mini.probes import probe_picture, probe_sound
 from codi2_sdk.mini.tasks import parse_sound
 from codi2_sdk.mini.world import Picture, picture_to_sound, render_picture
-from codi2_sdk.tools import MediaStore, codi2_toolkit
 
 out = Path("out/agent_tools")
 examples_dir = out / "examples"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from codi2_sdk import Conversation, samples
-from codi2_sdk.evaluation import subject_similarity
+from codi2_sdk.metrics import subject_similarity
 from codi2_sdk.mini.evaluate import mini_image_features
 from codi2_sdk.mini.probes import probe_picture
 from codi2_sdk.mini.world import Picture

@@ -213,3 +213,28 @@ def test_sample_pictures_of_a_subject_carry_its_mark() -> None:
     assert marked != plain
     with pytest.raises(InvalidRequestError, match="unknown mark 'plaid': one of hstripes"):
         samples.picture("a large green diamond on the right", mark="plaid")
+
+
+def test_media_the_sdk_encodes_itself_are_what_their_bytes_say_without_a_second_decode() -> None:
+    """A model's outputs skip the decode that checks a user's bytes; what they claim must be what a check finds."""
+    import numpy as np
+    import PIL.Image
+
+    from codi2_sdk import Audio, Image, Video
+
+    rng = np.random.default_rng(0)
+    for width, height in ((64, 64), (33, 17)):
+        picture = PIL.Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        made, checked = Image._encoded_here(picture), Image.from_pil(picture)
+        assert made == checked and (made.width, made.height) == (checked.width, checked.height) == (width, height)
+    for rate, frames in ((16_000, 8_000), (22_050, 1)):
+        wave = rng.uniform(-1.2, 1.2, frames).astype(np.float32)
+        made, checked = Audio._encoded_here(wave, sample_rate=rate), Audio.from_array(wave, sample_rate=rate)
+        assert made == checked and (made.duration, made.channels) == (checked.duration, checked.channels)
+        assert Audio.from_bytes(made.data) == made
+    for fps, (count, height, width) in ((4.0, (8, 32, 32)), (29.97, (3, 17, 33)), (7.5, (1, 16, 16))):
+        clip = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+        made, checked = Video._encoded_here(clip, fps=fps), Video.from_frames(clip, fps=fps)
+        assert made.data == checked.data
+        facts = ("fps", "width", "height", "frames", "mime_type")
+        assert [getattr(made, f) for f in facts] == [getattr(checked, f) for f in facts], (fps, count, height, width)

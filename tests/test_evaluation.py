@@ -1,4 +1,4 @@
-"""The paper's metrics (codi2_sdk.evaluation): the plumbing on tiny random DINO/CLIP/CLAP models built with the real
+"""The paper's metrics (codi2_sdk.metrics): the plumbing on tiny random DINO/CLIP/CLAP models built with the real
 classes and saved as local folders, and the numbers' meaning on exact signals."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from codi2_sdk import Audio, Image
-from codi2_sdk.evaluation import (
+from codi2_sdk.metrics import (
     AudioEditMetrics,
     ClipScorer,
     ImageEmbedder,

@@ -69,3 +69,80 @@ def test_closing_the_decode_stops_the_pipeline(kind: str) -> None:
     run = decoder.iter_decode(torch.randn(1, decoder.cond_dim), settings.model_copy(update={"steps": 50}))
     assert next(run) == 1
     run.close()  # joins the worker: it stops at its next step instead of running the other 49
+
+
+def _tiny_stable_diffusion():
+    """A pipeline class of current diffusers, one that takes ``callback_on_step_end`` (prompt embeddings given, so it
+    needs no text encoder or tokenizer)."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(block_out_channels=[8], latent_channels=4, norm_num_groups=8)
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        unet=unet,
+        scheduler=DDIMScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def test_a_current_pipeline_streams_through_callback_on_step_end_and_stops_when_closed() -> None:
+    import inspect
+
+    from codi2_sdk.model.fullscale.pipelines import step_callback, stream_pipeline
+
+    pipeline = _tiny_stable_diffusion()
+    assert "callback_on_step_end" in step_callback(pipeline, lambda step: None)
+    assert "callback_on_step_end" not in inspect.signature(tiny_audioldm2_decoder().pipeline.__call__).parameters
+    embeds, ran = torch.randn(1, 4, 8), []
+
+    def run(callbacks):
+        def counting(pipe, step, timestep, tensors):
+            ran.append(step)
+            return callbacks["callback_on_step_end"](pipe, step, timestep, tensors)
+
+        images = pipeline(
+            prompt_embeds=embeds,
+            negative_prompt_embeds=embeds,
+            num_inference_steps=steps,
+            height=16,
+            width=16,
+            output_type="pt",
+            callback_on_step_end=counting,
+        ).images
+        return images
+
+    steps = 3
+    stream = stream_pipeline(pipeline, run, "sd-decode")
+    assert list(_steps_and_value(stream)[0]) == [1, 2, 3] and ran == [0, 1, 2]
+    steps, ran = 50, []
+    stream = stream_pipeline(pipeline, run, "sd-decode")
+    assert next(stream) == 1
+    stream.close()  # the callback raises at the next step: the other 48 never run
+    assert len(ran) <= 3, ran
+
+
+def _steps_and_value(stream):
+    steps = []
+    while True:
+        try:
+            steps.append(next(stream))
+        except StopIteration as done:
+            return steps, done.value

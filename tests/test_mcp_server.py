@@ -14,8 +14,8 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from codi2_sdk import Image, samples
+from codi2_sdk.agents.langchain_tools import DescribeArgs, EditArgs, GenerateArgs
 from codi2_sdk.mini.probes import probe_picture
-from codi2_sdk.tools.langchain import DescribeArgs, EditArgs, GenerateArgs
 
 pytest.importorskip("langchain_core")
 

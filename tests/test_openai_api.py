@@ -11,7 +11,7 @@ from server_fixtures import running_server
 
 from codi2_sdk import Audio, Image, samples
 from codi2_sdk.backends.local import LocalBackend
-from codi2_sdk.integrations import to_openai_parts
+from codi2_sdk.formats import to_openai_parts
 from codi2_sdk.mini.probes import probe_picture, probe_sound
 
 

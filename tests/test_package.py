@@ -39,3 +39,24 @@ def test_import_loads_no_media_library_http_client_or_torch() -> None:
     probe = "import sys, codi2_sdk; print(sorted({'numpy', 'PIL', 'soundfile', 'av', 'httpx', 'torch', 'asyncio'} & set(sys.modules)))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"  # each is imported where it is first used (tools/bench/import_time.py times it)
+
+
+def test_renamed_modules_keep_their_old_import_paths_for_a_release_with_a_warning() -> None:
+    import importlib
+    import sys
+
+    import pytest
+
+    from codi2_sdk._moved import MOVED
+
+    for old, new in sorted(MOVED.items()):
+        for name in [n for n in sys.modules if n == old or n.startswith(old + ".")]:
+            del sys.modules[name]
+        with pytest.warns(DeprecationWarning, match=f"{old} was renamed {new}"):
+            module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old
+    from codi2_sdk.tools import codi2_toolkit as old_toolkit  # the attribute path a user wrote
+
+    from codi2_sdk.agents import codi2_toolkit
+
+    assert old_toolkit is codi2_toolkit

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from codi2_sdk import Audio, Codi2Error, Conversation, ConversationFileError, Image, MediaReferenceError, Video
+from codi2_sdk.agents.store import MediaStore
 from codi2_sdk.server._parsing import BodyLimits, Refusal, parse_body
 from codi2_sdk.testing import fake_audio, fake_image
-from codi2_sdk.tools.store import MediaStore
 
 BOUNDED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 PNG, WAV = fake_image(6, 4).data, fake_audio(0.05, sample_rate=8000).data

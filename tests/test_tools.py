@@ -10,8 +10,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.tools import ToolException
 
 from codi2_sdk import Audio, Image, InvalidMediaError, Message, Text
+from codi2_sdk.agents import ChatCoDi2, MediaStore, codi2_toolkit
 from codi2_sdk.backends.local import LocalBackend
-from codi2_sdk.integrations import (
+from codi2_sdk.formats import (
     from_langchain_blocks,
     from_mcp_content,
     from_openai_parts,
@@ -19,7 +20,6 @@ from codi2_sdk.integrations import (
     to_mcp_content,
     to_openai_parts,
 )
-from codi2_sdk.tools import ChatCoDi2, MediaStore, codi2_toolkit
 
 
 @pytest.fixture(scope="module")

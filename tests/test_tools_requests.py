@@ -10,9 +10,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import ToolException
 
 from codi2_sdk import Capabilities, Example, GenerationConfig, InvalidRequestError, Text, assistant, system, user
-from codi2_sdk.integrations import to_langchain_blocks
+from codi2_sdk.agents import ChatCoDi2, MediaStore, codi2_toolkit
+from codi2_sdk.formats import to_langchain_blocks
 from codi2_sdk.testing import FunctionBackend, fake_audio, fake_image
-from codi2_sdk.tools import ChatCoDi2, MediaStore, codi2_toolkit
 
 RED, BLUE, GREEN, YELLOW = (fake_image(color=c) for c in ("red", "blue", "green", "yellow"))
 LOW, HIGH = fake_audio(frequency=220), fake_audio(frequency=880)
@@ -147,7 +147,7 @@ def test_chat_model_streams_one_text_and_reports_metadata() -> None:
 def test_mcp_client_objects_convert_and_bare_names_are_found_in_any_allowed_folder(tmp_path: Path) -> None:
     from mcp import types
 
-    from codi2_sdk.integrations import from_mcp_content, to_mcp_content
+    from codi2_sdk.formats import from_mcp_content, to_mcp_content
 
     objects = [types.TextContent(type="text", text="look"), types.ImageContent.model_validate(to_mcp_content([RED])[0])]
     assert from_mcp_content(objects) == [Text("look"), RED]

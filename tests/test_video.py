@@ -22,9 +22,9 @@ from codi2_sdk import (
     Video,
     user,
 )
-from codi2_sdk.integrations import from_langchain_blocks, to_langchain_blocks, to_mcp_content, to_openai_parts
+from codi2_sdk.agents import MediaStore
+from codi2_sdk.formats import from_langchain_blocks, to_langchain_blocks, to_mcp_content, to_openai_parts
 from codi2_sdk.testing import FunctionBackend
-from codi2_sdk.tools import MediaStore
 
 
 def moving_square(frames: int = 8, side: int = 64) -> np.ndarray:
@@ -149,7 +149,7 @@ def test_latent_video_decoder_makes_clips_and_reloads(tmp_path: Path) -> None:
     import torch
 
     from codi2_sdk import VideoConfig
-    from codi2_sdk.mini.config import mini_config
+    from codi2_sdk.mini.architecture import mini_config
     from codi2_sdk.model.parts import build_kind, load_kind
 
     spec = mini_config().decoders["video"]

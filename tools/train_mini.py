@@ -61,8 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from codi2_sdk.content import MediaModality  # noqa: E402
+from codi2_sdk.mini.architecture import FIRST_IMAGE_DECODER, LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.clips import CLIP_ATTRIBUTES, Clip, all_clips, probe_clip, render_clip  # noqa: E402
-from codi2_sdk.mini.config import FIRST_IMAGE_DECODER, LORA, mini_config  # noqa: E402
 from codi2_sdk.mini.probes import probe_picture, probe_sound  # noqa: E402
 from codi2_sdk.mini.tasks import (  # noqa: E402
     LORA_TASK,

@@ -1,6 +1,6 @@
 """The one interface every way of running CoDi-2 implements.
 
-The types it speaks live in :mod:`codi2_sdk.types` (re-exported here).
+The types it speaks live in :mod:`codi2_sdk.events` (re-exported here).
 
 A :class:`Backend` turns a :class:`GenerationRequest` (in-context examples, the conversation so far
 and the new user turn, and a :class:`~codi2_sdk.config.GenerationConfig`) into the assistant's
@@ -25,8 +25,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
 from ..errors import InvalidRequestError
-from ..messages import Message
-from ..types import (
+from ..events import (
     Capabilities,
     Done,
     ErrorEvent,
@@ -38,6 +37,7 @@ from ..types import (
     TextDelta,
     events_from_message,
 )
+from ..messages import Message
 
 __all__ = [
     "Backend",

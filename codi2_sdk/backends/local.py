@@ -27,11 +27,11 @@ from pathlib import Path
 import torch
 
 from ..errors import Codi2Error, ModelError
+from ..events import Capabilities, Done, Event, GenerationRequest
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
 from ..model.runtime.batching import StepBatcher, using_batcher
 from ..model.runtime.prefix_cache import MediaFeatureCache, PrefixCache
-from ..types import Capabilities, Done, Event, GenerationRequest
 from .base import Backend
 
 __all__ = ["LocalBackend"]

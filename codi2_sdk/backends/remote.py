@@ -45,8 +45,8 @@ from ..errors import (
     is_retryable,
     status_error,
 )
+from ..events import Capabilities, Done, ErrorEvent, Event, GenerationRequest
 from ..messages import Message
-from ..types import Capabilities, Done, ErrorEvent, Event, GenerationRequest
 from .base import Backend
 
 __all__ = ["RemoteBackend"]

@@ -6,7 +6,7 @@ item (a combination never seen in training), through any :class:`~codi2_sdk.Back
 when every attribute of every expected item is right. Baselines: for edits, returning the query
 unchanged ("copy"); otherwise chance (one random value per attribute).
 
-Audio edits are also scored with the paper's measures (:mod:`codi2_sdk.evaluation`): the log-spectral distance
+Audio edits are also scored with the paper's measures (:mod:`codi2_sdk.metrics`): the log-spectral distance
 of each edited clip to a render of its target, and KL and FD over an audio encoder's features (codi2-mini's own
 by default), beside the same figures for a second render of the target (how close two renders of one sound
 are: the floor) and for the unchanged query (the copy baseline).
@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,9 +36,9 @@ from ..config import GenerationConfig
 from ..content import Audio, Image
 from ..conversation import Conversation
 from ..errors import Codi2Error
-from ..evaluation import AudioEditMetrics, subject_similarity
+from ..events import GenerationRequest
 from ..messages import Message, assistant
-from ..types import GenerationRequest
+from ..metrics import AudioEditMetrics, subject_similarity
 from .tasks import (
     LORA_TASK,
     SUBJECT_TASK,
@@ -187,6 +188,65 @@ def _row_index(task: str, shots: int | None) -> int:
     return len(_FULL_ROWS) + 100 * names.index(task) + (shots or 0)
 
 
+@dataclass
+class _RowScores:
+    """One row's (task and shot count's) answers as they are scored, trained and held-out items apart."""
+
+    task: str
+    seed: int
+    run_index: int
+    name: str = ""
+    errors: int = 0
+    rows: dict[bool, list[tuple[bool, dict[str, bool]]]] = field(default_factory=lambda: {False: [], True: []})
+    baselines: list[float] = field(default_factory=list)
+    audio_pairs: list[tuple[Audio, Audio, Audio, Audio]] = field(default_factory=list)
+    subject_rows: dict[bool, list[tuple[Image, list[Image], Image, Image]]] = field(
+        default_factory=lambda: {False: [], True: []}
+    )
+
+    def add(self, case: Any, answer: Message, heldout: bool, i: int) -> None:
+        """Score one answer; keep what the audio and subject metrics need (targets rendered twice: the floor)."""
+        self.name = case.name
+        self.rows[heldout].append(score_answer(case, answer))
+        render = np.random.default_rng([self.seed, self.run_index, i, int(heldout)])
+        made = [p for p in answer.parts if isinstance(p, Audio)]
+        if self.task in AUDIO_EDIT_TASKS and made and isinstance(case.expected[0], Sound):
+            target, query = case.expected[0], case.messages[0].media[0]
+            assert isinstance(query, Audio)
+            self.audio_pairs.append((made[0], sound_part(target, render), sound_part(target, render), query))
+        drawn = [p for p in answer.parts if isinstance(p, Image)]
+        if self.task == SUBJECT_TASK and drawn and isinstance(case.expected[0], Picture):
+            references = [m for m in case.messages[0].media if isinstance(m, Image)]
+            asked = case.expected[0]
+            self.subject_rows[heldout].append(
+                (drawn[0], references, picture_part(asked, render), picture_part(asked, render))
+            )
+        if not heldout:
+            copied = self.task in EDIT_TASKS
+            self.baselines.append(float(score_answer(case, _copy_answer(case))[0]) if copied else _chance(case))
+
+    def summary(self, cases: int, audio_features: Any) -> dict[str, Any]:
+        """The row's entry in :func:`evaluate`'s result."""
+        accuracy, attributes = _summarise(self.rows[False])
+        heldout_accuracy, heldout_attributes = _summarise(self.rows[True])
+        entry: dict[str, Any] = {
+            "accuracy": accuracy,
+            "heldout_items_accuracy": heldout_accuracy,
+            "baseline": float(np.mean(self.baselines)),
+            "baseline_kind": "copy_query" if self.task in EDIT_TASKS else "chance",
+            "cases": cases,
+            "errors": self.errors,
+            "attribute_accuracy": attributes,
+            "heldout_attribute_accuracy": heldout_attributes,
+        }
+        if len(self.audio_pairs) > 1:
+            entry["audio_metrics"] = _audio_metrics(self.audio_pairs, audio_features)
+        for heldout, key in ((False, "subject_metrics"), (True, "heldout_subject_metrics")):
+            if self.subject_rows[heldout]:
+                entry[key] = _subject_metrics(self.subject_rows[heldout])
+        return entry
+
+
 def evaluate(
     backend: Backend,
     *,
@@ -213,66 +273,23 @@ def evaluate(
         subject-driven generation adds ``"subject_metrics"`` and ``"heldout_subject_metrics"``: ``dino``,
         ``clip_i``, ``clip_t``, each with its ``_render_floor`` and ``_copy_query``.
     """
-    tasks = list(tasks or TASKS)
-    runs = _rows(tasks, shots)
+    runs = _rows(list(tasks or TASKS), shots)
     result: dict[str, Any] = {"model": backend.capabilities.model, "cases": cases, "seed": seed, "tasks": {}}
     bar = tqdm(total=len(runs) * cases * 2, disable=not progress, desc="evaluate")
     for task, k in runs:
-        run_index = _row_index(task, k)
-        rows: dict[bool, list[tuple[bool, dict[str, bool]]]] = {False: [], True: []}
-        baselines: list[float] = []
-        audio_pairs: list[tuple[Audio, Audio, Audio, Audio]] = []
-        subject_rows: dict[bool, list[tuple[Image, list[Image], Image, Image]]] = {False: [], True: []}
-        errors = 0
-        name = task
+        scores = _RowScores(task, seed, _row_index(task, k))
         for heldout in (False, True):
-            sampler = TaskSampler(np.random.default_rng([seed, run_index, int(heldout)]), heldout=heldout)
+            sampler = TaskSampler(np.random.default_rng([seed, scores.run_index, int(heldout)]), heldout=heldout)
             for i in range(cases):
                 case = sampler.sample(task, shots=k)
-                name = case.name
-                config = GenerationConfig(seed=seed * 100_003 + run_index * 1009 + i)
+                config = GenerationConfig(seed=seed * 100_003 + scores.run_index * 1009 + i)
                 try:
                     answer = run_case(backend, case, config)
                 except Codi2Error:  # e.g. a rambling answer that overflows the context: scored as wrong
-                    errors += 1
+                    scores.errors += 1
                     answer = assistant("")
-                rows[heldout].append(score_answer(case, answer))
-                made = [p for p in answer.parts if isinstance(p, Audio)]
-                if task in AUDIO_EDIT_TASKS and made and isinstance(case.expected[0], Sound):
-                    render = np.random.default_rng([seed, run_index, i, int(heldout)])
-                    target = case.expected[0]
-                    query = case.messages[0].media[0]
-                    assert isinstance(query, Audio)
-                    audio_pairs.append((made[0], sound_part(target, render), sound_part(target, render), query))
-                drawn = [p for p in answer.parts if isinstance(p, Image)]
-                if task == SUBJECT_TASK and drawn and isinstance(case.expected[0], Picture):
-                    render = np.random.default_rng([seed, run_index, i, int(heldout)])
-                    references = [m for m in case.messages[0].media if isinstance(m, Image)]
-                    asked = case.expected[0]
-                    rendered = (picture_part(asked, render), picture_part(asked, render))
-                    subject_rows[heldout].append((drawn[0], references, *rendered))
-                if not heldout:
-                    baselines.append(
-                        float(score_answer(case, _copy_answer(case))[0]) if task in EDIT_TASKS else _chance(case)
-                    )
+                scores.add(case, answer, heldout, i)
                 bar.update()
-        accuracy, attributes = _summarise(rows[False])
-        heldout_accuracy, heldout_attributes = _summarise(rows[True])
-        result["tasks"][name] = {
-            "accuracy": accuracy,
-            "heldout_items_accuracy": heldout_accuracy,
-            "baseline": float(np.mean(baselines)),
-            "baseline_kind": "copy_query" if task in EDIT_TASKS else "chance",
-            "cases": cases,
-            "errors": errors,
-            "attribute_accuracy": attributes,
-            "heldout_attribute_accuracy": heldout_attributes,
-        }
-        if len(audio_pairs) > 1:
-            embed = audio_features or mini_audio_features
-            result["tasks"][name]["audio_metrics"] = _audio_metrics(audio_pairs, embed)
-        for heldout, key in ((False, "subject_metrics"), (True, "heldout_subject_metrics")):
-            if subject_rows[heldout]:
-                result["tasks"][name][key] = _subject_metrics(subject_rows[heldout])
+        result["tasks"][scores.name] = scores.summary(cases, audio_features or mini_audio_features)
     bar.close()
     return result

@@ -15,7 +15,7 @@ Importing this package registers every family's kinds.
 """
 
 from . import fullscale, imagebind, mini
-from .config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
+from .architecture import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .fullscale import FULL_SCALE_LORA, AudioLDM2Decoder, UnCLIPImageDecoder, ZeroscopeVideoDecoder, assemble
 from .generation import generate_events
 from .imagebind import ImageBindAudioEncoder, ImageBindVideoEncoder, load_imagebind_audio, load_imagebind_video

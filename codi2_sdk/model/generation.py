@@ -32,8 +32,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from ..config import GenerationConfig
 from ..content import MediaModality, Part, Provenance, Text
 from ..errors import InvalidRequestError
+from ..events import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from ..messages import Message
-from ..types import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from .modeling import CoDi2Model
 from .prompt import UnknownWordsError, prompt_signature
 from .runtime.batching import current_batcher

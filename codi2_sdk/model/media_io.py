@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import AudioConfig, ImageConfig
 from ..content import Audio, Image, MediaModality, Provenance, Video
+from ..errors import ModelError
 
 __all__ = [
     "LogMel",
@@ -191,8 +192,9 @@ def pixels_to_pil(outputs: torch.Tensor, *, size: int | None = None) -> list[PIL
 def pixels_to_images(
     outputs: torch.Tensor, *, size: int | None = None, provenance: Provenance | None = None
 ) -> list[Image]:
-    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (see :func:`pixels_to_pil`)."""
-    return [Image.from_pil(pil, provenance=provenance) for pil in pixels_to_pil(outputs, size=size)]
+    """Pixels in [-1, 1], ``(batch, 3, height, width)``, as PNG :class:`Image` parts (see :func:`pixels_to_pil`),
+    made without decoding the PNG again."""
+    return [Image._encoded_here(pil, provenance=provenance) for pil in pixels_to_pil(outputs, size=size)]
 
 
 def frames_to_videos(
@@ -205,7 +207,7 @@ def frames_to_videos(
     clips = []
     for clip in outputs:
         pixels = np.stack([np.asarray(frame) for frame in pixels_to_pil(clip, size=size)])
-        clips.append(Video.from_frames(pixels, fps=rate, provenance=provenance))
+        clips.append(Video._encoded_here(pixels, fps=rate, provenance=provenance))
     return clips
 
 
@@ -228,11 +230,15 @@ class PixelOutputs:
 def waves_to_clips(
     waves: np.ndarray, rate: int, settings: AudioConfig | None, provenance: Provenance | None
 ) -> list[Audio]:
-    """Waveforms ``(batch, samples)`` as WAV parts, clipped to [-1, 1] and cut or padded to the asked duration."""
+    """Waveforms ``(batch, samples)`` as WAV parts, clipped to [-1, 1] and cut or padded to the asked duration
+    (a wave with a NaN or infinite sample is a model failure: :class:`~codi2_sdk.errors.ModelError`)."""
+    waves = np.asarray(waves, dtype=np.float32)
+    if not np.isfinite(waves).all():
+        raise ModelError("the decoder made a sound with NaN or infinite samples")
     clips = []
     for wave in np.clip(waves, -1.0, 1.0):
         if settings is not None and settings.duration is not None:
             n = round(settings.duration * rate)
             wave = wave[:n] if len(wave) >= n else np.pad(wave, (0, n - len(wave)))
-        clips.append(Audio.from_array(wave, sample_rate=rate, provenance=provenance))
+        clips.append(Audio._encoded_here(wave, sample_rate=rate, provenance=provenance))
     return clips

@@ -18,8 +18,8 @@ from starlette.types import Message as ASGIMessage
 from .._protocol import REQUEST_ID_HEADER
 from ..backends.base import Backend
 from ..errors import ERROR_CODES, Codi2Error, error_code_of
+from ..events import Done, GenerationRequest
 from ..messages import Message
-from ..types import Done, GenerationRequest
 
 __all__ = [
     "REQUEST_ID_HEADER",

@@ -30,10 +30,10 @@ from fastapi.routing import APIRoute
 from ..config import GenerationConfig
 from ..content import Audio, Image, Part, Text
 from ..errors import ERROR_CODES, Codi2Error, InvalidRequestError, error_code_of
-from ..integrations._common import b64
-from ..integrations.openai import from_openai_parts
+from ..events import Done, GenerationRequest, TextDelta
+from ..formats._common import b64
+from ..formats.openai_parts import from_openai_parts
 from ..messages import Example, Message
-from ..types import Done, GenerationRequest, TextDelta
 from ._common import ErrorAnswer, current_request_id, final_message, log_refusal, read_body, until_disconnect
 from ._state import ModelState, authorize, model_state
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from .._protocol import API_PREFIX, sse_frame
 from ..backends.base import Backend
 from ..errors import Codi2Error, error_code_of
-from ..types import ErrorEvent, GenerationRequest
+from ..events import ErrorEvent, GenerationRequest
 from ._common import ErrorAnswer, current_request_id, final_message, read_body, until_disconnect
 from ._state import ModelState, authorize, model_state
 

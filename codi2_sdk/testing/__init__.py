@@ -31,8 +31,8 @@ from .. import backends
 from ..backends.base import Backend
 from ..content import Audio, Image, Part, Text, Video
 from ..errors import ModelError
+from ..events import Capabilities, Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from ..messages import Message, PartLike, assistant
-from ..types import Capabilities, Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 
 __all__ = [
     "FunctionBackend",

@@ -157,6 +157,23 @@ def tiny_unclip_pipeline(seed: int = 0) -> Any:
     return pipeline
 
 
+def _tiny_vocoder() -> Any:
+    """A SpeechT5 HiFi-GAN (AudioLDM2's vocoder class) from 8 mel bins to 16 kHz."""
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    config = SpeechT5HifiGanConfig(
+        model_in_dim=8,
+        sampling_rate=16000,
+        upsample_initial_channel=16,
+        upsample_rates=[2, 2],
+        upsample_kernel_sizes=[4, 4],
+        resblock_kernel_sizes=[3, 7],
+        resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]],
+        normalize_before=False,
+    )
+    return SpeechT5HifiGan(config)
+
+
 @quiet_loading()
 def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
     """AudioLDM2's pipeline class with tiny random parts (T5 states of 32, GPT-2 states of 16, 16 kHz)."""
@@ -167,12 +184,7 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
         AutoencoderKL,
         DDIMScheduler,
     )
-    from transformers import (
-        GPT2Config,
-        GPT2LMHeadModel,
-        SpeechT5HifiGan,
-        SpeechT5HifiGanConfig,
-    )
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
     unet = AudioLDM2UNet2DConditionModel(
@@ -195,18 +207,7 @@ def tiny_audioldm2_pipeline(seed: int = 0) -> Any:
     )
     language_model = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=2, vocab_size=100, n_positions=99))
     language_model.config.max_new_tokens = 8
-    vocoder = SpeechT5HifiGan(
-        SpeechT5HifiGanConfig(
-            model_in_dim=8,
-            sampling_rate=16000,
-            upsample_initial_channel=16,
-            upsample_rates=[2, 2],
-            upsample_kernel_sizes=[4, 4],
-            resblock_kernel_sizes=[3, 7],
-            resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]],
-            normalize_before=False,
-        )
-    )
+    vocoder = _tiny_vocoder()
     pipeline = AudioLDM2Pipeline(
         vae=vae,
         **_tiny_audioldm2_text(t5_dim=32, clap_dim=16),
@@ -303,15 +304,47 @@ def tiny_llama_tokenizer(words: list[str]) -> Any:
 TWIN_WORDS = ["draw", "play", "show", "a", "red", "circle", "moving", "sound", "what", "is", "this", "?", "."]
 
 
+_TWIN_LLM = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 1024,
+}
+_TWIN_AUDIO_TOWER = {
+    "embed_dim": 32,
+    "num_blocks": 2,
+    "num_heads": 4,
+    "out_dim": 32,
+    "num_mel_bins": 32,
+    "target_length": 48,
+}
+
+
+def _twin_llm(tokenizer: Any, shape: dict[str, Any]) -> Any:
+    """A random Llama with an untied head, as Llama-2-7b's is."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+        initializer_range=0.2,  # logits wide enough for an adapter on a frozen head to fit in a few steps
+        **shape,
+    )
+    return LlamaForCausalLM(config)
+
+
 @quiet_loading()
 def full_scale_twin(seed: int = 0) -> CoDi2Model:
     """A random CoDi-2 of the full-scale classes at tiny sizes: a Llama LLM with Llama-2-chat's template, CLIP-H-style image tower (the
     unCLIP pipeline's own image encoder, shared, as at full scale), ImageBind's audio tower, frame-wise video
     reading, and the unCLIP, AudioLDM2 and Zeroscope pipelines as decoders, all conditioned on 32-d features."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from ..config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
-    from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec
+    from ..model.architecture import CoDi2Config, DecoderSpec, EncoderSpec
     from ..model.fullscale.unclip import REFERENCE_NOISE_LEVEL, UnCLIPImageDecoder, norm_pictures
     from ..model.imagebind.audio import ImageBindAudioEncoder
     from ..model.imagebind.image import ImageBindImageEncoder
@@ -321,14 +354,7 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
     torch.manual_seed(seed)
     unclip = UnCLIPImageDecoder(tiny_unclip_pipeline(seed), prompt_embeds=torch.randn(1, 4, 24))
     image = ImageBindImageEncoder(unclip.pipeline.image_encoder)
-    audio_args = {
-        "embed_dim": 32,
-        "num_blocks": 2,
-        "num_heads": 4,
-        "out_dim": 32,
-        "num_mel_bins": 32,
-        "target_length": 48,
-    }
+    audio_args = dict(_TWIN_AUDIO_TOWER)
     torch.manual_seed(seed)
     encoders = {
         "image": image,
@@ -343,14 +369,7 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
     steps = {"steps": 2, "guidance_scale": 2.0}
     config = CoDi2Config(
         name="codi2-full-scale-twin",
-        llm={
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 1024,
-        },
+        llm=dict(_TWIN_LLM),
         encoders={
             "image": EncoderSpec(kind="imagebind_image"),
             "audio": EncoderSpec(kind="imagebind_audio", args=audio_args),
@@ -367,15 +386,4 @@ def full_scale_twin(seed: int = 0) -> CoDi2Model:
     tokenizer = tiny_llama_tokenizer(TWIN_WORDS)
     add_special_tokens(tokenizer)
     torch.manual_seed(seed)
-    llm = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            tie_word_embeddings=False,
-            initializer_range=0.2,  # logits wide enough for an adapter on a frozen head to fit in a few steps
-            **config.llm,
-        )
-    )
-    return CoDi2Model(config, llm, tokenizer, encoders, decoders).eval()
+    return CoDi2Model(config, _twin_llm(tokenizer, config.llm), tokenizer, encoders, decoders).eval()

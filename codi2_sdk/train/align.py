@@ -285,8 +285,7 @@ def align_llm(
     return logs
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m codi2_sdk.train.align`` (or under ``accelerate launch``): one stage on a saved model."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m codi2_sdk.train.align", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a CoDi-2 folder (assemble(...).save_pretrained(DIR))")
     parser.add_argument("--manifest", required=True, help="the JSONL manifest")
@@ -308,9 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--gradient-checkpointing", action="store_true", help="recompute the LLM's activations in the backward pass"
     )
-    args = parser.parse_args(argv)
+    return parser
 
-    import torch
+
+def _accelerated_model(args: argparse.Namespace) -> tuple[Any, CoDi2Model]:
+    """The accelerator ``accelerate launch`` set up, and the model loaded for it (FSDP told what stays whole)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import DistributedType
 
@@ -318,12 +319,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # it wants the micro batch; no dataloader says it
         accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.batch_size
-    dtype = getattr(torch, args.dtype)
-    model = CoDi2Model.from_pretrained(args.model, device=accelerator.device, dtype=dtype)
+    model = CoDi2Model.from_pretrained(args.model, device=accelerator.device, dtype=getattr(torch, args.dtype))
     if accelerator.distributed_type == DistributedType.FSDP:
         accelerator.state.fsdp_plugin.ignored_modules = unsharded_modules(model, args.stage)
     if args.gradient_checkpointing:
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return accelerator, model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m codi2_sdk.train.align`` (or under ``accelerate launch``): one stage on a saved model."""
+    args = _parser().parse_args(argv)
+    accelerator, model = _accelerated_model(args)
     manifest = load_manifest(args.manifest)
     sink = open(args.log, "a") if args.log and accelerator.is_main_process else None  # noqa: SIM115
 
@@ -357,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         align_llm(model, manifest.conversations, lr=args.lr or 2e-4, accelerator=accelerator, **common)  # type: ignore[arg-type]
-    save_trained(model, accelerator, args.model, args.out, dtype)
+    save_trained(model, accelerator, args.model, args.out, getattr(torch, args.dtype))
     if sink is not None:
         sink.close()
     return 0

@@ -63,6 +63,21 @@ def _batch(source: BatchSource, rng: random.Random, batch_size: int) -> list[Tra
     return [source[rng.randrange(len(source))] for _ in range(batch_size)]
 
 
+def _mark_trainable(model: CoDi2Model, lora: LoraSpec | None, train_projectors: bool) -> None:
+    """Add ``lora`` (if the model has none yet) and let only what finetuning trains require grad: the adapter
+    and the tags' token rows (or the whole LLM without ``lora``), and the projectors and heads if asked."""
+    if lora is not None and not model.has_lora:
+        model.add_lora(lora)
+    model.train()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    trainable_modules = [model.llm] + ([model.in_proj, model.out_head] if train_projectors else [])
+    for module in trainable_modules:
+        for name, param in module.named_parameters():
+            if lora is None or module is not model.llm or "lora_" in name or "trainable_tokens" in name:
+                param.requires_grad_(True)
+
+
 def finetune(
     model: CoDi2Model,
     data: BatchSource,
@@ -94,16 +109,7 @@ def finetune(
         accelerator: an ``accelerate.Accelerator`` to train on the processes ``accelerate launch`` started
             (each draws its own batches: the seed is offset by the process index).
     """
-    if lora is not None and not model.has_lora:
-        model.add_lora(lora)
-    model.train()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    trainable_modules = [model.llm] + ([model.in_proj, model.out_head] if train_projectors else [])
-    for module in trainable_modules:
-        for name, param in module.named_parameters():
-            if lora is None or module is not model.llm or "lora_" in name or "trainable_tokens" in name:
-                param.requires_grad_(True)
+    _mark_trainable(model, lora, train_projectors)
     rank = accelerator.process_index if accelerator is not None else 0
     torch.manual_seed(seed + rank)
 

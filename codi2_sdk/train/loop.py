@@ -131,6 +131,52 @@ class _AcceleratedResumable:
         return int(json.loads((folder / "step.json").read_text())["step"])
 
 
+@dataclass
+class _Optimization:
+    """What a training run updates and with what: the module as it runs (wrapped by accelerate, if given), the
+    trained parameters, AdamW and the warm-up cosine schedule."""
+
+    runner: Any
+    named: dict[str, torch.nn.Parameter]
+    optimizer: Any
+    schedule: Any
+    main: bool
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return list(self.named.values())
+
+    @classmethod
+    def of(
+        cls, module: torch.nn.Module, lr: float, weight_decay: float, warmup_steps: int, steps: int, accelerator: Any
+    ) -> _Optimization:
+        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        optimizer: Any = torch.optim.AdamW(list(named.values()), lr=lr, weight_decay=weight_decay)
+        schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, steps)
+        if accelerator is None:
+            return cls(module, named, optimizer, schedule, True)
+        # The schedule stays ours: accelerate would step a prepared one once per process.
+        runner, optimizer = accelerator.prepare(module, optimizer)
+        # FSDP2 swaps the module's parameters for sharded ones in place: clip (and check) what is trained now
+        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        return cls(runner, named, optimizer, schedule, accelerator.is_main_process)
+
+    def update(self, loss: torch.Tensor, accelerator: Any, ema: Any) -> None:
+        """One optimizer step on ``loss``: backward, gradients clipped to norm 1, the schedule and EMA stepped."""
+        params = self.params
+        self.optimizer.zero_grad(set_to_none=True)
+        if accelerator is not None:
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(params, 1.0)
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        self.optimizer.step()
+        self.schedule.step()
+        if ema is not None:
+            ema.step(params)
+
+
 def train_loop(
     module: torch.nn.Module,
     step_fn: StepFn,
@@ -163,54 +209,29 @@ def train_loop(
             ``accelerator.save_state``'s, in ``state_path``'s folder ``<name>.accelerate/``, and every process must
             call this function.
     """
-    named = {n: p for n, p in module.named_parameters() if p.requires_grad}
-    params = list(named.values())
-    optimizer: Any = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    schedule = get_cosine_schedule_with_warmup(optimizer, warmup_steps, steps)
-    runner: Any = module
-    main = True
-    if accelerator is not None:
-        # The schedule stays ours: accelerate would step a prepared one once per process.
-        runner, optimizer = accelerator.prepare(module, optimizer)
-        main = accelerator.is_main_process
-        # FSDP2 swaps the module's parameters for sharded ones in place: clip (and check) what is trained now
-        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
-        params = list(named.values())
+    run = _Optimization.of(module, lr, weight_decay, warmup_steps, steps, accelerator)
     path = Path(state_path) if state_path is not None else None
     parts: _Resumable | _AcceleratedResumable = (
-        _Resumable(module, named, optimizer, schedule, rng, ema)
+        _Resumable(module, run.named, run.optimizer, run.schedule, rng, ema)
         if accelerator is None
-        else _AcceleratedResumable(accelerator, schedule, rng, ema)
+        else _AcceleratedResumable(accelerator, run.schedule, rng, ema)
     )
     start = parts.load(path) if path is not None and parts.exists(path) else 0
-
     logs: list[StepLog] = []
     began = time.perf_counter()
-    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (progress and main), desc=desc)
+    bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (progress and run.main), desc=desc)
     for step in bar:
-        out = step_fn(step, rng, runner)
+        out = step_fn(step, rng, run.runner)
         loss = out["loss"] if isinstance(out, Mapping) else out
-        optimizer.zero_grad(set_to_none=True)
-        if accelerator is not None:
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(params, 1.0)
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        if ema is not None:
-            ema.step(params)
-        if path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
-            if isinstance(parts, _AcceleratedResumable):
-                parts.save(path, step + 1)  # every process takes part (a sharded state is gathered or saved by shard)
-            elif main:
-                parts.save(path, step + 1)
-        if main and ((step + 1) % log_every == 0 or step + 1 == steps):
+        run.update(loss, accelerator, ema)
+        # every process takes part in an accelerated save (a sharded state is gathered or saved by shard)
+        saver = run.main or isinstance(parts, _AcceleratedResumable)
+        if path is not None and saver and ((step + 1) % save_every == 0 or step + 1 == steps):
+            parts.save(path, step + 1)
+        if run.main and ((step + 1) % log_every == 0 or step + 1 == steps):
             terms = {k: float(v.detach()) for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
-            entry = StepLog(
-                step + 1, float(loss.detach()), schedule.get_last_lr()[0], time.perf_counter() - began, terms
-            )
+            lr_now = run.schedule.get_last_lr()[0]
+            entry = StepLog(step + 1, float(loss.detach()), lr_now, time.perf_counter() - began, terms)
             logs.append(entry)
             bar.set_postfix(loss=f"{entry.loss:.4f}")
             if log is not None:

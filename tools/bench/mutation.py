@@ -41,9 +41,9 @@ TESTS = {
         "tests/test_error_contract.py",
     ],
     "codi2_sdk/server/_common.py": ["tests/test_server_hardening.py", "tests/test_server.py"],
-    "codi2_sdk/tools/langchain.py": ["tests/test_tools.py", "tests/test_tools_requests.py"],
-    "codi2_sdk/tools/chat_model.py": ["tests/test_tools.py", "tests/test_tools_requests.py"],
-    "codi2_sdk/tools/store.py": ["tests/test_tools.py", "tests/test_properties.py"],
+    "codi2_sdk/agents/langchain_tools.py": ["tests/test_tools.py", "tests/test_tools_requests.py"],
+    "codi2_sdk/agents/chat_model.py": ["tests/test_tools.py", "tests/test_tools_requests.py"],
+    "codi2_sdk/agents/store.py": ["tests/test_tools.py", "tests/test_properties.py"],
 }
 
 
@@ -74,13 +74,13 @@ NAMED = [
     ),
     Mutant(
         "in-context edit tool swaps before and after",
-        "codi2_sdk/tools/langchain.py",
+        "codi2_sdk/agents/langchain_tools.py",
         "Example(inputs=[self._get(p.before)], outputs=[self._get(p.after)])",
         "Example(inputs=[self._get(p.after)], outputs=[self._get(p.before)])",
     ),
     Mutant(
         "ChatCoDi2 drops the system message and the input images",
-        "codi2_sdk/tools/chat_model.py",
+        "codi2_sdk/agents/chat_model.py",
         "        out.append(Message(role=role, parts=from_langchain_blocks(message.content)))  # type: ignore[arg-type]",
         "        if role != 'system':\n            out.append(Message(role=role, parts=[p for p in from_langchain_blocks(message.content) if p.type == 'text']))  # type: ignore[arg-type]",
     ),

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from ...config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
 from ...errors import ModelError, ModelNotFoundError
 from .._quiet import quiet_loading
-from ..config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
+from ..architecture import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
 from ..imagebind.audio import load_imagebind_audio, read_checkpoint
 from ..imagebind.image import ImageBindImageEncoder
 from ..imagebind.video import has_vision_weights, load_imagebind_video, stem_matches_image_tower
@@ -88,8 +88,11 @@ def _need(path: str | Path | None, what: str) -> Path | None:
     return path
 
 
-def _llm(path: Path, dtype: torch.dtype | None, chat_template: str | None) -> tuple[Any, Any, list[int]]:
+def _llm(folder: str | Path, dtype: torch.dtype | None, chat_template: str | None) -> tuple[Any, Any, list[int]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = _need(folder, "LLM folder")
+    assert path is not None
 
     try:
         with quiet_loading():
@@ -116,6 +119,28 @@ class _Parts:
     encoders: dict[str, MediaEncoder] = field(default_factory=dict)
     decoders: dict[str, DiffusionDecoder] = field(default_factory=dict)
     encoder_specs: dict[str, EncoderSpec] = field(default_factory=dict)
+
+    @classmethod
+    def gather(
+        cls,
+        folders: dict[str, str | Path | None],
+        feature_dim: int,
+        audio_args: dict[str, Any],
+        video_args: dict[str, Any],
+        loading: dict[str, Any],
+    ) -> _Parts:
+        """The parts in the given folders (``unclip``, ``imagebind``, ``audioldm2``, ``zeroscope``; any may be
+        ``None``), loaded with ``loading``'s variant, dtype and decoding choice."""
+        parts, pipeline = cls(), {"variant": loading["variant"], "dtype": loading["dtype"]}
+        if (path := _need(folders["unclip"], "unCLIP pipeline folder")) is not None:
+            parts.add_unclip(path, loading["reference_decoding"], pipeline)
+        if (path := _need(folders["imagebind"], "ImageBind checkpoint")) is not None:
+            parts.add_imagebind(path, audio_args, video_args)
+        if (path := _need(folders["audioldm2"], "AudioLDM2 pipeline folder")) is not None:
+            parts.decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **pipeline)
+        if (path := _need(folders["zeroscope"], "Zeroscope pipeline folder")) is not None:
+            parts.decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **pipeline)
+        return parts
 
     def add_unclip(self, path: Path, reference_decoding: bool, loading: dict[str, Any]) -> None:
         """unCLIP's decoder, and its CLIP-H tower (loaded once, shared) reading pictures and 2-frame clips."""
@@ -145,6 +170,20 @@ class _Parts:
                 "%.3g of its largest weight (0: ImageBind reads a picture as CLIP-H does)",
                 stem_matches_image_tower(video, image.model),
             )
+
+    def model(self, name: str, llm: Any, tokenizer: Any, reference_decoding: bool) -> CoDi2Model:
+        """The CoDi-2 model of these parts around ``llm``."""
+        # Predicted features are unit-norm: restored to ImageBind's audio scale (L2 x 20) and to the scale of the
+        # CLIP image embeddings unCLIP is conditioned on (its encoder reads at ImageBind's unit scale), measured once
+        # by assemble with the pipeline's own image encoder and stored in the checkpoint's config.
+        config = CoDi2Config(
+            name=name,
+            encoders=self.encoder_specs,
+            decoders={m: DecoderSpec(kind=d.kind) for m, d in self.decoders.items()},
+            feature_norms={"audio": 20.0} if "audio" in self.encoders else {},
+            defaults=FULL_SCALE_DEFAULTS if reference_decoding else PIPELINE_DEFAULTS,
+        )
+        return CoDi2Model(config, llm, tokenizer, self.encoders, self.decoders)
 
 
 def assemble(
@@ -180,9 +219,8 @@ def assemble(
             :data:`~codi2_sdk.model.prompt.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
             or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
-        imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
-        imagebind_video_args: overrides of the video tower's shape; the video tower is ImageBind's own vision trunk
-            when the checkpoint holds it (the official one does), else unCLIP's CLIP-H tower on 2-frame clips.
+        imagebind_args / imagebind_video_args: overrides of the audio and video towers' shapes (tests use tiny ones);
+            video is read by ImageBind's own vision trunk where the checkpoint holds it, else by unCLIP's CLIP-H tower.
         device / dtype: where the model runs and in what (``torch.bfloat16`` on a GPU is the usual case): every
             part, the pipelines' text encoders included, loads in ``dtype`` and moves to ``device``.
         variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
@@ -193,31 +231,11 @@ def assemble(
         ModelNotFoundError: a path that does not exist (the message names the part).
         ModelError: a part that cannot be loaded or does not fit.
     """
-    llm_path = _need(llm, "LLM folder")
-    assert llm_path is not None
-    model_llm, tokenizer, new_rows = _llm(llm_path, dtype, chat_template)
-    parts = _Parts()
-    loading: dict[str, Any] = {"variant": variant, "dtype": dtype}
-    if (path := _need(unclip, "unCLIP pipeline folder")) is not None:
-        parts.add_unclip(path, reference_decoding, loading)
-    if (path := _need(imagebind, "ImageBind checkpoint")) is not None:
-        parts.add_imagebind(path, imagebind_args or {}, imagebind_video_args or {})
-    if (path := _need(audioldm2, "AudioLDM2 pipeline folder")) is not None:
-        parts.decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **loading)
-    if (path := _need(zeroscope, "Zeroscope pipeline folder")) is not None:
-        parts.decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **loading)
-    # Predicted features are unit-norm: restored to ImageBind's audio scale (L2 x 20) and to the scale of the CLIP
-    # image embeddings unCLIP is conditioned on (its encoder reads at ImageBind's unit scale), measured once here
-    # with the pipeline's own image encoder and stored in the checkpoint's config.
-    norms = {"audio": 20.0} if "audio" in parts.encoders else {}
-    config = CoDi2Config(
-        name=name,
-        encoders=parts.encoder_specs,
-        decoders={m: DecoderSpec(kind=d.kind) for m, d in parts.decoders.items()},
-        feature_norms=norms,
-        defaults=FULL_SCALE_DEFAULTS if reference_decoding else PIPELINE_DEFAULTS,
-    )
-    model = CoDi2Model(config, model_llm, tokenizer, parts.encoders, parts.decoders)
+    model_llm, tokenizer, new_rows = _llm(llm, dtype, chat_template)
+    folders = {"unclip": unclip, "imagebind": imagebind, "audioldm2": audioldm2, "zeroscope": zeroscope}
+    loading: dict[str, Any] = {"variant": variant, "dtype": dtype, "reference_decoding": reference_decoding}
+    parts = _Parts.gather(folders, feature_dim, imagebind_args or {}, imagebind_video_args or {}, loading)
+    model = parts.model(name, model_llm, tokenizer, reference_decoding)
     if (path := _need(projectors, "projectors folder")) is not None:
         model._load_projectors(load_file(str(path / PROJECTORS_FILE)), path)
     if lora is not None:
@@ -225,6 +243,6 @@ def assemble(
         model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
     if isinstance(image := parts.decoders.get("image"), UnCLIPImageDecoder):  # on the device, once the tower is there
-        norms["image"] = image.measure_embedding_norm(norm_pictures())
+        norms = {**model.config.feature_norms, "image": image.measure_embedding_norm(norm_pictures())}
         model.config = model.config.model_copy(update={"feature_norms": norms})
     return model.eval()

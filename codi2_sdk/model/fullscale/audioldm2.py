@@ -141,7 +141,7 @@ class AudioLDM2Decoder(PipelineDecoder):
         prompt, generated = made["prompt_embeds"], made["generated_prompt_embeds"]
         batch = len(cond)
 
-        def run(on_step: Any) -> torch.Tensor:
+        def run(callbacks: dict[str, Any]) -> torch.Tensor:
             out = self.pipeline(
                 prompt_embeds=prompt,
                 generated_prompt_embeds=generated,
@@ -153,12 +153,11 @@ class AudioLDM2Decoder(PipelineDecoder):
                 audio_length_in_s=float(duration or self.meta["audio_length_in_s"]),
                 generator=generator,
                 output_type="np",
-                callback=on_step,
-                callback_steps=1,
+                **callbacks,
             )
             return torch.from_numpy(np.asarray(out.audios, dtype=np.float32))
 
-        return (yield from stream_pipeline(run, "audioldm2-decode"))
+        return (yield from stream_pipeline(self.pipeline, run, "audioldm2-decode"))
 
     def to_media(
         self,

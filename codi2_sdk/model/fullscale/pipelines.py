@@ -3,6 +3,7 @@ and saving a pipeline folder, and the output projector from a feature vector to 
 
 from __future__ import annotations
 
+import inspect
 import json
 import queue
 import threading
@@ -27,6 +28,7 @@ __all__ = [
     "fit_tokens",
     "load_pipeline",
     "masked_mse",
+    "step_callback",
     "stream_pipeline",
 ]
 
@@ -35,23 +37,41 @@ class _Cancelled(Exception):
     pass
 
 
-def stream_pipeline(run: Callable[[Callable[..., None]], Any], name: str) -> Generator[int, None, Any]:
-    """Run a diffusers pipeline call in a worker thread and yield each step number as it finishes.
+def step_callback(pipeline: Any, on_step: Callable[[int], None]) -> dict[str, Any]:
+    """The keyword arguments that make a call of ``pipeline`` report each finished step to ``on_step(step)``.
 
-    ``run(on_step)`` calls the pipeline with ``callback=on_step, callback_steps=1`` and returns what the
+    ``callback_on_step_end`` where the pipeline's class takes it (current diffusers), else the legacy
+    ``callback``/``callback_steps=1``: in diffusers 0.42 SD-2.1 unCLIP's, AudioLDM2's and Zeroscope's pipeline
+    classes still take only the legacy pair. To stop, ``on_step`` raises: diffusers' ``interrupt`` flag (where a
+    class has it) skips the remaining steps but still decodes the latents, which a cancelled decode does not want.
+    """
+    if "callback_on_step_end" in inspect.signature(pipeline.__call__).parameters:
+
+        def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            on_step(step)
+            return {}
+
+        return {"callback_on_step_end": on_step_end}
+    return {"callback": lambda step, *_: on_step(step), "callback_steps": 1}
+
+
+def stream_pipeline(pipeline: Any, run: Callable[[dict[str, Any]], Any], name: str) -> Generator[int, None, Any]:
+    """Run a call of a diffusers ``pipeline`` in a worker thread and yield each step number as it finishes.
+
+    ``run(callbacks)`` calls the pipeline with ``**callbacks`` (see :func:`step_callback`) and returns what the
     generator should return. Closing the generator stops the pipeline at its next step.
     """
     updates: queue.Queue[tuple[str, Any]] = queue.Queue()
     stop = threading.Event()
 
-    def on_step(step: int, *_: Any) -> None:
+    def on_step(step: int) -> None:
         if stop.is_set():
             raise _Cancelled
         updates.put(("step", step + 1))
 
     def work() -> None:
         try:
-            updates.put(("done", run(on_step)))
+            updates.put(("done", run(step_callback(pipeline, on_step))))
         except _Cancelled:
             updates.put(("cancelled", None))
         except BaseException as exc:

@@ -135,7 +135,7 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
     ) -> Generator[int, None, torch.Tensor]:
         """Like :meth:`LatentDiffusionDecoder.iter_sample`; ``noise_level`` is unCLIP's (0 to 1000)."""
 
-        def run(on_step: Any) -> torch.Tensor:
+        def run(callbacks: dict[str, Any]) -> torch.Tensor:
             embeds = self.prompt_embeds.to(cond.device, self.unet.dtype).expand(len(cond), -1, -1)
             out = self.pipeline(
                 prompt_embeds=embeds,
@@ -146,9 +146,8 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
                 noise_level=int(noise_level or 0),
                 generator=generator,
                 output_type="pt",
-                callback=on_step,
-                callback_steps=1,
+                **callbacks,
             )
             return out.images.float() * 2 - 1
 
-        return (yield from stream_pipeline(run, "unclip-decode"))
+        return (yield from stream_pipeline(self.pipeline, run, "unclip-decode"))

@@ -137,7 +137,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         with torch.no_grad():
             prompt = self.conditioning(cond)["prompt_embeds"]
 
-        def run(on_step: Any) -> torch.Tensor:
+        def run(callbacks: dict[str, Any]) -> torch.Tensor:
             out = self.pipeline(
                 prompt_embeds=prompt,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(len(cond), -1, -1).to(prompt),
@@ -148,12 +148,11 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
                 guidance_scale=guidance_scale,
                 generator=generator,
                 output_type="pt",
-                callback=on_step,
-                callback_steps=1,
+                **callbacks,
             )
             return torch.as_tensor(out.frames).float()
 
-        return (yield from stream_pipeline(run, "video-decode"))
+        return (yield from stream_pipeline(self.pipeline, run, "video-decode"))
 
     def to_media(
         self,

@@ -6,7 +6,7 @@ only append), and requests that share in-context examples and a system text shar
 bytes); a new prompt that starts like one of them prefills only the rest.
 
 Outputs stay identical with and without it: prompts are always prefilled in blocks of the model's
-``prefill_block`` tokens (:class:`~codi2_sdk.model.config.CoDi2Config`) at fixed positions, and a cache is reused
+``prefill_block`` tokens (:class:`~codi2_sdk.model.architecture.CoDi2Config`) at fixed positions, and a cache is reused
 only up to a block boundary, so the same computation produces every reused key and value. A prompt's identity is its token ids with each media slot standing for
 its medium's content hash (:func:`prompt_signature`).
 """

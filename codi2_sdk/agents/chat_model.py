@@ -1,6 +1,6 @@
 """ChatCoDi2: a CoDi-2 backend as a LangChain chat model, with image and audio content blocks in and out.
 
->>> from codi2_sdk.tools import ChatCoDi2
+>>> from codi2_sdk.agents import ChatCoDi2
 >>> from langchain_core.messages import HumanMessage
 >>> chat = ChatCoDi2(backend=backend, output_modality="image")                      # doctest: +SKIP
 >>> reply = chat.invoke([HumanMessage("draw a large red circle on the left.")])     # doctest: +SKIP
@@ -24,9 +24,9 @@ from ..backends.base import Backend
 from ..config import GenerationConfig
 from ..content import Text
 from ..errors import InvalidRequestError
-from ..integrations.langchain import from_langchain_blocks, to_langchain_blocks
+from ..events import Done, GenerationRequest, MediaDone, TextDelta
+from ..formats.langchain_blocks import from_langchain_blocks, to_langchain_blocks
 from ..messages import Message
-from ..types import Done, GenerationRequest, MediaDone, TextDelta
 
 __all__ = ["ChatCoDi2"]
 
@@ -90,7 +90,7 @@ class ChatCoDi2(BaseChatModel):
 
     def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
-            "CoDi-2 does not call tools. To give an agent CoDi-2's abilities, pass codi2_sdk.tools.codi2_toolkit(backend) "
+            "CoDi-2 does not call tools. To give an agent CoDi-2's abilities, pass codi2_sdk.agents.codi2_toolkit(backend) "
             "to an agent built on a tool-calling chat model."
         )
 

@@ -1,7 +1,7 @@
 """The paper's metrics, computed from local model folders: subject-driven generation (DINO, CLIP-I, CLIP-T) and
 audio editing (LSD, KL, FD).
 
->>> from codi2_sdk.evaluation import SubjectMetrics
+>>> from codi2_sdk.metrics import SubjectMetrics
 >>> metrics = SubjectMetrics.from_pretrained(dino="weights/dino-vits16", clip="weights/clip-vit-b-32")  # doctest: +SKIP
 >>> metrics.score(generated, references, prompts)                                                      # doctest: +SKIP
 {'dino': 0.61, 'clip_i': 0.79, 'clip_t': 0.30}

@@ -1,6 +1,6 @@
 """The agent tools as an MCP server (the official ``mcp`` package): ``codi2 mcp`` over stdio or streamable HTTP.
 
-The tools are the LangChain toolkit's (:func:`~codi2_sdk.tools.codi2_toolkit`), with the same names, argument
+The tools are the LangChain toolkit's (:func:`~codi2_sdk.agents.codi2_toolkit`), with the same names, argument
 schemas and media store: ``generate_image``, ``generate_audio``, ``edit_image_in_context``,
 ``edit_audio_in_context`` and ``describe_media``. A call answers with a text content naming the new medium's id
 (for later calls) and the medium itself as MCP image or audio content; a bad argument or reference answers
@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from ..backends.base import Backend
 from ..config import GenerationConfig
 from ..errors import Codi2Error, invalid_request
-from ..integrations.mcp import to_mcp_content
-from .langchain import codi2_toolkit
+from ..formats.mcp_content import to_mcp_content
+from .langchain_tools import codi2_toolkit
 from .store import MediaStore
 
 __all__ = ["build_mcp_server", "run_stdio"]

@@ -6,9 +6,9 @@
   PNG and WAV.
 """
 
-from .langchain import from_langchain_blocks, to_langchain_blocks
-from .mcp import from_mcp_content, to_mcp_content
-from .openai import from_openai_parts, to_openai_parts
+from .langchain_blocks import from_langchain_blocks, to_langchain_blocks
+from .mcp_content import from_mcp_content, to_mcp_content
+from .openai_parts import from_openai_parts, to_openai_parts
 
 __all__ = [
     "from_langchain_blocks",

@@ -1,6 +1,6 @@
 """LangChain tools for generation and in-context editing, on any Backend.
 
->>> from codi2_sdk.tools import codi2_toolkit
+>>> from codi2_sdk.agents import codi2_toolkit
 >>> tools = codi2_toolkit(backend)                       # doctest: +SKIP
 >>> [t.name for t in tools]                              # doctest: +SKIP
 ['generate_image', 'generate_audio', 'edit_image_in_context', 'edit_audio_in_context', 'describe_media']
@@ -8,7 +8,7 @@
 Every tool answers with ``(content, artifact)`` (``response_format="content_and_artifact"``): the
 content is a short text naming the new medium's id (plus a v1 image block when ``show_image`` is
 asked), the artifact is the model's assistant :class:`~codi2_sdk.messages.Message`. Media go in and out
-by reference through a :class:`~codi2_sdk.tools.store.MediaStore`; a bad reference, or a model answer
+by reference through a :class:`~codi2_sdk.agents.store.MediaStore`; a bad reference, or a model answer
 without the medium asked for, raises ``ToolException`` with a clear message.
 """
 
@@ -23,9 +23,9 @@ from ..backends.base import Backend
 from ..config import GenerationConfig
 from ..content import Audio, Image, MediaModality, MediaPart, Part, Video
 from ..errors import Codi2Error, InvalidRequestError, invalid_request
-from ..integrations.langchain import to_langchain_blocks
+from ..events import GenerationRequest
+from ..formats.langchain_blocks import to_langchain_blocks
 from ..messages import Example, Message, user
-from ..types import GenerationRequest
 from .store import MediaStore
 
 __all__ = ["Codi2Tool", "codi2_toolkit"]

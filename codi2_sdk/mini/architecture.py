@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import AudioConfig, GenerationConfig, ImageConfig, TextConfig, VideoConfig
-from ..model.config import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, latent_decoder_args
+from ..model.architecture import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, latent_decoder_args
 from .clips import CLIP_FPS, CLIP_FRAMES
 from .world import IMAGE_SIZE, SAMPLE_RATE
 

@@ -7,7 +7,7 @@
 """
 
 from .chat_model import ChatCoDi2
-from .langchain import Codi2Tool, codi2_toolkit
+from .langchain_tools import Codi2Tool, codi2_toolkit
 from .store import MediaStore
 
 __all__ = ["ChatCoDi2", "Codi2Tool", "MediaStore", "codi2_toolkit"]
