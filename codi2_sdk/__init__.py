@@ -1,4 +1,4 @@
-"""codi2-sdk: interleaved text, image and audio conversations with CoDi-2 models.
+"""codi2-sdk: interleaved text, image, audio and video conversations with CoDi-2 models.
 
 >>> from codi2_sdk import Conversation
 >>> conv = Conversation()   # the embedded codi2-mini model, on the CPU

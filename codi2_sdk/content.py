@@ -1,4 +1,4 @@
-"""Content parts: the typed pieces (text, image, audio) that messages interleave.
+"""Content parts: the typed pieces (text, image, audio, video) that messages interleave.
 
 Parts are immutable pydantic models told apart by their ``type`` field. Media keep their encoded
 bytes (PNG, WAV, ...) in ``data``; in JSON those bytes are base64. A medium is checked when it is

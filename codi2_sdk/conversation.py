@@ -153,7 +153,7 @@ class Conversation:
         """The request that :meth:`send` would make for this turn, without sending it."""
         parts = to_parts(items)
         if not parts:
-            raise InvalidRequestError("a turn needs at least one part (text, image or audio)")
+            raise InvalidRequestError("a turn needs at least one part (text, image, audio or video)")
         turn = Message(role="user", parts=parts)
         return GenerationRequest(
             examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)

@@ -51,6 +51,8 @@ class LocalBackend(Backend):
         max_batch_size: how many concurrent generations' steps run in one forward; 1 (the default) runs one
             generation at a time.
         max_wait_ms: with batching, the longest a step waits for a generation whose reader is busy with an event.
+        merge_lora: fold the model's LoRA into its LLM's weights first, for serving (faster decoding, the same answers
+            within float tolerance; see :meth:`~codi2_sdk.model.CoDi2Model.merge_lora`).
     """
 
     def __init__(
@@ -63,7 +65,10 @@ class LocalBackend(Backend):
         media_cache_items: int = 512,
         max_batch_size: int = 1,
         max_wait_ms: float = 10.0,
+        merge_lora: bool = False,
     ):
+        if merge_lora:
+            model.merge_lora()
         if device is not None:
             model = model.to(device=device)
         if dtype is not None:
@@ -85,8 +90,10 @@ class LocalBackend(Backend):
         media_cache_items: int = 512,
         max_batch_size: int = 1,
         max_wait_ms: float = 10.0,
+        merge_lora: bool = False,
     ) -> LocalBackend:
-        """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini)."""
+        """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini); ``merge_lora``
+        folds its LoRA into the LLM's weights for serving (see :meth:`CoDi2Model.merge_lora`)."""
         model = CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype)
         return cls(
             model,
@@ -94,6 +101,7 @@ class LocalBackend(Backend):
             media_cache_items=media_cache_items,
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
+            merge_lora=merge_lora,
         )
 
     def clear_caches(self) -> None:

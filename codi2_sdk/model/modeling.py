@@ -235,6 +235,16 @@ class CoDi2Model(nn.Module):
             self.llm = get_peft_model(self.llm, lora)
         self.config = self.config.model_copy(update={"lora": spec})
 
+    def merge_lora(self) -> None:
+        """Fold the LoRA (and the tags' trained token rows) into the LLM's own weights, for serving: the same
+        answers within float tolerance, at the speed of the plain LLM (no adapter matmuls per layer and token).
+        The model then has no adapter to train or save apart: merge a copy, or reload to train again."""
+        if not self.has_lora:
+            return
+        with quiet_loading():
+            self.llm = self.llm.merge_and_unload()
+        self.config = self.config.model_copy(update={"lora": None})
+
     @property
     def has_lora(self) -> bool:
         """Whether the LLM is wrapped in a peft adapter."""
@@ -458,10 +468,12 @@ class CoDi2Model(nn.Module):
             (folder / SHARED_FILE).write_text(json.dumps({"kind": encoder.kind, "wraps": home, "settings": settings}))
 
     @staticmethod
-    def _load_encoders(config: CoDi2Config, decoders: Mapping[str, Any], load_part: Any) -> dict[str, Any]:
+    def _load_encoders(
+        config: CoDi2Config, decoders: Mapping[str, DiffusionDecoder], load_part: Any
+    ) -> dict[str, MediaEncoder]:
         """The encoders of a checkpoint, each loaded from its folder or built over the module it shares."""
         parts: dict[str, Any] = _pipeline_parts(decoders)
-        encoders: dict[str, Any] = {}
+        encoders: dict[str, MediaEncoder] = {}
         pending = dict(config.encoders)
         while pending:
             progress = False

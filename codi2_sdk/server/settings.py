@@ -62,6 +62,9 @@ class ServerSettings(BaseSettings):
     width, padded when fewer requests are there: a request's answer then does not depend on the others."""
     max_wait_ms: float = Field(10.0, ge=0)
     """With batching, the longest a step waits for a request whose reader is busy with its last event."""
+    merge_lora: bool = False
+    """Fold the checkpoint's LoRA into the LLM's weights when loading it: the same answers within float tolerance,
+    decoded faster (``tools/bench/merged_lora.py`` measures it); the shipped goldens are the unmerged model's."""
 
     def concurrency(self) -> int:
         """How many admitted requests the model works on at once."""
@@ -72,7 +75,11 @@ class ServerSettings(BaseSettings):
         from ..backends.local import LocalBackend
 
         return LocalBackend.from_pretrained(
-            self.model, cache_mb=self.cache_mb, max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms
+            self.model,
+            cache_mb=self.cache_mb,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            merge_lora=self.merge_lora,
         )
 
     def torch_threads(self) -> int:

@@ -111,7 +111,6 @@ def _llm(folder: str | Path, dtype: torch.dtype | None, chat_template: str | Non
     return llm, tokenizer, new_rows
 
 
-@quiet_loading()
 @dataclass
 class _Parts:
     """The encoders and decoders :func:`assemble` gathers from the folders it is given, with their specs."""
@@ -186,6 +185,7 @@ class _Parts:
         return CoDi2Model(config, llm, tokenizer, self.encoders, self.decoders)
 
 
+@quiet_loading()
 def assemble(
     *,
     llm: str | Path,

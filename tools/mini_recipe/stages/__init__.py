@@ -1,0 +1,1 @@
+"""The stages' code, by family: encoders, autoencoders, UNets, the LLM."""
