@@ -43,6 +43,10 @@ class _MediaConfig(_Config):
     """Samples drawn for each medium (in one batch); the one whose features, read back by the model's own encoder,
     lie nearest the feature the LLM wrote is kept (best-of-n reranking, as DALL-E reranked its samples with
     CLIP). 1 keeps the only sample; more cost that many decodes."""
+    scheduler: Literal["default", "dpm_solver"] | None = None
+    """The sampler: the decoder's own (``"default"``: DDIM for the paper's decoders), or DPM-Solver++ (2nd-order
+    multistep, ``"dpm_solver"``), which reaches a comparable sample in about half the steps (20-25 where DDIM takes
+    50): ask for fewer ``steps`` with it to decode faster, at some loss of fine detail."""
 
 
 class ImageConfig(_MediaConfig):

@@ -90,6 +90,8 @@ class Provenance(SDKModel):
     """Noise added to the conditioning embedding (unCLIP image decoders)."""
     candidates: int | None = None
     """Samples drawn (from ``seed``, in one batch), of which this one was kept (see ``ImageConfig.candidates``)."""
+    scheduler: str | None = None
+    """The sampler, where it was not the decoder's own (``"dpm_solver"``; see ``ImageConfig.scheduler``)."""
 
 
 class Text(SDKModel):

@@ -215,3 +215,20 @@ def test_a_saved_checkpoint_stores_the_clip_tower_once_and_shares_it_again_on_lo
     assert again.encoders["video"].image_encoder is again.encoders["image"]
     picture = Image.from_pil(PIL.Image.new("RGB", (32, 32), "red"))
     assert torch.equal(again.encode("image", [picture]), model.encode("image", [picture]))
+
+
+def test_the_low_memory_mode_stores_the_llm_in_int8_and_still_answers(folders, tmp_path: Path) -> None:
+    pytest.importorskip("torchao", reason="memory='low' quantizes with torchao (the lowmem extra)")
+    model = assemble(**folders, feature_dim=32, imagebind_args=AUDIO, memory="low")
+    assert not model.has_lora and model.offload_decoders  # the adapter merged before the weights went to int8
+    linear = model.llm.get_decoder().layers[0].self_attn.q_proj
+    assert "Int8" in type(linear.weight).__name__, type(linear.weight)
+    assert all(d.vae.use_slicing for d in model.decoders.values())
+    backend = LocalBackend(model)
+    for modality, kind in (("image", Image), ("audio", Audio), ("video", Video)):
+        config = {"seed": 0, "output_modality": modality, "text": {"max_new_tokens": 3}}
+        config[modality] = {"steps": 2, **SHORT.get(modality, {})}
+        answer = Conversation(backend=backend).send("show a red circle .", config=config)
+        assert isinstance(answer.parts[0], kind), modality
+    with pytest.raises(ModelError, match="int8"):
+        model.save_pretrained(tmp_path / "low")

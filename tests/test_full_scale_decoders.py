@@ -146,3 +146,15 @@ def _steps_and_value(stream):
             steps.append(next(stream))
         except StopIteration as done:
             return steps, done.value
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_dpm_solver_is_one_setting_away_and_is_recorded(kind: str) -> None:
+    build, settings, part_type = CASES[kind]
+    decoder = build()
+    own = decoder.pipeline.scheduler
+    _, (default,) = decode(decoder, settings)
+    fast_steps, (fast,) = decode(decoder, settings.model_copy(update={"scheduler": "dpm_solver", "steps": 2}))
+    assert fast_steps == [1, 2] and isinstance(fast, part_type) and fast.provenance.scheduler == "dpm_solver"
+    assert fast.data != default.data and default.provenance.scheduler is None
+    assert decoder.pipeline.scheduler is own  # put back after the decode

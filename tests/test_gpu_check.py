@@ -45,4 +45,5 @@ def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json() -> None:
         "sdk_align_llm",
     }
     assert parts["sdk_text"]["ms_per_token"] > 0 and parts["sdk_image"]["s_per_turn"] > 0
+    assert all(parts[f"sdk_{m}"]["ratio"] > 0 for m in ("image", "audio", "video"))  # beside the bare pipeline
     assert parts["sdk_align_llm"]["s_per_step"] > 0 and parts["sdk_align_decoders"]["steps"] == 3

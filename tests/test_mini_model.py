@@ -231,3 +231,15 @@ def test_best_of_n_needs_an_encoder_to_rank_with() -> None:
     with pytest.raises(InvalidRequestError, match=r"audio\.candidates=2 needs an encoder for audio"):
         conv.send("make a sound", config={"audio": {"candidates": 2}})
     assert conv.messages == []
+
+
+def test_the_mini_decoders_sample_with_dpm_solver_when_asked() -> None:
+    from codi2_sdk import Conversation
+
+    talk = {"seed": 0, "output_modality": "image"}
+    default = Conversation(config=talk).send("draw a large red circle on the left.")
+    fast = Conversation(config={**talk, "image": {"scheduler": "dpm_solver", "steps": 12}}).send(
+        "draw a large red circle on the left."
+    )
+    assert fast.images[0].provenance.scheduler == "dpm_solver" and fast.images[0].provenance.steps == 12
+    assert fast.images[0].data != default.images[0].data

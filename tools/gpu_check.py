@@ -18,13 +18,19 @@ cross-attention), so its figure is close to, not exactly, the published model's.
 ``--sdk`` times the SDK's own path instead of bare modules: it builds the five public components' folders at their
 published sizes with random weights (or reads real ones with ``--folders DIR``), ``assemble``s them in bf16 on the
 GPU, answers a ``Conversation`` turn for each medium (text ms/token; seconds per picture, clip and video at the
-full-scale defaults) and runs ``--train-steps`` steps of each alignment stage (seconds per step, peak memory).
+full-scale defaults, each beside the same diffusers pipeline call made directly: ``ratio``) and runs
+``--train-steps`` steps of each alignment stage (seconds per step, peak memory). ``--compile`` adds decoding
+compiled over a static cache, against the bandwidth floor (the LLM's weights read once at the card's published
+bandwidth); ``--memory low`` assembles in the low-memory mode (LLM in int8, decoders offloaded) and reports each
+turn's peak memory; both skip training.
 
 ``--tiny`` runs the same code at tiny sizes (on CPU in the tests). Usage::
 
     python tools/gpu_check.py                 # on a GPU machine, about 3-6 minutes on one H100
     python tools/gpu_check.py --only llm,unclip
     python tools/gpu_check.py --sdk           # the SDK's own path (full sizes: not yet run on a GPU)
+    python tools/gpu_check.py --sdk --compile # ... and decode compiled, against the card's bandwidth floor
+    python tools/gpu_check.py --sdk --memory low  # ... assembled in the low-memory mode (peak memory per turn)
     python tools/gpu_check.py --sdk --tiny --device cpu
 """
 
@@ -604,14 +610,80 @@ def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
     return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
 
 
-def sdk_check(check: Check, folders: dict[str, Any], tiny: bool, decode_tokens: int, train_steps: int) -> None:
-    """The SDK's own path: ``assemble`` the folders on the device, answer a ``Conversation`` turn for each medium,
-    run both alignment stages; a JSON line for each."""
+BANDWIDTH_TB_S = {"H100": 3.35, "H200": 4.8, "A100": 2.0, "L40S": 0.864, "A10G": 0.6, "L4": 0.3}
+"""Published memory bandwidth of the cards this is run on (SXM parts; TB/s), for the decode floor."""
+
+
+def _bandwidth_floor_ms(check: Check, model: Any) -> float | None:
+    """Milliseconds to read the LLM's weights once at the card's published bandwidth: no decode step is faster."""
+    if check.device.type != "cuda":
+        return None
+    name = check.torch.cuda.get_device_name()
+    rate = next((tb for card, tb in BANDWIDTH_TB_S.items() if card in name), None)
+    if rate is None:
+        return None
+    weights = sum(p.numel() * p.element_size() for p in model.llm.parameters())
+    return weights / (rate * 1e12) * 1000
+
+
+def _decode_ms(check: Check, backend: Any, model: Any, decode_tokens: int) -> tuple[float, int]:
+    from codi2_sdk import Conversation
+
+    text = {"seed": 0, "output_modality": "text", "text": {"max_new_tokens": decode_tokens, "temperature": 0.0}}
+    seconds = check.timed(lambda: Conversation(backend=backend).send("what is this", config=text))
+    answer = Conversation(backend=backend).send("what is this", config=text)
+    tokens = max(1, len(model.tokenizer(answer.text, add_special_tokens=False).input_ids))
+    return seconds / tokens * 1000, tokens
+
+
+def _sdk_and_bare(check: Check, backend: Any, model: Any, modality: str) -> tuple[float, float]:
+    """Seconds of a turn that makes ``modality`` through ``Conversation``, and of the same diffusers pipeline call
+    made directly (the keyword arguments the SDK passed, recorded, without its step callback)."""
+    import torch
+
+    from codi2_sdk import Conversation
+
+    config = {"seed": 0, "output_modality": modality, "text": {"max_new_tokens": 2}}
+    pipeline = model.decoders[modality].pipeline
+    cls, recorded = type(pipeline), {}
+    original = cls.__call__
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> Any:
+        recorded.update(kwargs)
+        return original(self, *args, **kwargs)
+
+    cls.__call__ = recording
+    try:
+        sdk = check.timed(lambda: Conversation(backend=backend).send("draw a red circle", config=config))
+    finally:
+        cls.__call__ = original
+    bare_call = {k: v for k, v in recorded.items() if "callback" not in k}
+
+    def bare() -> Any:
+        bare_call["generator"] = torch.Generator(device="cpu").manual_seed(0)
+        with torch.no_grad():
+            return pipeline(**bare_call)
+
+    return sdk, check.timed(bare)
+
+
+def sdk_check(
+    check: Check,
+    folders: dict[str, Any],
+    tiny: bool,
+    decode_tokens: int,
+    train_steps: int,
+    memory: str = "default",
+    compile_decode: bool = False,
+) -> None:
+    """The SDK's own path: ``assemble`` the folders on the device (in ``memory``'s mode), answer a ``Conversation``
+    turn for each medium beside its bare pipeline, decode eager (and compiled), run both alignment stages (in the
+    default mode); a JSON line for each."""
     import numpy as np
     import PIL.Image
     import torch
 
-    from codi2_sdk import Audio, Conversation, Image, Video, assistant, user
+    from codi2_sdk import Audio, Image, Video, assistant, user
     from codi2_sdk.backends.local import LocalBackend
     from codi2_sdk.model import TrainingExample, assemble
     from codi2_sdk.train.align import CaptionedMedium, align_decoders, align_llm
@@ -625,26 +697,38 @@ def sdk_check(check: Check, folders: dict[str, Any], tiny: bool, decode_tokens: 
         imagebind_video_args=sizes["imagebind_video"],
         device=check.device,
         dtype=check.dtype,
+        memory=memory,
     )
     check.sync()
-    check.report("sdk_assemble", seconds=round(time.perf_counter() - began, 2), dtype=str(check.dtype))
+    check.report("sdk_assemble", seconds=round(time.perf_counter() - began, 2), dtype=str(check.dtype), memory=memory)
     if tiny:  # the published lengths (10.24 s of audio, 24 frames of 576 x 320) are long for a CPU smoke run
         model.decoders["audio"].meta["audio_length_in_s"] = 0.064
         model.decoders["video"].meta.update(num_frames=2, width=32, height=16)
     backend = LocalBackend(model)
-    text = {"seed": 0, "output_modality": "text", "text": {"max_new_tokens": decode_tokens, "temperature": 0.0}}
-    seconds = check.timed(lambda: Conversation(backend=backend).send("what is this", config=text))
-    answer = Conversation(backend=backend).send("what is this", config=text)
-    tokens = max(1, len(model.tokenizer(answer.text, add_special_tokens=False).input_ids))
-    check.report("sdk_text", tokens=tokens, ms_per_token=round(seconds / tokens * 1000, 2))
-    for modality in ("image", "audio", "video"):
-        config = {"seed": 0, "output_modality": modality, "text": {"max_new_tokens": 2}}
-        seconds = check.timed(
-            lambda config=config: Conversation(backend=backend).send("draw a red circle", config=config)
-        )
+    floor = _bandwidth_floor_ms(check, model)
+    ms, tokens = _decode_ms(check, backend, model, decode_tokens)
+    check.report("sdk_text", tokens=tokens, ms_per_token=round(ms, 2), bandwidth_floor_ms=floor and round(floor, 2))
+    if compile_decode:  # the LoRA merged into the weights, one-token steps compiled over a static cache
+        began = time.perf_counter()
+        fast = LocalBackend(model, compile=True)
+        ms, tokens = _decode_ms(check, fast, model, decode_tokens)  # its warm-up call compiles
         check.report(
-            f"sdk_{modality}", s_per_turn=round(seconds, 2), steps=getattr(model.config.defaults, modality).steps
+            "sdk_text_compiled",
+            tokens=tokens,
+            ms_per_token=round(ms, 2),
+            bandwidth_floor_ms=floor and round(floor, 2),
+            over_floor=floor and round(ms / floor, 2),
+            setup_and_compile_s=round(time.perf_counter() - began, 1),
         )
+    for modality in ("image", "audio", "video"):
+        sdk, bare = _sdk_and_bare(check, backend, model, modality)
+        steps = getattr(model.config.defaults, modality).steps
+        check.report(
+            f"sdk_{modality}", s_per_turn=round(sdk, 2), bare_pipeline_s=round(bare, 2), ratio=round(sdk / bare, 3),
+            steps=steps,
+        )  # fmt: skip
+    if memory != "default" or compile_decode:
+        return  # a low-memory model is for inference; a merged one has no adapter left to train
 
     rng = np.random.default_rng(0)
     side = 32 if tiny else 224
@@ -691,6 +775,12 @@ def main(argv: list[str] | None = None) -> int:
         "default: random ones built at the published sizes in a temporary folder",
     )
     parser.add_argument("--train-steps", type=int, default=10, help="with --sdk: steps of each alignment stage")
+    parser.add_argument(
+        "--memory", choices=["default", "low"], default="default", help="with --sdk: assemble(memory=...) (no training)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="with --sdk: also decode compiled over a static cache (no training)"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -724,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 folders = build_folders(Path(scratch), args.tiny, device)
                 print(json.dumps({"built_folders_s": round(time.perf_counter() - began, 1)}), flush=True)
-            sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps)
+            sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps, args.memory, args.compile)
         print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
         return 0
     for part in parts:

@@ -30,7 +30,8 @@ from ..errors import Codi2Error, ModelError
 from ..events import Capabilities, Done, Event, GenerationRequest
 from ..messages import Message
 from ..model import CoDi2Model, generate_events
-from ..model.runtime.batching import StepBatcher, using_batcher
+from ..model.generation import CompiledSteps
+from ..model.runtime.batching import StepBatcher, current_batcher, using_batcher
 from ..model.runtime.prefix_cache import MediaFeatureCache, PrefixCache
 from .base import Backend
 
@@ -53,6 +54,9 @@ class LocalBackend(Backend):
         max_wait_ms: with batching, the longest a step waits for a generation whose reader is busy with an event.
         merge_lora: fold the model's LoRA into its LLM's weights first, for serving (faster decoding, the same answers
             within float tolerance; see :meth:`~codi2_sdk.model.CoDi2Model.merge_lora`).
+        compile: decode one token at a time compiled over a static cache (``torch.compile``; CUDA graphs on a GPU),
+            the LoRA merged first. The first request compiles (tens of seconds on a CPU). Requests then reuse no
+            prompt prefix (``cache_mb`` is ignored), and batched steps (``max_batch_size`` above 1) stay eager.
     """
 
     def __init__(
@@ -66,8 +70,9 @@ class LocalBackend(Backend):
         max_batch_size: int = 1,
         max_wait_ms: float = 10.0,
         merge_lora: bool = False,
+        compile: bool = False,
     ):
-        if merge_lora:
+        if merge_lora or compile:
             model.merge_lora()
         if device is not None:
             model = model.to(device=device)
@@ -78,6 +83,9 @@ class LocalBackend(Backend):
         self._lock = self.batcher.lock if self.batcher is not None else threading.Lock()
         self.prefix_cache = PrefixCache(cache_mb) if cache_mb > 0 else None
         self.media_cache = MediaFeatureCache(media_cache_items) if media_cache_items > 0 else None
+        self.compiled = CompiledSteps(self.model) if compile else None
+        if self.compiled is not None:
+            self.prefix_cache = None
 
     @classmethod
     def from_pretrained(
@@ -91,6 +99,7 @@ class LocalBackend(Backend):
         max_batch_size: int = 1,
         max_wait_ms: float = 10.0,
         merge_lora: bool = False,
+        compile: bool = False,
     ) -> LocalBackend:
         """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini); ``merge_lora``
         folds its LoRA into the LLM's weights for serving (see :meth:`CoDi2Model.merge_lora`)."""
@@ -102,6 +111,7 @@ class LocalBackend(Backend):
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             merge_lora=merge_lora,
+            compile=compile,
         )
 
     def clear_caches(self) -> None:
@@ -156,7 +166,11 @@ class LocalBackend(Backend):
     def _events(self, request: GenerationRequest) -> Generator[Event, None, None]:
         try:
             yield from generate_events(
-                self.model, request, prefix_cache=self.prefix_cache, media_cache=self.media_cache
+                self.model,
+                request,
+                prefix_cache=self.prefix_cache,
+                media_cache=self.media_cache,
+                compiled=self.compiled if current_batcher() is None else None,
             )
         except Codi2Error:
             raise

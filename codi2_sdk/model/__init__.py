@@ -14,7 +14,12 @@ Importing this package imports torch, transformers and diffusers; ``import codi2
 Importing this package registers every family's kinds.
 """
 
-from . import fullscale, imagebind, mini
+from . import (
+    _quiet,  # noqa: F401  (first: it quiets optional libraries' import-time notices)
+    fullscale,
+    imagebind,
+    mini,
+)
 from .architecture import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec, LossWeights
 from .fullscale import FULL_SCALE_LORA, AudioLDM2Decoder, UnCLIPImageDecoder, ZeroscopeVideoDecoder, assemble
 from .generation import generate_events

@@ -14,13 +14,18 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-from diffusers.utils import logging as diffusers_logging
-from transformers.utils import logging as transformers_logging
-
 __all__ = ["quiet_loading", "verbose"]
 
 
 log = logging.getLogger("codi2_sdk")
+
+# Imported first by codi2_sdk.model, before transformers and diffusers: where torchao is installed (the lowmem
+# extra), importing them imports it, and it logs a warning per CUDA kernel build a CPU machine cannot load, torch
+# one per enum it registers, and diffusers one for torchao classes it looks for under older names. A level the user
+# set on those loggers is kept.
+for _name in ("torchao", "torch.utils._pytree", "diffusers.quantizers.torchao"):
+    if logging.getLogger(_name).level == logging.NOTSET:
+        logging.getLogger(_name).setLevel(logging.ERROR)
 
 
 def verbose() -> bool:
@@ -33,6 +38,9 @@ def quiet_loading() -> Iterator[None]:
     """Hide transformers' and diffusers' bars and log lines below ERROR, and the deprecation warning peft
     triggers in transformers 5 (``is_gradient_checkpointing``), while a model loads, is assembled or is saved;
     each setting is restored after. Nested uses are fine. Nothing is hidden when :func:`verbose`."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     if verbose():
         yield
         return

@@ -24,6 +24,7 @@ from transformers import (
     AttentionInterface,
     DynamicCache,
     LogitsProcessorList,
+    StaticCache,
     TemperatureLogitsWarper,
     TopPLogitsWarper,
 )
@@ -68,12 +69,38 @@ def effective_config(model: CoDi2Model, config: GenerationConfig) -> GenerationC
     return GenerationConfig.model_validate(data)
 
 
-class LLMState:
-    """The LLM's cache and its latest logits and hidden state."""
+class CompiledSteps:
+    """The fast decode path: the LLM's one-token steps compiled with ``torch.compile`` (CUDA graphs on a GPU,
+    ``mode="reduce-overhead"``) over one ``StaticCache`` sized to the context, reset for each request.
+
+    For one request at a time: a server's batched steps and the prefix cache work on growing caches and stay eager
+    (:class:`~codi2_sdk.backends.local.LocalBackend` leaves them out with ``compile=True``). Compiling takes a while
+    on the first request (tens of seconds for a small model on a CPU), once per kind of step. Greedy answers are
+    the eager path's (tested on the full-scale twin); sampled ones agree within float tolerance.
+    """
 
     def __init__(self, model: CoDi2Model) -> None:
         self.model = model
-        self.cache = DynamicCache(config=model.llm.config)
+        self.limit = int(getattr(model.llm.config, "max_position_embeddings", 0) or 0)
+        if not self.limit:
+            raise InvalidRequestError("compiled decoding needs the LLM's context length (max_position_embeddings)")
+        mode = "reduce-overhead" if model.device.type == "cuda" else None
+        self.step = torch.compile(model.llm, mode=mode, dynamic=False)
+        self.cache = StaticCache(config=model.llm.config, max_cache_len=self.limit)
+
+    def fresh_cache(self) -> StaticCache:
+        """The static cache, emptied for a new request."""
+        self.cache.reset()
+        return self.cache
+
+
+class LLMState:
+    """The LLM's cache and its latest logits (and, where asked, the last layer's hidden state)."""
+
+    def __init__(self, model: CoDi2Model, compiled: CompiledSteps | None = None) -> None:
+        self.model = model
+        self.compiled = compiled
+        self.cache: Any = compiled.fresh_cache() if compiled is not None else DynamicCache(config=model.llm.config)
         self.length = 0
         self.limit = int(getattr(model.llm.config, "max_position_embeddings", 0) or 0) or None
         self.logits: torch.Tensor = torch.empty(0)
@@ -84,20 +111,23 @@ class LLMState:
         """Whether the context has no room left for a medium."""
         return self.limit is not None and self.length + _TAIL > self.limit
 
-    def feed(self, embeds: torch.Tensor) -> None:
-        """Feed ``(1, n, hidden)`` embeddings; keep the last position's logits and hidden state."""
+    def feed(self, embeds: torch.Tensor, *, keep_hidden: bool = False) -> None:
+        """Feed ``(1, n, hidden)`` embeddings; keep the last position's logits (the only ones computed) and, with
+        ``keep_hidden`` (at a media start tag), its last-layer hidden state."""
         n = embeds.shape[1]
-        positions = torch.arange(self.length, self.length + n, device=embeds.device)[None]
-        out = self.model.llm(
-            inputs_embeds=embeds,
-            cache=self.cache,
-            position_ids=positions,
-            use_cache=True,
-            output_hidden_states=True,
+        span = torch.arange(self.length, self.length + n, device=embeds.device)
+        extra: dict[str, Any] = {"output_hidden_states": True} if keep_hidden else {}
+        forward = self.model.llm
+        if self.compiled is not None:
+            extra["cache_position"] = span  # where the static cache writes
+            forward = self.compiled.step if n == 1 else forward
+        out = forward(
+            inputs_embeds=embeds, cache=self.cache, position_ids=span[None], use_cache=True, logits_to_keep=1, **extra
         )
         self.length += n
         self.logits = out.logits[0, -1].float()
-        self.hidden = out.hidden_states[-1][0, -1]
+        if keep_hidden:
+            self.hidden = out.hidden_states[-1][0, -1]
 
     def feed_blocks(self, embeds: torch.Tensor) -> None:
         """Feed ``(1, n, hidden)`` embeddings in blocks that end at multiples of the model's ``prefill_block``
@@ -110,18 +140,18 @@ class LLMState:
             self._feed_maybe_together(embeds[:, start:end], block)
             start = end
 
-    def feed_one(self, embeds: torch.Tensor) -> None:
+    def feed_one(self, embeds: torch.Tensor, *, keep_hidden: bool = False) -> None:
         """Feed one position's ``(1, 1, hidden)`` embedding (with other generations' when batching)."""
-        self._feed_maybe_together(embeds, 1)
+        self._feed_maybe_together(embeds, 1, keep_hidden=keep_hidden)
 
-    def feed_token(self, token: int) -> None:
+    def feed_token(self, token: int, *, keep_hidden: bool = False) -> None:
         ids = torch.tensor([[token]], device=self.model.device)
-        self.feed_one(self.model.llm.get_input_embeddings()(ids))
+        self.feed_one(self.model.llm.get_input_embeddings()(ids), keep_hidden=keep_hidden)
 
-    def _feed_maybe_together(self, embeds: torch.Tensor, span: int) -> None:
+    def _feed_maybe_together(self, embeds: torch.Tensor, span: int, *, keep_hidden: bool = False) -> None:
         batcher = current_batcher()
         if batcher is None:
-            self.feed(embeds)
+            self.feed(embeds, keep_hidden=keep_hidden)
         else:  # blocks and single steps go in separate groups: a step padded to a block's span would cost its span
             batcher.run(("llm", id(self.model), embeds.dtype, span), feed_together, (self, embeds, span))
 
@@ -228,8 +258,10 @@ def prefill(
     *,
     prefix_cache: PrefixCache | None = None,
     media_cache: MediaFeatureCache | None = None,
+    compiled: CompiledSteps | None = None,
 ) -> LLMState:
-    """Build the request's prompt and run it through the LLM, after the longest prefix ``prefix_cache`` holds."""
+    """Build the request's prompt and run it through the LLM, after the longest prefix ``prefix_cache`` holds
+    (into ``compiled``'s static cache instead, where given: then no prefix is reused)."""
     try:
         prompt = model.prompts.build(request.examples, request.messages)
     except UnknownWordsError as exc:
@@ -238,7 +270,9 @@ def prefill(
         raise InvalidRequestError(f"{exc}.{guide} Its vocabulary is in capabilities.vocabulary.") from None
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
-    state = LLMState(model)
+    state = LLMState(model, compiled)
+    if compiled is not None:
+        prefix_cache = None  # a static cache is not kept per prompt
     if state.limit and len(prompt) + _TAIL > state.limit:
         raise InvalidRequestError(
             f"the prompt takes {len(prompt)} tokens (media included); {model.name} attends to at most {state.limit}"
@@ -330,7 +364,7 @@ def write_medium(model: CoDi2Model, state: LLMState, modality: str) -> torch.Ten
     fed back through the input projector into the medium's slot, so what comes after conditions on it (the
     reference code drops it); then the end tag is fed. Returns the feature, for the decoder.
     """
-    state.feed_token(model.prompts.start_ids[modality])
+    state.feed_token(model.prompts.start_ids[modality], keep_hidden=True)
     feature = model.restore_scale(modality, model.predict_feature(modality, state.hidden))
     embed_dtype = model.llm.get_input_embeddings().weight.dtype
     state.feed_one(model.feature_to_input(modality, feature)[None, None].to(embed_dtype))
@@ -344,24 +378,24 @@ def decode_medium(
     """Decode one medium of the answer: a progress event per diffusion step, then the finished part (with
     ``candidates`` above 1, the sample nearest the LLM's feature, see :meth:`CoDi2Model.nearest_sample`)."""
     settings: Any = config.settings_for(modality)  # the medium's sub-config: steps, guidance, size or duration
-    decoder = model.decoder_for(modality)
     candidates = int(settings.candidates or 1)
     generator = torch.Generator(device="cpu").manual_seed(seed + 1 + index)
-    device = next(decoder.parameters()).device
     provenance = Provenance(model=model.name, seed=seed, candidates=candidates)
-    run = decoder.iter_decode(
-        feature[None].expand(candidates, -1).to(device), settings, generator=generator, provenance=provenance
-    )
     total = int(settings.steps or 1)
-    while True:
-        try:
-            step = next(run)
-        except StopIteration as done:
-            samples = done.value
-            best = model.nearest_sample(modality, feature, samples) if len(samples) > 1 else 0
-            yield MediaDone(part_index=index, part=samples[best])
-            return
-        yield Progress(modality=modality, part_index=index, step=step, total=total)
+    with model.decoder_ready(modality) as decoder:
+        device = next(decoder.parameters()).device
+        run = decoder.iter_decode(
+            feature[None].expand(candidates, -1).to(device), settings, generator=generator, provenance=provenance
+        )
+        while True:
+            try:
+                step = next(run)
+            except StopIteration as done:
+                samples = done.value
+                break
+            yield Progress(modality=modality, part_index=index, step=step, total=total)
+    best = model.nearest_sample(modality, feature, samples) if len(samples) > 1 else 0
+    yield MediaDone(part_index=index, part=samples[best])
 
 
 @torch.no_grad()
@@ -371,11 +405,13 @@ def generate_events(
     *,
     prefix_cache: PrefixCache | None = None,
     media_cache: MediaFeatureCache | None = None,
+    compiled: CompiledSteps | None = None,
 ) -> Iterator[Event]:
     """Answer ``request``: text deltas, diffusion progress and finished media as they come, then :class:`Done`.
 
     Closing the iterator stops the work at the next token or diffusion step. The caches (optional) only save
-    work: the events are the same with or without them.
+    work: the events are the same with or without them. ``compiled`` runs the one-token steps compiled over a
+    static cache (:class:`CompiledSteps`).
     """
     config = effective_config(model, request.config)
     for medium in model.decoders:
@@ -387,7 +423,7 @@ def generate_events(
             )
     seed = config.seed if config.seed is not None else int.from_bytes(os.urandom(6), "little")
     picker = TokenPicker(model, config, torch.Generator(device="cpu").manual_seed(seed))
-    state = prefill(model, request, prefix_cache=prefix_cache, media_cache=media_cache)
+    state = prefill(model, request, prefix_cache=prefix_cache, media_cache=media_cache, compiled=compiled)
     builder = model.prompts
     parts: list[Part] = []
     text = _TextRun(model.tokenizer)

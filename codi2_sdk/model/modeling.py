@@ -19,8 +19,9 @@ Generation lives in :mod:`.generation`; this module holds the network, the loss 
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -32,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..content import MediaPart
-from ..errors import ModelError, ModelNotFoundError
+from ..errors import MissingDependencyError, ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from ._quiet import quiet_loading
 from .architecture import CoDi2Config, LoraSpec
@@ -172,6 +173,7 @@ class CoDi2Model(nn.Module):
             {m: int(e.tokens_per_item) for m, e in encoders.items()},
             closed_vocabulary=config.closed_vocabulary,
         )
+        self.offload_decoders = False  # see reduce_memory
         self.whitening = nn.ModuleDict()  # modality -> FeatureWhitening, where the output head regresses whitened
         for encoder in self.encoders.values():
             encoder.requires_grad_(False)  # trained for alignment beforehand, frozen after
@@ -234,6 +236,57 @@ class CoDi2Model(nn.Module):
         with quiet_loading():  # peft's own deprecation warning under transformers 5: not the user's doing
             self.llm = get_peft_model(self.llm, lora)
         self.config = self.config.model_copy(update={"lora": spec})
+
+    def reduce_memory(self, *, quantize: bool = True, offload_decoders: bool = True, slice_vae: bool = True) -> None:
+        """Lower the peak memory of inference (``assemble(..., memory="low")`` calls it): the LLM's linear weights
+        stored in int8 (torchao's weight-only quantization, the LoRA merged first), the decoders kept on the CPU and
+        moved to the LLM's device only while one of them runs, and their autoencoders decoding in slices and tiles
+        (large pictures, long clips). For inference only: such a model cannot be saved or trained.
+
+        Raises:
+            MissingDependencyError: ``quantize`` without torchao (``pip install 'codi2-sdk[lowmem]'``).
+        """
+        if quantize:
+            try:
+                from torchao.quantization import Int8WeightOnlyConfig, quantize_
+            except ImportError:
+                raise MissingDependencyError(
+                    "storing the LLM in int8 needs torchao: pip install 'codi2-sdk[lowmem]'"
+                ) from None
+            self.merge_lora()
+            with quiet_loading():
+                quantize_(self.llm, Int8WeightOnlyConfig())
+            self.quantized = True
+        if slice_vae:
+            for decoder in self.decoders.values():
+                vae = getattr(decoder, "vae", None)
+                for switch in ("enable_slicing", "enable_tiling"):
+                    if hasattr(vae, switch):
+                        getattr(vae, switch)()
+        self.offload_decoders = offload_decoders
+        if offload_decoders:
+            for decoder in self.decoders.values():
+                decoder.to("cpu")
+            for encoder in self.encoders.values():  # a tower a decoder shares stays where the encoders run
+                encoder.to(self.device)
+
+    @contextlib.contextmanager
+    def decoder_ready(self, modality: str) -> Iterator[DiffusionDecoder]:
+        """The decoder of ``modality`` on the LLM's device for as long as it runs (moved back to the CPU after,
+        where :meth:`reduce_memory` offloads decoders)."""
+        decoder = self.decoder_for(modality)
+        if not self.offload_decoders:
+            yield decoder
+            return
+        decoder.to(self.device)
+        try:
+            yield decoder
+        finally:
+            decoder.to("cpu")
+            for encoder in self.encoders.values():
+                encoder.to(self.device)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
     def merge_lora(self) -> None:
         """Fold the LoRA (and the tags' trained token rows) into the LLM's own weights, for serving: the same
@@ -427,6 +480,8 @@ class CoDi2Model(nn.Module):
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write the checkpoint folder: ``codi2.json``, ``llm/``, ``tokenizer/``, ``adapter/`` (with
         LoRA), ``projectors.safetensors``, ``encoders/<modality>/``, ``decoders/<modality>/``."""
+        if getattr(self, "quantized", False):
+            raise ModelError("a model whose LLM is stored in int8 (reduce_memory) is for inference; save it before")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = self.config.model_copy(update={"llm_path": "llm"})

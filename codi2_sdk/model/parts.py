@@ -181,8 +181,20 @@ class DiffusionDecoder(nn.Module):
 
     kind: ClassVar[str] = ""
     modality: ClassVar[MediaModality]
-    options: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[str, ...]] = ("scheduler",)
     cond_dim: int
+
+    @staticmethod
+    def fresh_scheduler(scheduler: Any, choice: str | None = None) -> Any:
+        """A scheduler for one decode (they keep per-run state): a copy of ``scheduler``, or DPM-Solver++ from its
+        config with ``choice="dpm_solver"`` (the settings' ``scheduler``)."""
+        from diffusers import DPMSolverMultistepScheduler
+
+        from ._quiet import quiet_loading
+
+        kind = DPMSolverMultistepScheduler if choice == "dpm_solver" else type(scheduler)
+        with quiet_loading():  # a DDIM config's own keys, which DPM-Solver ignores, are said at WARNING
+            return kind.from_config(scheduler.config)
 
     def iter_sample(
         self,

@@ -36,6 +36,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
     )
     parser.add_argument(
+        "--compile", action="store_true", help="decode compiled over a static cache (the first request compiles)"
+    )
+    parser.add_argument(
         "--merge-lora", action="store_true", help="fold the checkpoint's LoRA into the LLM's weights (faster decoding)"
     )
     parser.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /ui")
@@ -61,6 +64,7 @@ def serve(args: argparse.Namespace) -> int:
             "max_wait_ms": args.max_wait_ms,
             "ui": False if args.no_ui else None,
             "merge_lora": True if args.merge_lora else None,
+            "compile": True if args.compile else None,
         }.items()
         if value is not None
     }

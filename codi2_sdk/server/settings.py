@@ -62,6 +62,9 @@ class ServerSettings(BaseSettings):
     width, padded when fewer requests are there: a request's answer then does not depend on the others."""
     max_wait_ms: float = Field(10.0, ge=0)
     """With batching, the longest a step waits for a request whose reader is busy with its last event."""
+    compile: bool = False
+    """Decode compiled over a static cache (``torch.compile``; CUDA graphs on a GPU), the LoRA merged: faster steps
+    after a first request that compiles; no prompt prefix is reused, and batched steps stay eager."""
     merge_lora: bool = False
     """Fold the checkpoint's LoRA into the LLM's weights when loading it: the same answers within float tolerance,
     decoded faster (``tools/bench/merged_lora.py`` measures it); the shipped goldens are the unmerged model's."""
@@ -80,6 +83,7 @@ class ServerSettings(BaseSettings):
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
             merge_lora=self.merge_lora,
+            compile=self.compile,
         )
 
     def torch_threads(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from safetensors.torch import load_file
@@ -204,6 +204,7 @@ def assemble(
     dtype: torch.dtype | None = None,
     variant: str | None = None,
     reference_decoding: bool = True,
+    memory: Literal["default", "low"] = "default",
 ) -> CoDi2Model:
     """Build CoDi-2 from local folders: any subset of the media (an image tower needs ``unclip``, which also
     gives the image decoder and video reading; audio reading needs ``imagebind``).
@@ -226,6 +227,8 @@ def assemble(
         variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
         reference_decoding: run unCLIP as CoDi-2's released code does (noise level 500, its negative prompt on both
             sides of the guidance); ``False`` for the pipeline's own defaults.
+        memory: ``"low"`` for inference in less memory (:meth:`CoDi2Model.reduce_memory`): the LLM in int8
+            (torchao), the decoders on the CPU but while one runs, their autoencoders in slices and tiles.
 
     Raises:
         ModelNotFoundError: a path that does not exist (the message names the part).
@@ -245,4 +248,6 @@ def assemble(
     if isinstance(image := parts.decoders.get("image"), UnCLIPImageDecoder):  # on the device, once the tower is there
         norms = {**model.config.feature_norms, "image": image.measure_embedding_norm(norm_pictures())}
         model.config = model.config.model_copy(update={"feature_norms": norms})
+    if memory == "low":
+        model.reduce_memory()
     return model.eval()

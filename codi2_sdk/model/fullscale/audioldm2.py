@@ -41,7 +41,7 @@ class AudioLDM2Decoder(PipelineDecoder):
     pipeline_class = "AudioLDM2Pipeline"
     kind: ClassVar[str] = "audioldm2"
     modality = "audio"
-    options = ("duration",)
+    options = (*PipelineDecoder.options, "duration")
 
     to_prompt: QueryProjector
     negative_prompt_embeds: torch.Tensor
@@ -131,6 +131,7 @@ class AudioLDM2Decoder(PipelineDecoder):
         steps: int,
         guidance_scale: float,
         generator: torch.Generator | None = None,
+        scheduler: str | None = None,
         duration: float | None = None,
         **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
@@ -142,7 +143,8 @@ class AudioLDM2Decoder(PipelineDecoder):
         batch = len(cond)
 
         def run(callbacks: dict[str, Any]) -> torch.Tensor:
-            out = self.pipeline(
+            out = self.call_pipeline(
+                scheduler,
                 prompt_embeds=prompt,
                 generated_prompt_embeds=generated,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(batch, -1, -1).to(prompt),

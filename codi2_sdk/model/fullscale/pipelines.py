@@ -3,11 +3,12 @@ and saving a pipeline folder, and the output projector from a feature vector to 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import queue
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -131,6 +132,22 @@ class PipelineParts(nn.Module):
         for name, component in pipeline.components.items():
             if isinstance(component, nn.Module):
                 setattr(self, name, component.eval())
+
+    @contextlib.contextmanager
+    def sampling_with(self, scheduler: str | None) -> Iterator[None]:
+        """The pipeline samples with ``scheduler``'s choice (see :meth:`DiffusionDecoder.fresh_scheduler`) inside
+        this block, and with a fresh copy of its own otherwise; its own is put back after."""
+        own = self.pipeline.scheduler
+        self.pipeline.scheduler = DiffusionDecoder.fresh_scheduler(own, scheduler)
+        try:
+            yield
+        finally:
+            self.pipeline.scheduler = own
+
+    def call_pipeline(self, scheduler: str | None, **arguments: Any) -> Any:
+        """Call the pipeline with ``arguments``, sampling with ``scheduler``'s choice."""
+        with self.sampling_with(scheduler):
+            return self.pipeline(**arguments)
 
     def train(self, mode: bool = True) -> PipelineParts:
         super().train(mode)

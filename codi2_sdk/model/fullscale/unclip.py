@@ -67,7 +67,7 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
     """
 
     kind: ClassVar[str] = "unclip_image"
-    options = ("noise_level",)
+    options = (*DiffusionDecoder.options, "noise_level")
     PROMPT_FILE = "prompt_embeds.safetensors"
     prompt_embeds: torch.Tensor
     image_normalizer: Any
@@ -130,6 +130,7 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
         steps: int,
         guidance_scale: float,
         generator: torch.Generator | None = None,
+        scheduler: str | None = None,
         noise_level: int | None = None,
         **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
@@ -137,7 +138,8 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
 
         def run(callbacks: dict[str, Any]) -> torch.Tensor:
             embeds = self.prompt_embeds.to(cond.device, self.unet.dtype).expand(len(cond), -1, -1)
-            out = self.pipeline(
+            out = self.call_pipeline(
+                scheduler,
                 prompt_embeds=embeds,
                 negative_prompt_embeds=embeds,
                 image_embeds=cond.to(self.unet.dtype),

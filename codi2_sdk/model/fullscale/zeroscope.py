@@ -47,7 +47,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
     pipeline_class = "TextToVideoSDPipeline"
     kind: ClassVar[str] = "zeroscope_video"
     modality = "video"
-    options = ("num_frames", "size", "width", "height")
+    options = (*PipelineDecoder.options, "num_frames", "size", "width", "height")
 
     to_prompt: QueryProjector
     negative_prompt_embeds: torch.Tensor
@@ -125,6 +125,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         steps: int,
         guidance_scale: float,
         generator: torch.Generator | None = None,
+        scheduler: str | None = None,
         num_frames: int | None = None,
         size: int | None = None,
         width: int | None = None,
@@ -138,7 +139,8 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
             prompt = self.conditioning(cond)["prompt_embeds"]
 
         def run(callbacks: dict[str, Any]) -> torch.Tensor:
-            out = self.pipeline(
+            out = self.call_pipeline(
+                scheduler,
                 prompt_embeds=prompt,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(len(cond), -1, -1).to(prompt),
                 num_frames=int(num_frames or self.meta["num_frames"]),

@@ -124,9 +124,11 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         steps: int,
         guidance_scale: float,
         generator: torch.Generator | None = None,
+        scheduler: str | None = None,
         **options: Any,
     ) -> Generator[int, None, torch.Tensor]:
-        """Decode features ``(batch, cond_dim)``, yielding the step number after each step.
+        """Decode features ``(batch, cond_dim)`` (with ``scheduler``'s sampler, see :meth:`fresh_scheduler`),
+        yielding the step number after each step.
 
         Returns (as the generator's value) decoder-space outputs: pixels in [-1, 1], or normalised log-mel.
         Closing the generator between steps cancels the decode.
@@ -135,19 +137,19 @@ class LatentDiffusionDecoder(DiffusionDecoder):
         # randn_tensor draws on the generator's device (CPU by default): a seed gives the same bytes anywhere
         latents = randn_tensor((len(cond), *self.latent_shape), generator=generator, device=cond.device)
         latents = latents.to(dtype=cond.dtype)
-        # a fresh copy: the scheduler keeps per-run state, and one decoder may serve several runs
-        scheduler = type(self.scheduler).from_config(self.scheduler.config)
-        scheduler.set_timesteps(steps, device=cond.device)
-        latents = latents * scheduler.init_noise_sigma
+        # a fresh one: a scheduler keeps per-run state, and one decoder may serve several runs
+        sampler = self.fresh_scheduler(self.scheduler, scheduler)
+        sampler.set_timesteps(steps, device=cond.device)
+        latents = latents * sampler.init_noise_sigma
         guided = guidance_scale != 1.0
         both = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
-        for i, t in enumerate(scheduler.timesteps):
-            model_in = scheduler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
+        for i, t in enumerate(sampler.timesteps):
+            model_in = sampler.scale_model_input(torch.cat([latents] * 2) if guided else latents, t)
             out = self._denoise(model_in, t, both)
             if guided:
                 uncond, conditioned = out.chunk(2)
                 out = uncond + guidance_scale * (conditioned - uncond)
-            latents = scheduler.step(out, t, latents, generator=generator).prev_sample
+            latents = sampler.step(out, t, latents, generator=generator).prev_sample
             yield i + 1
         return self.decode_latents(latents)
 

@@ -1,0 +1,42 @@
+"""The fast decode path (one-token steps compiled over a static cache) answers as the eager path does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codi2_sdk import Conversation
+from codi2_sdk.backends.local import LocalBackend
+from codi2_sdk.testing.twins import full_scale_twin
+
+TURNS = [("draw a red circle .", "auto"), ("what is this ?", "text"), ("play a sound .", "audio")]
+
+
+@pytest.fixture(scope="module")
+def backends() -> tuple[LocalBackend, LocalBackend]:
+    return LocalBackend(full_scale_twin(), cache_mb=0), LocalBackend(full_scale_twin(), compile=True)
+
+
+def test_compiled_static_decoding_gives_the_eager_greedy_answers(backends) -> None:
+    eager, compiled = backends
+    assert compiled.compiled is not None and compiled.prefix_cache is None
+    for words, modality in TURNS:
+        config = {"seed": 0, "output_modality": modality, "text": {"max_new_tokens": 24}}
+        a = Conversation(backend=eager, config=config).send(words)
+        b = Conversation(backend=compiled, config=config).send(words)
+        assert a.text == b.text and [p.type for p in a.parts] == [p.type for p in b.parts], words
+        for x, y in zip(a.media, b.media, strict=True):
+            if x.type == "audio":
+                noise = np.mean((x.to_numpy() - y.to_numpy()) ** 2) + 1e-20
+                assert 10 * np.log10(np.mean(x.to_numpy() ** 2) / noise + 1e-20) >= 30, words
+            else:
+                pixels = [m.to_frames() if m.type == "video" else m.to_numpy() for m in (x, y)]
+                assert np.abs(pixels[0].astype(int) - pixels[1].astype(int)).mean() < 1.0, words
+
+
+def test_a_conversation_goes_on_over_the_reset_static_cache(backends) -> None:
+    config = {"seed": 1, "output_modality": "text", "text": {"max_new_tokens": 12}}
+    talks = [Conversation(backend=backend, config=config) for backend in backends]
+    for words in ("what is this ?", "show a red circle moving ."):
+        answers = [talk.send(words).text for talk in talks]
+        assert answers[0] == answers[1], words
