@@ -64,7 +64,7 @@ class ChatCoDi2(BaseChatModel):
     ``invoke``): ``chat.bind(seed=3, output_modality="audio")``, ``chat.bind(generation={"image": {"steps": 10}})``.
     A keyword it does not know is refused, never ignored.
 
-    Args:
+    Attributes:
         backend: any :class:`~codi2_sdk.Backend` (local or remote).
         seed: a seed for reproducible answers.
         output_modality: ``"auto"``, ``"text"``, ``"image"``, ``"audio"`` or ``"video"``.

@@ -100,8 +100,9 @@ class RemoteBackend(Backend):
         timeout: seconds to wait for an answer (a long diffusion decode counts); connecting has 10 s.
         max_retries: retries after the first attempt, for retryable failures.
         max_retry_wait: the longest wait between attempts, whatever Retry-After says.
-        http_client / async_http_client: your own httpx clients (proxies, TLS, transports); the backend
-            does not close clients it did not create.
+        http_client: your own httpx client (proxies, TLS, transports); the backend does not close clients it did
+            not create.
+        async_http_client: the same, for the async calls.
     """
 
     def __init__(

@@ -212,7 +212,8 @@ def assemble(
     Args:
         llm: a transformers causal LM folder with its tokenizer (Llama-2-7b-chat in the paper).
         imagebind: the official ``imagebind_huge.pth`` (or a state dict with its key names).
-        unclip / audioldm2 / zeroscope: the diffusers pipeline folders.
+        unclip: SD-2.1 unCLIP's pipeline folder (diffusers' layout, as are the next two).
+        audioldm2: AudioLDM2's pipeline folder. zeroscope: Zeroscope's.
         projectors: a folder of trained CoDi-2 weights (``projectors.safetensors``); ``None`` starts them
             at random, for alignment training.
         lora: the adapter to add (rank 128 by default; the new media-tag rows train with it); ``None`` for none.
@@ -220,10 +221,10 @@ def assemble(
             :data:`~codi2_sdk.model.prompt.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
             or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
-        imagebind_args / imagebind_video_args: overrides of the audio and video towers' shapes (tests use tiny ones);
-            video is read by ImageBind's own vision trunk where the checkpoint holds it, else by unCLIP's CLIP-H tower.
-        device / dtype: where the model runs and in what (``torch.bfloat16`` on a GPU is the usual case): every
-            part, the pipelines' text encoders included, loads in ``dtype`` and moves to ``device``.
+        imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
+        imagebind_video_args: the video tower's (ImageBind's vision trunk, where the checkpoint holds it).
+        device: where the model runs: every part, the pipelines' text encoders included, moves there.
+        dtype: what its weights are in (``torch.bfloat16`` on a GPU is the usual case): every part loads in it.
         variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
         reference_decoding: run unCLIP as CoDi-2's released code does (noise level 500, its negative prompt on both
             sides of the guidance); ``False`` for the pipeline's own defaults.
@@ -244,8 +245,13 @@ def assemble(
     if lora is not None:
         rows = sorted(set(new_rows) | set(special_token_rows(tokenizer)))
         model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
+    return _placed(model, device, dtype, memory)
+
+
+def _placed(model: CoDi2Model, device: str | torch.device, dtype: torch.dtype | None, memory: str) -> CoDi2Model:
+    """The assembled model on ``device`` in ``dtype``, its CLIP-H scale measured there, in ``memory``'s mode."""
     model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
-    if isinstance(image := parts.decoders.get("image"), UnCLIPImageDecoder):  # on the device, once the tower is there
+    if isinstance(image := dict(model.decoders.items()).get("image"), UnCLIPImageDecoder):
         norms = {**model.config.feature_norms, "image": image.measure_embedding_norm(norm_pictures())}
         model.config = model.config.model_copy(update={"feature_norms": norms})
     if memory == "low":
