@@ -108,3 +108,34 @@ def test_errors_have_openais_shape_and_statuses(client: openai.OpenAI) -> None:
     assert "does not know the words" in bad.value.message and bad.value.code == "invalid_request"
     with pytest.raises(openai.BadRequestError, match="prompt"):
         client.images.generate(model="codi2-mini", prompt="  ")
+
+
+def test_modalities_ask_for_a_picture_or_a_clip_as_vllm_omni_reads_them(client: openai.OpenAI) -> None:
+    from codi2_sdk.mini.clips import probe_clip
+
+    for words, modality, kind in (
+        ("draw a large red circle on the left.", "image", "image_url"),
+        ("show a large red circle moving to the right.", "video", "video_url"),
+    ):
+        reply = client.chat.completions.create(
+            model="codi2-mini", messages=[{"role": "user", "content": words}], seed=0, modalities=["text", modality]
+        )
+        parts = reply.choices[0].message.content
+        assert isinstance(parts, list), parts
+        media = [p for p in parts if p["type"] == kind]
+        assert len(media) == 1, parts
+        data = base64.b64decode(media[0][kind]["url"].split(",", 1)[1])
+        if modality == "image":
+            seen = probe_picture(Image.from_bytes(data).to_pil())
+            assert seen is not None and (seen.size, seen.colour, seen.shape, seen.position) == (
+                "large", "red", "circle", "left"
+            )  # fmt: skip
+        else:
+            from codi2_sdk import Video
+
+            clip = probe_clip(Video.from_bytes(data).to_frames())
+            assert clip is not None and (clip.colour, clip.shape, clip.motion) == ("red", "circle", "rightward"), clip
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="codi2-mini", messages=[{"role": "user", "content": "hi"}], modalities=["image", "audio"]
+        )

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 from .._protocol import ErrorBody, ErrorDetail
 from ..backends.base import Backend
 from ..errors import ERROR_CODES, error_from_code
-from . import openai_api, routes
+from . import openai_api, responses_api, routes, videos_api
 from ._common import REQUEST_ID_HEADER, REQUEST_ID_SCOPE_KEY, ErrorAnswer, RequestIdMiddleware, log_refusal
 from ._state import ModelState
 from .settings import ServerSettings
@@ -101,10 +101,16 @@ def create_app(backend: Backend | Callable[[], Backend], settings: ServerSetting
 
     app = FastAPI(title="codi2-sdk server", version="1", lifespan=lifespan)
     app.state.model = state
+    app.state.responses = responses_api.ResponseStore(
+        settings.stored_responses, int(settings.stored_responses_mb * 2**20), settings.stored_responses_seconds
+    )
+    app.state.videos = videos_api.VideoJobs(settings.stored_videos, settings.stored_videos_seconds)
     app.add_middleware(RequestIdMiddleware)
     _add_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(openai_api.router)
+    app.include_router(responses_api.router)
+    app.include_router(videos_api.router)
     if settings.ui or (settings.ui is None and importlib.util.find_spec("gradio") is not None):
         _mount_ui(app, state)
     return app

@@ -37,7 +37,7 @@ from ..messages import Example, Message
 from ._common import ErrorAnswer, current_request_id, final_message, log_refusal, read_body, until_disconnect
 from ._state import ModelState, authorize, model_state
 
-__all__ = ["OpenAIRoute", "router"]
+__all__ = ["OpenAIRoute", "answer_request", "json_body", "model_name", "router"]
 
 log = logging.getLogger("codi2_sdk.server")
 
@@ -107,7 +107,8 @@ def _config(body: dict[str, Any], output_modality: str) -> GenerationConfig:
     return GenerationConfig.model_validate({"seed": body.get("seed"), "output_modality": output_modality, "text": text})
 
 
-async def _answer(state: ModelState, request: Request, generation: GenerationRequest) -> Message:
+async def answer_request(state: ModelState, request: Request, generation: GenerationRequest) -> Message:
+    """Run ``generation`` to its end in a place of the server's queue; refusals as :class:`ErrorAnswer`."""
     backend = state.ready()
     try:
         backend.check_request(generation)
@@ -122,7 +123,8 @@ async def _answer(state: ModelState, request: Request, generation: GenerationReq
         release()
 
 
-async def _json_body(state: ModelState, request: Request) -> dict[str, Any]:
+async def json_body(state: ModelState, request: Request) -> dict[str, Any]:
+    """The request's JSON object, read within the server's body limit."""
     raw = await read_body(request, state.settings.max_body_bytes)
     try:
         body = json.loads(raw)
@@ -133,36 +135,56 @@ async def _json_body(state: ModelState, request: Request) -> dict[str, Any]:
     return body
 
 
-def _model_name(state: ModelState) -> str:
+def model_name(state: ModelState) -> str:
+    """The served model's name (refused while it loads)."""
     return str(state.ready().capabilities.model)
 
 
 @router.get("/models")
 async def models(state: ModelState = Depends(model_state)) -> Response:
     """The served model, as OpenAI lists models."""
-    entry = {"id": _model_name(state), "object": "model", "created": 0, "owned_by": "codi2-sdk"}
+    entry = {"id": model_name(state), "object": "model", "created": 0, "owned_by": "codi2-sdk"}
     return JSONResponse({"object": "list", "data": [entry]})
 
 
 @router.post("/chat/completions")
 async def chat_completions(request: Request, state: ModelState = Depends(model_state)) -> Response:
-    """A chat completion: text (or, with ``modalities`` holding ``"audio"``, a spoken answer), whole or streamed."""
-    body = await _json_body(state, request)
-    wants_audio = "audio" in (body.get("modalities") or ["text"])
-    generation = GenerationRequest(
-        messages=_messages(body.get("messages")), config=_config(body, "audio" if wants_audio else "text")
-    )
-    created, completion_id, name = int(time.time()), f"chatcmpl-{secrets.token_hex(12)}", _model_name(state)
+    """A chat completion, whole or streamed: text; with ``modalities`` holding ``"audio"``, a spoken answer in
+    OpenAI's ``message.audio``; with ``"image"`` or ``"video"`` (as vLLM-Omni reads ``modalities``), the medium as a
+    content part (``image_url`` / ``video_url`` with a data URL) beside the text."""
+    body = await json_body(state, request)
+    medium = _asked_medium(body.get("modalities"))
+    generation = GenerationRequest(messages=_messages(body.get("messages")), config=_config(body, medium))
+    created, completion_id, name = int(time.time()), f"chatcmpl-{secrets.token_hex(12)}", model_name(state)
     if body.get("stream"):
+        if medium in ("image", "video"):
+            raise InvalidRequestError(f"stream a {medium} answer through /v1/responses or /v1/videos, not chunks")
         return _stream_chat(state, request, generation, completion_id, created, name)
-    message = await _answer(state, request, generation)
+    message = await answer_request(state, request, generation)
     reply: dict[str, Any] = {"role": "assistant", "content": message.text or None}
-    if wants_audio and message.audios:
+    if medium == "audio" and message.audios:
         reply["audio"] = _audio_reply(message.audios[0], message.text)
+    if medium in ("image", "video"):
+        parts: list[dict[str, Any]] = [{"type": "text", "text": message.text}] if message.text else []
+        for part in message.images + message.videos:
+            kind = "image_url" if part.type == "image" else "video_url"
+            parts.append({"type": kind, kind: {"url": f"data:{part.mime_type};base64,{b64(part.data)}"}})
+        reply["content"] = parts
     choice = {"index": 0, "message": reply, "finish_reason": "stop", "logprobs": None}
     return JSONResponse(
         {"id": completion_id, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
     )
+
+
+def _asked_medium(modalities: Any) -> str:
+    """The output a ``modalities`` list asks for: ``text`` alone, or one medium beside it."""
+    wanted = modalities or ["text"]
+    if not isinstance(wanted, list) or not set(wanted) <= {"text", "image", "audio", "video"}:
+        raise InvalidRequestError(f"modalities must list text, image, audio or video, not {modalities!r}")
+    media = [m for m in wanted if m != "text"]
+    if len(media) > 1:
+        raise InvalidRequestError(f"ask for one medium in modalities, not {media}")
+    return media[0] if media else "text"
 
 
 def _image_config(body: dict[str, Any], index: int) -> GenerationConfig:
@@ -190,7 +212,7 @@ async def _pictures(
     data = []
     for i in range(count):
         generation = GenerationRequest(examples=examples, messages=messages, config=_image_config(body, i))
-        message = await _answer(state, request, generation)
+        message = await answer_request(state, request, generation)
         if not message.images:
             raise ErrorAnswer("model_error", "the model answered without a picture")
         data.append({"b64_json": b64(message.images[0].data), "revised_prompt": None})
@@ -200,7 +222,7 @@ async def _pictures(
 @router.post("/images/generations")
 async def images_generations(request: Request, state: ModelState = Depends(model_state)) -> Response:
     """``n`` pictures from a prompt."""
-    body = await _json_body(state, request)
+    body = await json_body(state, request)
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequestError("prompt must be a non-empty string")

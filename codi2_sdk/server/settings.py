@@ -37,6 +37,16 @@ class ServerSettings(BaseSettings):
     """Seconds a client is told to wait (Retry-After) on 429 and 503."""
     max_media_parts: int = Field(32, ge=0)
     """Most images and audio clips in one request (examples included); more get 413 before any is decoded."""
+    stored_responses: int = Field(1000, ge=0)
+    """Responses kept for ``previous_response_id`` and ``GET /v1/responses/{id}`` (each caller's own; 0 keeps none)."""
+    stored_responses_mb: float = Field(256.0, ge=0)
+    """Memory the kept responses may take, media included (the oldest go first)."""
+    stored_responses_seconds: float = Field(3600.0, gt=0)
+    """How long a kept response stays."""
+    stored_videos: int = Field(100, ge=1)
+    """Video jobs kept at once (``/v1/videos``), running and finished; the oldest finished go first."""
+    stored_videos_seconds: float = Field(3600.0, gt=0)
+    """How long a finished clip stays downloadable."""
     max_parts: int = Field(1024, ge=1)
     """Most parts (text and media) in one request, examples included; more get 400 before any part is checked."""
     max_request_pixels: int = Field(4 * 4096 * 4096, ge=1)
