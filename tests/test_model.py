@@ -107,7 +107,7 @@ def test_fed_back_feature_changes_the_following_logits(tiny_model: CoDi2Model) -
     outcomes = []
     for scale in (1.0, -1.0):
         state = prefill(tiny_model, request)
-        state.feed_token(tiny_model.prompts.start_ids["image"])
+        state.feed_token(tiny_model.prompts.start_ids["image"], keep_hidden=True)
         feature = tiny_model.restore_scale("image", tiny_model.predict_feature("image", state.hidden)) * scale
         state.feed_one(tiny_model.feature_to_input("image", feature)[None, None])
         state.feed_token(tiny_model.prompts.close_ids["image"])

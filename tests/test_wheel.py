@@ -1,5 +1,6 @@
 """The package as a user installs it: an sdist and a wheel built from the repository (the wheel from the sdist),
-checked by twine, installed (not editable) and run: ``codi2 demo`` and a Conversation turn on the shipped weights."""
+checked by twine, installed into a fresh virtual environment (not editable, with its declared dependencies) and run:
+``codi2 demo`` and a Conversation turn on the shipped weights."""
 
 from __future__ import annotations
 
@@ -33,17 +34,22 @@ def test_the_wheel_builds_installs_and_runs_the_demo(tmp_path: Path, capsys) -> 
     names = zipfile.ZipFile(wheel).namelist()
     assert "codi2_sdk/weights/codi2-mini/codi2.json" in names and "codi2_sdk/py.typed" in names
     assert not any(n.startswith(("tests/", "tools/", "docs/")) for n in names)
-    # installed as a user would (the dependencies are this environment's), run from elsewhere
-    site = tmp_path / "site"
-    _run(sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheel))
-    env = {**os.environ, "PYTHONPATH": str(site), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    where = _run(sys.executable, "-c", "import codi2_sdk; print(codi2_sdk.__file__)", cwd=tmp_path, env=env)
-    assert where.stdout.strip().startswith(str(site)), where.stdout  # the wheel's copy, not the checkout's
-    _run(str(site / "bin" / "codi2"), "demo", "--out", str(tmp_path / "demo"), cwd=tmp_path, env=env)
+    # installed as a user would: a fresh virtual environment, torch first (pinned: a CPU build), then the wheel
+    # with the extra that runs the model in-process; run from elsewhere
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", str(venv))
+    python = str(venv / "bin" / "python")
+    _run(python, "-m", "pip", "install", "-q", "torch==2.13.0")
+    _run(python, "-m", "pip", "install", "-q", f"{wheel}[local]")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
+    env.pop("PYTHONPATH", None)
+    where = _run(python, "-c", "import codi2_sdk; print(codi2_sdk.__file__)", cwd=tmp_path, env=env)
+    assert where.stdout.strip().startswith(str(venv)), where.stdout  # the wheel's copy, not the checkout's
+    _run(str(venv / "bin" / "codi2"), "demo", "--out", str(tmp_path / "demo"), cwd=tmp_path, env=env)
     assert (tmp_path / "demo" / "index.html").exists() and list((tmp_path / "demo").glob("*.png"))
     turn = (
         "from codi2_sdk import Conversation; "
         "answer = Conversation(config={'seed': 0, 'output_modality': 'image'}).send('draw a large red circle on the left.'); "
         "print(answer.images[0].width)"
     )
-    assert _run(sys.executable, "-c", turn, cwd=tmp_path, env=env).stdout.strip() == "64"
+    assert _run(python, "-c", turn, cwd=tmp_path, env=env).stdout.strip() == "64"

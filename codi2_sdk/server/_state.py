@@ -4,6 +4,7 @@ and the body parsers. The app keeps one as ``app.state.model``; routes reach it 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import threading
@@ -17,7 +18,7 @@ from ._common import ErrorAnswer
 from ._parsing import BodyLimits, Refusal, parse_body
 from .settings import ServerSettings
 
-__all__ = ["ModelState", "authorize", "model_state"]
+__all__ = ["ModelState", "authorize", "caller_key", "model_state"]
 
 log = logging.getLogger("codi2_sdk.server")
 
@@ -93,6 +94,11 @@ def model_state(request: Request) -> ModelState:
     """The model state of the app serving ``request`` (a FastAPI dependency)."""
     state: ModelState = request.app.state.model
     return state
+
+
+def caller_key(request: Request) -> str:
+    """Whose kept things (responses, video jobs) a request may reach: the hash of the bearer token it sent."""
+    return hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
 
 
 def authorize(request: Request) -> None:

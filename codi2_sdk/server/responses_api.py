@@ -12,7 +12,6 @@ sent: one key never reads another's), bounded in count, memory and age (``Server
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -31,7 +30,7 @@ from ..events import Done, GenerationRequest, MediaDone, TextDelta
 from ..formats.openai_responses import from_response_input, new_id, output_item
 from ..messages import Message
 from ._common import ErrorAnswer
-from ._state import ModelState, authorize, model_state
+from ._state import ModelState, authorize, caller_key, model_state
 from .openai_api import OpenAIRoute, answer_request, json_body, model_name
 
 __all__ = ["ResponseStore", "router"]
@@ -94,10 +93,6 @@ def response_store(request: Request) -> ResponseStore:
     """The app's store of responses (a FastAPI dependency)."""
     store: ResponseStore = request.app.state.responses
     return store
-
-
-def _caller(request: Request) -> str:
-    return hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
 
 
 def _config(body: dict[str, Any]) -> GenerationConfig:
@@ -202,7 +197,7 @@ class _Turn:
 
 
 def _turn(body: dict[str, Any], request: Request, store: ResponseStore) -> _Turn:
-    owner = _caller(request)
+    owner = caller_key(request)
     history: list[Message] = []
     previous = body.get("previous_response_id")
     if previous is not None:
@@ -287,7 +282,7 @@ async def retrieve_response(
     response_id: str, request: Request, store: ResponseStore = Depends(response_store)
 ) -> Response:
     """A kept response (this caller's own)."""
-    kept = store.get(_caller(request), response_id)
+    kept = store.get(caller_key(request), response_id)
     if kept is None:
         raise ErrorAnswer("not_found", f"no response {response_id!r} is kept for this key (or it expired)")
     return JSONResponse(kept.response)
@@ -298,6 +293,6 @@ async def delete_response(
     response_id: str, request: Request, store: ResponseStore = Depends(response_store)
 ) -> Response:
     """Forget a kept response (this caller's own)."""
-    if not store.delete(_caller(request), response_id):
+    if not store.delete(caller_key(request), response_id):
         raise ErrorAnswer("not_found", f"no response {response_id!r} is kept for this key")
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})

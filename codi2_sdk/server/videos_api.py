@@ -13,7 +13,6 @@ Jobs are the caller's own (keyed by the bearer token's hash) and a finished clip
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -30,7 +29,7 @@ from ..events import Done, GenerationRequest, Progress
 from ..formats.openai_responses import new_id
 from ..messages import Example, Message
 from ._common import ErrorAnswer, log
-from ._state import ModelState, authorize, model_state
+from ._state import ModelState, authorize, caller_key, model_state
 from .openai_api import OpenAIRoute, model_name
 
 __all__ = ["VideoJobs", "router"]
@@ -118,10 +117,6 @@ def video_jobs(request: Request) -> VideoJobs:
     return jobs
 
 
-def _caller(request: Request) -> str:
-    return hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest()
-
-
 async def _clips(form: Any, name: str) -> list[Video]:
     clips = []
     for upload in form.getlist(name):
@@ -201,7 +196,7 @@ async def create_video(
     except Codi2Error as exc:
         raise ErrorAnswer.of(exc) from None
     release = state.admit()
-    job = VideoJob(owner=_caller(request), model=model_name(state), prompt=prompt, size=size or "native")
+    job = VideoJob(owner=caller_key(request), model=model_name(state), prompt=prompt, size=size or "native")
     try:
         jobs.add(job)
     except ErrorAnswer:
@@ -214,7 +209,7 @@ async def create_video(
 @router.get("/videos")
 async def list_videos(request: Request, jobs: VideoJobs = Depends(video_jobs), order: str = "desc") -> Response:
     """The caller's jobs, newest first unless ``order=asc``."""
-    views = [job.view(jobs.keep_s) for job in jobs.of(_caller(request))]
+    views = [job.view(jobs.keep_s) for job in jobs.of(caller_key(request))]
     views = views if order == "asc" else views[::-1]
     first, last = (views[0]["id"], views[-1]["id"]) if views else (None, None)
     return JSONResponse({"object": "list", "data": views, "first_id": first, "last_id": last, "has_more": False})
@@ -223,7 +218,7 @@ async def list_videos(request: Request, jobs: VideoJobs = Depends(video_jobs), o
 @router.get("/videos/{video_id}")
 async def retrieve_video(video_id: str, request: Request, jobs: VideoJobs = Depends(video_jobs)) -> Response:
     """A job as it stands."""
-    return JSONResponse(jobs.get(_caller(request), video_id).view(jobs.keep_s))
+    return JSONResponse(jobs.get(caller_key(request), video_id).view(jobs.keep_s))
 
 
 @router.get("/videos/{video_id}/content")
@@ -231,7 +226,7 @@ async def download_video(
     video_id: str, request: Request, jobs: VideoJobs = Depends(video_jobs), variant: str = "video"
 ) -> Response:
     """The finished clip, as MP4 (``variant=video``; thumbnails are not made)."""
-    job = jobs.get(_caller(request), video_id)
+    job = jobs.get(caller_key(request), video_id)
     if variant != "video":
         raise InvalidRequestError(f"only variant 'video' is made, not {variant!r}")
     if job.clip is None:
@@ -242,5 +237,5 @@ async def download_video(
 @router.delete("/videos/{video_id}")
 async def delete_video(video_id: str, request: Request, jobs: VideoJobs = Depends(video_jobs)) -> Response:
     """Forget a job (a running one is cancelled)."""
-    jobs.remove(_caller(request), video_id)
+    jobs.remove(caller_key(request), video_id)
     return JSONResponse({"id": video_id, "object": "video.deleted", "deleted": True})
