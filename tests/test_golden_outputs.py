@@ -19,6 +19,7 @@ this docstring kept why each re-record happened; that history is in git (``git l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -31,12 +32,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codi2_sdk import Audio, Conversation, Example, Image, Message, Text, Video
+from codi2_sdk import Conversation, Example, Image, Message, Text
 from codi2_sdk.config import GenerationConfig
 from codi2_sdk.content import Part, open_media
 from codi2_sdk.mini.evaluate import run_case
 from codi2_sdk.mini.tasks import TaskSampler
 from codi2_sdk.mini.world import Picture, render_picture
+from codi2_sdk.testing import answer_differences
 
 QUERY = Picture("square", "green", "large", "left")
 
@@ -96,6 +98,8 @@ example pair gives 16 to 29 dB."""
 MIN_SNR_DB = 35.0
 """Audio: at least this signal-to-noise ratio of the samples to the reference. Measured: 1 thread against 2 gives
 61 to 77 dB (Griffin-Lim's phases), the nudge 62 to 79 dB; another seed or a swapped pair -5 to 1 dB."""
+differences = functools.partial(answer_differences, min_psnr_db=MIN_PSNR_DB, min_snr_db=MIN_SNR_DB)
+"""What keeps an answer from matching the reference parts by content (empty when it matches)."""
 RECORD = os.environ.get("CODI2_RECORD_GOLDENS") == "1"
 _SUFFIX = {"text": ".txt", "image": ".png", "audio": ".wav", "video": ".mp4"}
 
@@ -113,44 +117,6 @@ def record(name: str, message: Message) -> None:
     for index, part in enumerate(message.parts):
         path = folder / f"{index}{_SUFFIX[part.type]}"
         path.write_text(part.text) if isinstance(part, Text) else part.save(path)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-
-
-def snr(reference: np.ndarray, other: np.ndarray) -> float:
-    noise = float(np.sum((reference.astype(np.float64) - other.astype(np.float64)) ** 2))
-    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(reference.astype(np.float64) ** 2)) / noise)
-
-
-def differences(answer: Message, wanted: list[Part]) -> list[str]:
-    """What keeps ``answer`` from matching the reference parts by content (empty when it matches)."""
-    if [p.type for p in answer.parts] != [p.type for p in wanted]:
-        return [f"parts {[p.type for p in answer.parts]}, wanted {[p.type for p in wanted]}"]
-    found = []
-    for index, (got, want) in enumerate(zip(answer.parts, wanted, strict=True)):
-        if isinstance(got, Text):
-            if got.text != want.text:  # type: ignore[union-attr]
-                found.append(f"part {index}: text {got.text!r}, wanted {want.text!r}")  # type: ignore[union-attr]
-        elif isinstance(got, (Image, Video)):
-            a = np.asarray(got.to_pil()) if isinstance(got, Image) else got.to_frames()
-            b = np.asarray(want.to_pil()) if isinstance(want, Image) else want.to_frames()  # type: ignore[union-attr]
-            if a.shape != b.shape:
-                found.append(f"part {index}: {got.type} of shape {a.shape}, wanted {b.shape}")
-            elif (value := psnr(a, b)) < MIN_PSNR_DB:
-                found.append(f"part {index}: {got.type} at {value:.1f} dB PSNR to the reference (< {MIN_PSNR_DB})")
-        else:
-            assert isinstance(got, Audio) and isinstance(want, Audio)
-            a, b = got.to_numpy(), want.to_numpy()
-            if a.shape != b.shape or got.sample_rate != want.sample_rate:
-                found.append(
-                    f"part {index}: audio {a.shape} at {got.sample_rate} Hz, wanted {b.shape} at {want.sample_rate}"
-                )
-            elif (value := snr(b, a)) < MIN_SNR_DB:
-                found.append(f"part {index}: audio at {value:.1f} dB SNR to the reference (< {MIN_SNR_DB})")
-    return found
 
 
 def part_hashes(message: Message) -> list[str]:

@@ -139,3 +139,31 @@ def test_modalities_ask_for_a_picture_or_a_clip_as_vllm_omni_reads_them(client: 
         client.chat.completions.create(
             model="codi2-mini", messages=[{"role": "user", "content": "hi"}], modalities=["image", "audio"]
         )
+
+
+def test_a_generation_that_breaks_mid_stream_ends_each_stream_with_an_error_and_frees_its_place() -> None:
+    from codi2_sdk import TextDelta
+    from codi2_sdk.testing import FunctionBackend
+
+    def breaking(request):
+        yield TextDelta(text="half an ")
+        raise RuntimeError("a bug in the model code")
+
+    with running_server(FunctionBackend(stream_fn=breaking), max_queue=1) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="-", max_retries=0)
+        for _ in range(2):  # a queue of one: the second round runs only if the first gave its place back
+            stream = client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            with pytest.raises(openai.APIError, match="internal server error"):
+                list(stream)
+            events = list(client.responses.create(model="m", input="hi", stream=True))
+            assert [e.type for e in events] == [
+                "response.created",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "error",
+            ]
+            assert events[-1].code == "internal_error" and events[-1].message == "internal server error"
+        assert httpx.get(f"{url}/v1/health").json()["queued"] == 0

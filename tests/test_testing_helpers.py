@@ -70,3 +70,34 @@ def test_blocked_model_loading_fails_fast() -> None:
     with block_model_loading(), pytest.raises(ModelError, match="blocked"):
         Conversation().send("hi")
     assert backends.ALLOW_MODEL_LOADING
+
+
+def test_answer_differences_compares_answers_by_content() -> None:
+    import doctest
+
+    import numpy as np
+    import PIL.Image
+
+    from codi2_sdk import Audio, assistant
+    from codi2_sdk.testing import answer_differences, compare
+
+    assert doctest.testmod(compare).failed == 0
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    picture = Image.from_pil(PIL.Image.fromarray(pixels))
+    nudged = Image.from_pil(
+        PIL.Image.fromarray(np.clip(pixels.astype(int) + rng.integers(-1, 2, pixels.shape), 0, 255).astype(np.uint8))
+    )
+    assert answer_differences(assistant("a", picture), assistant("a", nudged)) == []  # about 50 dB
+    other = Image.from_pil(PIL.Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)))
+    (line,) = answer_differences(assistant("a", picture), assistant("a", other))
+    assert line.startswith("part 1: image at") and "dB PSNR" in line
+    assert answer_differences([picture], [fake_image(16, 16)]) == [
+        "part 0: image of shape (32, 32, 3), wanted (16, 16, 3)"
+    ]
+    assert answer_differences(["a", picture], [picture]) == ["parts ['text', 'image'], wanted ['image']"]
+    tone = fake_audio(seconds=0.25)
+    quieter = Audio.from_array(tone.to_numpy() * 0.9, sample_rate=tone.sample_rate)
+    assert answer_differences([tone], [tone]) == []
+    assert "dB SNR" in answer_differences([quieter], [tone])[0]  # 20 dB
+    assert answer_differences([quieter], [tone], min_snr_db=15) == []

@@ -22,7 +22,8 @@ full-scale defaults, each beside the same diffusers pipeline call made directly:
 ``--train-steps`` steps of each alignment stage (seconds per step, peak memory). ``--compile`` adds decoding
 compiled over a static cache, against the bandwidth floor (the LLM's weights read once at the card's published
 bandwidth); ``--memory low`` assembles in the low-memory mode (LLM in int8, decoders offloaded) and reports each
-turn's peak memory; both skip training.
+turn's peak memory; ``--compile-decoders`` / ``--channels-last`` answer the media turns again with the UNets
+compiled / in channels-last layout and print each medium's fast / plain ratio. Each of these skips training.
 
 ``--tiny`` runs the same code at tiny sizes (on CPU in the tests). Usage::
 
@@ -31,6 +32,7 @@ turn's peak memory; both skip training.
     python tools/gpu_check.py --sdk           # the SDK's own path (full sizes: not yet run on a GPU)
     python tools/gpu_check.py --sdk --compile # ... and decode compiled, against the card's bandwidth floor
     python tools/gpu_check.py --sdk --memory low  # ... assembled in the low-memory mode (peak memory per turn)
+    python tools/gpu_check.py --sdk --compile-decoders --channels-last  # ... media again with faster UNets
     python tools/gpu_check.py --sdk --tiny --device cpu
 """
 
@@ -667,6 +669,20 @@ def _sdk_and_bare(check: Check, backend: Any, model: Any, modality: str) -> tupl
     return sdk, check.timed(bare)
 
 
+def _media_turns(check: Check, backend: Any, model: Any, label: str, **noted: Any) -> dict[str, float]:
+    """Each medium's turn timed beside its bare pipeline (a JSON line each); seconds per turn by modality."""
+    seconds = {}
+    for modality in ("image", "audio", "video"):
+        sdk, bare = _sdk_and_bare(check, backend, model, modality)
+        steps = getattr(model.config.defaults, modality).steps
+        check.report(
+            f"{label}_{modality}", s_per_turn=round(sdk, 2), bare_pipeline_s=round(bare, 2), ratio=round(sdk / bare, 3),
+            steps=steps, **noted,
+        )  # fmt: skip
+        seconds[modality] = sdk
+    return seconds
+
+
 def sdk_check(
     check: Check,
     folders: dict[str, Any],
@@ -675,10 +691,12 @@ def sdk_check(
     train_steps: int,
     memory: str = "default",
     compile_decode: bool = False,
+    decoder_speed_ups: dict[str, bool] | None = None,
 ) -> None:
     """The SDK's own path: ``assemble`` the folders on the device (in ``memory``'s mode), answer a ``Conversation``
-    turn for each medium beside its bare pipeline, decode eager (and compiled), run both alignment stages (in the
-    default mode); a JSON line for each."""
+    turn for each medium beside its bare pipeline, decode eager (and compiled), the media again with
+    ``decoder_speed_ups`` (``CoDi2Model.speed_up_decoders``' keywords), run both alignment stages (in the default
+    mode); a JSON line for each."""
     import numpy as np
     import PIL.Image
     import torch
@@ -720,14 +738,13 @@ def sdk_check(
             over_floor=floor and round(ms / floor, 2),
             setup_and_compile_s=round(time.perf_counter() - began, 1),
         )
-    for modality in ("image", "audio", "video"):
-        sdk, bare = _sdk_and_bare(check, backend, model, modality)
-        steps = getattr(model.config.defaults, modality).steps
-        check.report(
-            f"sdk_{modality}", s_per_turn=round(sdk, 2), bare_pipeline_s=round(bare, 2), ratio=round(sdk / bare, 3),
-            steps=steps,
-        )  # fmt: skip
-    if memory != "default" or compile_decode:
+    plain = _media_turns(check, backend, model, "sdk")
+    if decoder_speed_ups:  # the same turns with the denoisers compiled / channels-last; the warm-up call compiles
+        model.speed_up_decoders(**decoder_speed_ups)
+        fast = _media_turns(check, backend, model, "sdk_fast", **{k: v for k, v in decoder_speed_ups.items() if v})
+        for modality, seconds in fast.items():
+            check.report(f"sdk_{modality}_fast_over_plain", ratio=round(seconds / plain[modality], 3))
+    if memory != "default" or compile_decode or decoder_speed_ups:
         return  # a low-memory model is for inference; a merged one has no adapter left to train
 
     rng = np.random.default_rng(0)
@@ -781,6 +798,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile", action="store_true", help="with --sdk: also decode compiled over a static cache (no training)"
     )
+    parser.add_argument(
+        "--compile-decoders", action="store_true", help="with --sdk: the media again with the UNets compiled"
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="with --sdk: the media again with channels-last decoders"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -814,7 +837,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 folders = build_folders(Path(scratch), args.tiny, device)
                 print(json.dumps({"built_folders_s": round(time.perf_counter() - began, 1)}), flush=True)
-            sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps, args.memory, args.compile)
+            speed_ups = {"compile": args.compile_decoders, "channels_last": args.channels_last}
+            sdk_check(
+                check, folders, args.tiny, args.decode_tokens, args.train_steps, args.memory, args.compile,
+                speed_ups if any(speed_ups.values()) else None,
+            )  # fmt: skip
         print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
         return 0
     for part in parts:

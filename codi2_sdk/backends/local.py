@@ -57,6 +57,10 @@ class LocalBackend(Backend):
         compile: decode one token at a time compiled over a static cache (``torch.compile``; CUDA graphs on a GPU),
             the LoRA merged first. The first request compiles (tens of seconds on a CPU). Requests then reuse no
             prompt prefix (``cache_mb`` is ignored), and batched steps (``max_batch_size`` above 1) stay eager.
+        compile_decoders: the decoders' UNets through ``torch.compile``; the first decode of each size compiles
+            (see :meth:`~codi2_sdk.model.CoDi2Model.speed_up_decoders`).
+        channels_last: the decoders' convolutions in channels-last layout (faster on a GPU's tensor cores, often
+            slower on a CPU).
     """
 
     def __init__(
@@ -71,9 +75,12 @@ class LocalBackend(Backend):
         max_wait_ms: float = 10.0,
         merge_lora: bool = False,
         compile: bool = False,
+        compile_decoders: bool = False,
+        channels_last: bool = False,
     ):
         if merge_lora or compile:
             model.merge_lora()
+        model.speed_up_decoders(compile=compile_decoders, channels_last=channels_last)
         if device is not None:
             model = model.to(device=device)
         if dtype is not None:
@@ -100,9 +107,11 @@ class LocalBackend(Backend):
         max_wait_ms: float = 10.0,
         merge_lora: bool = False,
         compile: bool = False,
+        compile_decoders: bool = False,
+        channels_last: bool = False,
     ) -> LocalBackend:
-        """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini); ``merge_lora``
-        folds its LoRA into the LLM's weights for serving (see :meth:`CoDi2Model.merge_lora`)."""
+        """Load a checkpoint folder, or one shipped in the package by name (default: codi2-mini), with the
+        constructor's settings (``merge_lora`` folds its LoRA into the LLM's weights for serving, and so on)."""
         model = CoDi2Model.from_pretrained(name_or_path, device=device, dtype=dtype)
         return cls(
             model,
@@ -112,6 +121,8 @@ class LocalBackend(Backend):
             max_wait_ms=max_wait_ms,
             merge_lora=merge_lora,
             compile=compile,
+            compile_decoders=compile_decoders,
+            channels_last=channels_last,
         )
 
     def clear_caches(self) -> None:

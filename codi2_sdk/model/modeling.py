@@ -270,6 +270,12 @@ class CoDi2Model(nn.Module):
             for encoder in self.encoders.values():  # a tower a decoder shares stays where the encoders run
                 encoder.to(self.device)
 
+    def speed_up_decoders(self, *, compile: bool = False, channels_last: bool = False) -> None:
+        """Every decoder's denoiser compiled and/or in channels-last layout (see
+        :meth:`~codi2_sdk.model.parts.DiffusionDecoder.speed_up`): the same media within float tolerance."""
+        for modality in self.decoders:
+            self.decoder_for(modality).speed_up(compile=compile, channels_last=channels_last)
+
     @contextlib.contextmanager
     def decoder_ready(self, modality: str) -> Iterator[DiffusionDecoder]:
         """The decoder of ``modality`` on the LLM's device for as long as it runs (moved back to the CPU after,

@@ -8,13 +8,17 @@ import hashlib
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from .._protocol import GenerateBody
 from ..backends.base import Backend
-from ._common import ErrorAnswer
+from ..errors import Codi2Error, error_code_of
+from ..events import Event, GenerationRequest
+from ._common import ErrorAnswer, current_request_id
 from ._parsing import BodyLimits, Refusal, parse_body
 from .settings import ServerSettings
 
@@ -62,6 +66,15 @@ class ModelState:
             raise ErrorAnswer("loading", "the model is still loading", {"Retry-After": str(self.settings.retry_after)})
         return self.backend
 
+    def checked(self, generation: GenerationRequest) -> Backend:
+        """The backend, once it has accepted ``generation`` (what it reads and writes, its limits)."""
+        backend = self.ready()
+        try:
+            backend.check_request(generation)
+        except Codi2Error as exc:
+            raise ErrorAnswer.of(exc) from None
+        return backend
+
     def admit(self) -> Callable[[], None]:
         """Take a place in the queue, or refuse with 429; returns the (idempotent) release."""
         if self.admitted >= self.settings.max_queue:
@@ -88,6 +101,51 @@ class ModelState:
                 return await asyncio.to_thread(parse_body, raw, self.limits)
             except Refusal as refusal:
                 raise ErrorAnswer(refusal.code, refusal.message) from None
+
+    def event_stream(
+        self,
+        backend: Backend,
+        generation: GenerationRequest,
+        release: Callable[[], None],
+        *,
+        frames_of: Callable[[Event], Iterable[bytes]],
+        error_frame: Callable[[str, str], bytes],
+        opening: Iterable[bytes] = (),
+        closing: Iterable[bytes] = (),
+    ) -> StreamingResponse:
+        """An admitted request's answer as server-sent events, in one of the server's protocols: ``opening``, then
+        ``frames_of(event)`` for each event, then ``closing``; a failure ends it with ``error_frame(code, message)``.
+        The stream owns the request's place in the queue (``release``) and gives it back when it ends, or when it
+        is dropped before it started."""
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                async with self.running:
+                    for frame in opening:
+                        yield frame
+                    events = backend.astream(generation)
+                    try:
+                        async for event in events:
+                            for frame in frames_of(event):
+                                yield frame
+                    except Codi2Error as exc:
+                        log.info("request %s failed mid-stream: %s %s", current_request_id(), error_code_of(exc), exc)
+                        yield error_frame(error_code_of(exc), str(exc))
+                        return
+                    except Exception:
+                        log.exception("request %s: generation failed mid-stream", current_request_id())
+                        yield error_frame("internal_error", "internal server error")
+                        return
+                    finally:
+                        await events.aclose()  # type: ignore[attr-defined]
+                    for frame in closing:
+                        yield frame
+            finally:
+                release()
+
+        body = frames()
+        weakref.finalize(body, release)
+        return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
 
 def model_state(request: Request) -> ModelState:

@@ -39,6 +39,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--compile", action="store_true", help="decode compiled over a static cache (the first request compiles)"
     )
     parser.add_argument(
+        "--compile-decoders",
+        action="store_true",
+        help="the decoders' UNets through torch.compile (the first decode of each size compiles)",
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="the decoders' convolutions channels-last (for GPUs)"
+    )
+    parser.add_argument(
         "--merge-lora", action="store_true", help="fold the checkpoint's LoRA into the LLM's weights (faster decoding)"
     )
     parser.add_argument("--no-ui", action="store_true", help="do not serve the chat page at /ui")
@@ -65,6 +73,8 @@ def serve(args: argparse.Namespace) -> int:
             "ui": False if args.no_ui else None,
             "merge_lora": True if args.merge_lora else None,
             "compile": True if args.compile else None,
+            "compile_decoders": True if args.compile_decoders else None,
+            "channels_last": True if args.channels_last else None,
         }.items()
         if value is not None
     }

@@ -20,7 +20,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -30,11 +30,11 @@ from fastapi.routing import APIRoute
 from ..config import GenerationConfig
 from ..content import Audio, Image, Part, Text
 from ..errors import ERROR_CODES, Codi2Error, InvalidRequestError, error_code_of
-from ..events import Done, GenerationRequest, TextDelta
+from ..events import Done, Event, GenerationRequest, TextDelta
 from ..formats._common import b64
 from ..formats.openai_parts import from_openai_parts
 from ..messages import Example, Message
-from ._common import ErrorAnswer, current_request_id, final_message, log_refusal, read_body, until_disconnect
+from ._common import ErrorAnswer, final_message, log_refusal, read_body, until_disconnect
 from ._state import ModelState, authorize, model_state
 
 __all__ = ["OpenAIRoute", "answer_request", "json_body", "model_name", "router"]
@@ -109,11 +109,7 @@ def _config(body: dict[str, Any], output_modality: str) -> GenerationConfig:
 
 async def answer_request(state: ModelState, request: Request, generation: GenerationRequest) -> Message:
     """Run ``generation`` to its end in a place of the server's queue; refusals as :class:`ErrorAnswer`."""
-    backend = state.ready()
-    try:
-        backend.check_request(generation)
-    except Codi2Error as exc:
-        raise ErrorAnswer.of(exc) from None
+    backend = state.checked(generation)
     release = state.admit()
     try:
         async with state.running:
@@ -289,12 +285,7 @@ def _stream_chat(
     state: ModelState, request: Request, generation: GenerationRequest, completion_id: str, created: int, name: str
 ) -> StreamingResponse:
     """``chat.completion.chunk`` events: the role, each text delta, the audio (if asked) and ``finish_reason``."""
-    backend = state.ready()
-    try:
-        backend.check_request(generation)
-    except Codi2Error as exc:
-        raise ErrorAnswer.of(exc) from None
-    release = state.admit()
+    backend = state.checked(generation)
     wants_audio = generation.config.output_modality == "audio"
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -308,27 +299,23 @@ def _stream_chat(
         }
         return f"data: {json.dumps(frame)}\n\n".encode()
 
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            async with state.running:
-                yield chunk({"role": "assistant", "content": ""})
-                events = backend.astream(generation)
-                try:
-                    async for event in events:
-                        if isinstance(event, TextDelta):
-                            yield chunk({"content": event.text})
-                        elif isinstance(event, Done) and wants_audio and event.message.audios:
-                            yield chunk({"audio": _audio_reply(event.message.audios[0], event.message.text)})
-                except Codi2Error as exc:
-                    log.info("request %s failed mid-stream: %s %s", current_request_id(), error_code_of(exc), exc)
-                    error = {"message": str(exc), "type": "server_error", "param": None, "code": error_code_of(exc)}
-                    yield f"data: {json.dumps({'error': error})}\n\n".encode()
-                    return
-                finally:
-                    await events.aclose()  # type: ignore[attr-defined]
-                yield chunk({}, "stop")
-                yield b"data: [DONE]\n\n"
-        finally:
-            release()
+    def frames_of(event: Event) -> list[bytes]:
+        if isinstance(event, TextDelta):
+            return [chunk({"content": event.text})]
+        if isinstance(event, Done) and wants_audio and event.message.audios:
+            return [chunk({"audio": _audio_reply(event.message.audios[0], event.message.text)})]
+        return []
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    def error_frame(code: str, message: str) -> bytes:
+        error = {"message": message, "type": "server_error", "param": None, "code": code}
+        return f"data: {json.dumps({'error': error})}\n\n".encode()
+
+    return state.event_stream(
+        backend,
+        generation,
+        state.admit(),
+        frames_of=frames_of,
+        error_frame=error_frame,
+        opening=[chunk({"role": "assistant", "content": ""})],
+        closing=[chunk({}, "stop"), b"data: [DONE]\n\n"],
+    )

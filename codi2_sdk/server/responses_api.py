@@ -13,10 +13,7 @@ sent: one key never reads another's), bounded in count, memory and age (``Server
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +22,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ..config import GenerationConfig
 from ..content import Part, Text
-from ..errors import Codi2Error, InvalidRequestError, error_code_of
-from ..events import Done, GenerationRequest, MediaDone, TextDelta
+from ..errors import InvalidRequestError
+from ..events import Done, Event, GenerationRequest, MediaDone, TextDelta
 from ..formats.openai_responses import from_response_input, new_id, output_item
 from ..messages import Message
 from ._common import ErrorAnswer
+from ._kept import KeptPerCaller
 from ._state import ModelState, authorize, caller_key, model_state
 from .openai_api import OpenAIRoute, answer_request, json_body, model_name
 
@@ -40,53 +38,22 @@ router = APIRouter(prefix="/v1", route_class=OpenAIRoute, dependencies=[Depends(
 
 @dataclass
 class _Kept:
-    owner: str
     response: dict[str, Any]
     messages: list[Message]
-    size: int
     created: float = field(default_factory=time.monotonic)
 
 
-class ResponseStore:
+class ResponseStore(KeptPerCaller[_Kept]):
     """Responses kept for ``previous_response_id`` and retrieval, per caller, bounded in count, bytes and age
-    (the oldest go first). Thread-safe; entries are never changed once kept."""
+    (the oldest go first). Entries are never changed once kept."""
 
     def __init__(self, max_items: int, max_bytes: int, max_age_s: float) -> None:
-        self.max_items, self.max_bytes, self.max_age_s = max_items, max_bytes, max_age_s
-        self._kept: OrderedDict[str, _Kept] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        super().__init__(max_items, max_bytes, expired=lambda kept: time.monotonic() - kept.created > max_age_s)
 
-    def put(self, owner: str, response: dict[str, Any], messages: list[Message]) -> None:
+    def keep(self, owner: str, response: dict[str, Any], messages: list[Message]) -> None:
         """Keep ``response`` and the history it ends; too big to keep at all: nothing is kept."""
         size = len(json.dumps(response)) + sum(len(p.data) for m in messages for p in m.media)
-        if self.max_items == 0 or size > self.max_bytes:
-            return
-        with self._lock:
-            self._kept[response["id"]] = _Kept(owner, response, messages, size)
-            self._bytes += size
-            while len(self._kept) > self.max_items or self._bytes > self.max_bytes:
-                self._drop(next(iter(self._kept)))
-
-    def get(self, owner: str, response_id: str) -> _Kept | None:
-        """The caller's kept response, or ``None`` (unknown, expired, or another caller's)."""
-        with self._lock:
-            kept = self._kept.get(response_id)
-            if kept is not None and time.monotonic() - kept.created > self.max_age_s:
-                self._drop(response_id)
-                kept = None
-        return kept if kept is not None and kept.owner == owner else None
-
-    def delete(self, owner: str, response_id: str) -> bool:
-        with self._lock:
-            kept = self._kept.get(response_id)
-            if kept is None or kept.owner != owner:
-                return False
-            self._drop(response_id)
-            return True
-
-    def _drop(self, response_id: str) -> None:
-        self._bytes -= self._kept.pop(response_id).size
+        self.put(owner, response["id"], _Kept(response, messages), size)
 
 
 def response_store(request: Request) -> ResponseStore:
@@ -193,7 +160,7 @@ class _Turn:
 
     def keep(self, store: ResponseStore, response: dict[str, Any], answer: Message) -> None:
         if self.body.get("store") is not False:
-            store.put(self.owner, response, [*self.history, answer])
+            store.keep(self.owner, response, [*self.history, answer])
 
 
 def _turn(body: dict[str, Any], request: Request, store: ResponseStore) -> _Turn:
@@ -235,46 +202,33 @@ async def create_response(
 
 def _stream(state: ModelState, store: ResponseStore, turn: _Turn) -> StreamingResponse:
     """The response as the client's stream events, ending in ``response.completed`` (or an ``error`` event)."""
-    backend = state.ready()
-    try:
-        backend.check_request(turn.generation)
-    except Codi2Error as exc:
-        raise ErrorAnswer.of(exc) from None
-    release = state.admit()
-    name = model_name(state)
+    backend = state.checked(turn.generation)
+    name, output = model_name(state), _Output()
 
     def frame(event: dict[str, Any]) -> bytes:
         return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
-    async def frames() -> AsyncIterator[bytes]:
-        output = _Output()
-        try:
-            async with state.running:
-                yield frame(output.event("response.created", response=turn.response(name, [], "in_progress")))
-                events = backend.astream(turn.generation)
-                try:
-                    async for event in events:
-                        if isinstance(event, TextDelta):
-                            produced = output.add_text(event.text)
-                        elif isinstance(event, MediaDone):
-                            produced = output.add_medium(event.part)
-                        elif isinstance(event, Done):
-                            produced = output.close_text()
-                            response = turn.response(name, output.items)
-                            turn.keep(store, response, event.message)
-                            produced.append(output.event("response.completed", response=response))
-                        else:
-                            continue
-                        for item in produced:
-                            yield frame(item)
-                except Codi2Error as exc:
-                    yield frame(output.event("error", code=error_code_of(exc), message=str(exc), param=None))
-                finally:
-                    await events.aclose()  # type: ignore[attr-defined]
-        finally:
-            release()
+    def frames_of(event: Event) -> list[bytes]:
+        if isinstance(event, TextDelta):
+            produced = output.add_text(event.text)
+        elif isinstance(event, MediaDone):
+            produced = output.add_medium(event.part)
+        elif isinstance(event, Done):
+            produced = output.close_text()
+            response = turn.response(name, output.items)
+            turn.keep(store, response, event.message)
+            produced.append(output.event("response.completed", response=response))
+        else:
+            produced = []
+        return [frame(item) for item in produced]
 
-    return StreamingResponse(frames(), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+    def error_frame(code: str, message: str) -> bytes:
+        return frame(output.event("error", code=code, message=message, param=None))
+
+    opening = frame(output.event("response.created", response=turn.response(name, [], "in_progress")))
+    return state.event_stream(
+        backend, turn.generation, state.admit(), frames_of=frames_of, error_frame=error_frame, opening=[opening]
+    )
 
 
 @router.get("/responses/{response_id}")
@@ -293,6 +247,6 @@ async def delete_response(
     response_id: str, request: Request, store: ResponseStore = Depends(response_store)
 ) -> Response:
     """Forget a kept response (this caller's own)."""
-    if not store.delete(caller_key(request), response_id):
+    if store.delete(caller_key(request), response_id) is None:
         raise ErrorAnswer("not_found", f"no response {response_id!r} is kept for this key")
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from .._protocol import API_PREFIX, sse_frame
-from ..backends.base import Backend
-from ..errors import Codi2Error, error_code_of
 from ..events import ErrorEvent, GenerationRequest
-from ._common import ErrorAnswer, current_request_id, final_message, read_body, until_disconnect
+from ._common import final_message, read_body, until_disconnect
 from ._state import ModelState, authorize, model_state
 
 __all__ = ["router"]
@@ -42,18 +38,17 @@ async def capabilities(state: ModelState = Depends(model_state)) -> Response:
 @router.post("/generate", dependencies=[Depends(authorize)])
 async def generate(request: Request, state: ModelState = Depends(model_state)) -> Response:
     """One answer, whole or as server-sent events; the body is parsed only once the request is admitted."""
-    backend = state.ready()
+    state.ready()
     raw = await read_body(request, state.settings.max_body_bytes)
     release = state.admit()
     try:
         body = await state.parse(raw)
         generation = GenerationRequest(examples=body.examples, messages=body.messages, config=body.config)
-        try:
-            backend.check_request(generation)
-        except Codi2Error as exc:
-            raise ErrorAnswer.of(exc) from None
+        backend = state.checked(generation)
         if body.stream:
-            response = _stream(state, backend, generation, release)
+            response = state.event_stream(
+                backend, generation, release, frames_of=lambda event: [sse_frame(event)], error_frame=_error_frame
+            )
             release = _handed_over
             return response
         async with state.running:
@@ -67,29 +62,5 @@ def _handed_over() -> None:
     """The release of a request whose stream now owns its place in the queue."""
 
 
-def _stream(
-    state: ModelState, backend: Backend, generation: GenerationRequest, release: Callable[[], None]
-) -> StreamingResponse:
-    """The answer as server-sent events; the stream gives the request's queue place back when it ends."""
-
-    async def frames() -> AsyncIterator[bytes]:
-        try:
-            async with state.running:
-                events = backend.astream(generation)
-                try:
-                    async for event in events:
-                        yield sse_frame(event)
-                except Codi2Error as exc:
-                    log.info("request %s failed mid-stream: %s %s", current_request_id(), error_code_of(exc), exc)
-                    yield sse_frame(ErrorEvent(code=error_code_of(exc), message=str(exc)))
-                except Exception:
-                    log.exception("request %s: generation failed mid-stream", current_request_id())
-                    yield sse_frame(ErrorEvent(code="internal_error", message="internal server error"))
-                finally:
-                    await events.aclose()  # type: ignore[attr-defined]
-        finally:
-            release()
-
-    body = frames()
-    weakref.finalize(body, release)  # a stream dropped before it started still gives its place back
-    return StreamingResponse(body, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+def _error_frame(code: str, message: str) -> bytes:
+    return sse_frame(ErrorEvent(code=code, message=message))

@@ -75,6 +75,11 @@ class ServerSettings(BaseSettings):
     compile: bool = False
     """Decode compiled over a static cache (``torch.compile``; CUDA graphs on a GPU), the LoRA merged: faster steps
     after a first request that compiles; no prompt prefix is reused, and batched steps stay eager."""
+    compile_decoders: bool = False
+    """The decoders' UNets through ``torch.compile``: faster diffusion steps on a GPU after a first decode of each
+    size that compiles (tens of seconds)."""
+    channels_last: bool = False
+    """The decoders' convolutions in channels-last layout (faster on a GPU's tensor cores, often slower on a CPU)."""
     merge_lora: bool = False
     """Fold the checkpoint's LoRA into the LLM's weights when loading it: the same answers within float tolerance,
     decoded faster (``tools/bench/merged_lora.py`` measures it); the shipped goldens are the unmerged model's."""
@@ -94,6 +99,8 @@ class ServerSettings(BaseSettings):
             max_wait_ms=self.max_wait_ms,
             merge_lora=self.merge_lora,
             compile=self.compile,
+            compile_decoders=self.compile_decoders,
+            channels_last=self.channels_last,
         )
 
     def torch_threads(self) -> int:

@@ -13,9 +13,7 @@ Jobs are the caller's own (keyed by the bearer token's hash) and a finished clip
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +27,7 @@ from ..events import Done, GenerationRequest, Progress
 from ..formats.openai_responses import new_id
 from ..messages import Example, Message
 from ._common import ErrorAnswer, log
+from ._kept import KeptPerCaller
 from ._state import ModelState, authorize, caller_key, model_state
 from .openai_api import OpenAIRoute, model_name
 
@@ -66,49 +65,35 @@ class VideoJob:
         }  # fmt: skip
 
 
-class VideoJobs:
-    """The server's video jobs, per caller, at most ``max_items`` (the oldest finished go first) and each finished
-    one kept ``keep_s`` seconds."""
+class VideoJobs(KeptPerCaller[VideoJob]):
+    """The server's video jobs, per caller, at most ``max_items`` (the oldest finished go first; a running one
+    never) and each finished one kept ``keep_s`` seconds."""
 
     def __init__(self, max_items: int, keep_s: float) -> None:
-        self.max_items, self.keep_s = max_items, keep_s
-        self._jobs: OrderedDict[str, VideoJob] = OrderedDict()
-        self._lock = threading.Lock()
+        super().__init__(
+            max_items,
+            expired=lambda job: job.completed_at is not None and time.time() - job.completed_at > keep_s,
+            may_go=lambda job: job.status in ("completed", "failed"),
+        )
+        self.keep_s = keep_s
 
     def add(self, job: VideoJob) -> None:
-        with self._lock:
-            self._expire()
-            finished = [j.id for j in self._jobs.values() if j.status in ("completed", "failed")]
-            while len(self._jobs) >= self.max_items and finished:
-                del self._jobs[finished.pop(0)]
-            if len(self._jobs) >= self.max_items:
-                raise ErrorAnswer("queue_full", f"{len(self._jobs)} video jobs are already running; retry later")
-            self._jobs[job.id] = job
+        if not self.put(job.owner, job.id, job):
+            raise ErrorAnswer("queue_full", f"{len(self)} video jobs are already running; retry later")
 
-    def get(self, owner: str, job_id: str) -> VideoJob:
-        with self._lock:
-            self._expire()
-            job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:
+    def job(self, owner: str, job_id: str) -> VideoJob:
+        """The caller's job; 404 where there is none (or it expired)."""
+        job = self.get(owner, job_id)
+        if job is None:
             raise ErrorAnswer("not_found", f"no video {job_id!r} for this key (or it expired)")
         return job
 
-    def of(self, owner: str) -> list[VideoJob]:
-        with self._lock:
-            self._expire()
-            return [job for job in self._jobs.values() if job.owner == owner]
-
     def remove(self, owner: str, job_id: str) -> None:
-        job = self.get(owner, job_id)
+        """Forget the caller's job, cancelling it where it runs; 404 where there is none."""
+        job = self.job(owner, job_id)
         if job.task is not None and not job.task.done():
             job.task.cancel()
-        with self._lock:
-            self._jobs.pop(job_id, None)
-
-    def _expire(self) -> None:
-        now = time.time()
-        for job_id in [j.id for j in self._jobs.values() if j.completed_at and now - j.completed_at > self.keep_s]:
-            del self._jobs[job_id]
+        self.delete(owner, job_id)
 
 
 def video_jobs(request: Request) -> VideoJobs:
@@ -189,12 +174,9 @@ async def create_video(
     request: Request, state: ModelState = Depends(model_state), jobs: VideoJobs = Depends(video_jobs)
 ) -> Response:
     """Start a video job; poll it with ``GET /v1/videos/{id}``."""
-    backend = state.ready()
+    state.ready()
     generation, prompt, size = await _generation(request, state)
-    try:
-        backend.check_request(generation)
-    except Codi2Error as exc:
-        raise ErrorAnswer.of(exc) from None
+    state.checked(generation)
     release = state.admit()
     job = VideoJob(owner=caller_key(request), model=model_name(state), prompt=prompt, size=size or "native")
     try:
@@ -218,7 +200,7 @@ async def list_videos(request: Request, jobs: VideoJobs = Depends(video_jobs), o
 @router.get("/videos/{video_id}")
 async def retrieve_video(video_id: str, request: Request, jobs: VideoJobs = Depends(video_jobs)) -> Response:
     """A job as it stands."""
-    return JSONResponse(jobs.get(caller_key(request), video_id).view(jobs.keep_s))
+    return JSONResponse(jobs.job(caller_key(request), video_id).view(jobs.keep_s))
 
 
 @router.get("/videos/{video_id}/content")
@@ -226,7 +208,7 @@ async def download_video(
     video_id: str, request: Request, jobs: VideoJobs = Depends(video_jobs), variant: str = "video"
 ) -> Response:
     """The finished clip, as MP4 (``variant=video``; thumbnails are not made)."""
-    job = jobs.get(caller_key(request), video_id)
+    job = jobs.job(caller_key(request), video_id)
     if variant != "video":
         raise InvalidRequestError(f"only variant 'video' is made, not {variant!r}")
     if job.clip is None:

@@ -4,6 +4,8 @@
   progress, or raise the SDK's typed errors); :class:`ScriptedBackend` replays answers given in advance.
   Both record every request in ``requests``, so a test can check what the application sent.
 - :func:`fake_image` and :func:`fake_audio` make small valid media in memory.
+- :func:`answer_differences` compares two answers by content (texts equal, pictures by PSNR, audio by SNR), the
+  way to check a model's answer across machines, thread counts or a compiled model.
 - :func:`block_model_loading` makes ``Conversation()`` refuse to load a real model, so a test that forgot
   to pass a fake backend fails fast instead of loading codi2-mini.
 
@@ -33,9 +35,11 @@ from ..content import Audio, Image, Part, Text, Video
 from ..errors import ModelError
 from ..events import Capabilities, Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from ..messages import Message, PartLike, assistant
+from .compare import answer_differences
 
 __all__ = [
     "FunctionBackend",
+    "answer_differences",
     "ScriptedBackend",
     "allow_model_loading",
     "as_answer",

@@ -14,7 +14,6 @@ of ``--tokens`` steps: the SDK's steps are counted as its token picks. Median of
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
+from _compare import interleaved_medians
 
 from codi2_sdk import Conversation
 from codi2_sdk.backends.local import LocalBackend
@@ -77,14 +77,15 @@ def _bare_rate(model: CoDi2Model, tokens: int) -> float:
 
 def _report(name: str, build, tokens: int, repeats: int) -> None:  # type: ignore[no-untyped-def]
     eager, compiled, bare_model = LocalBackend(build(), cache_mb=0), LocalBackend(build(), compile=True), build()
-    _sdk_rate(compiled, tokens)  # compiles
-    _sdk_rate(eager, tokens)
-    rates: dict[str, list[float]] = {"eager": [], "compiled": [], "bare": []}
-    for _ in range(repeats):
-        rates["eager"].append(_sdk_rate(eager, tokens))
-        rates["compiled"].append(_sdk_rate(compiled, tokens))
-        rates["bare"].append(_bare_rate(bare_model, tokens))
-    e, c, b = (statistics.median(rates[k]) for k in ("eager", "compiled", "bare"))
+    rates = interleaved_medians(  # the compiled backend's warm-up call compiles
+        {
+            "eager": lambda: _sdk_rate(eager, tokens),
+            "compiled": lambda: _sdk_rate(compiled, tokens),
+            "bare": lambda: _bare_rate(bare_model, tokens),
+        },
+        repeats,
+    )
+    e, c, b = rates["eager"], rates["compiled"], rates["bare"]
     print(
         f"{name:22}: SDK eager {e:7.1f} tok/s, SDK compiled {c:7.1f} tok/s, bare generate {b:7.1f} tok/s; "
         f"compiled / eager {c / e:.2f}x, SDK eager / bare {e / b:.2f}x"

@@ -13,7 +13,6 @@ the two rates and merged / adapter. Interleaved, median of ``--repeats``. Run it
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
+from _compare import interleaved_medians
 
 from codi2_sdk.model import CoDi2Model
 
@@ -57,13 +57,11 @@ def _generate_rate(llm: torch.nn.Module, tokens: int) -> float:
     return tokens / (time.perf_counter() - began)
 
 
-def _compare(name: str, adapter: object, merged: object, rate, tokens: int, repeats: int) -> None:
-    rates: dict[str, list[float]] = {"adapter": [], "merged": []}
-    rate(adapter, tokens)  # warm-up
-    for _ in range(repeats):
-        rates["adapter"].append(rate(adapter, tokens))
-        rates["merged"].append(rate(merged, tokens))
-    a, m = statistics.median(rates["adapter"]), statistics.median(rates["merged"])
+def _compare(name: str, adapter: object, merged: object, tokens: int, repeats: int) -> None:
+    rates = interleaved_medians(
+        {"adapter": lambda: _generate_rate(adapter, tokens), "merged": lambda: _generate_rate(merged, tokens)}, repeats
+    )
+    a, m = rates["adapter"], rates["merged"]
     print(f"{name:34}: adapter {a:7.1f} tok/s, merged {m:7.1f} tok/s, merged / adapter {m / a:.2f}x")
 
 
@@ -78,9 +76,9 @@ def main() -> None:
     adapter = CoDi2Model.from_pretrained("codi2-mini")
     merged = CoDi2Model.from_pretrained("codi2-mini")
     merged.merge_lora()
-    _compare("codi2-mini's LLM (rank 8)", adapter.llm, merged.llm, _generate_rate, args.tokens, args.repeats)
+    _compare("codi2-mini's LLM (rank 8)", adapter.llm, merged.llm, args.tokens, args.repeats)
     lora, flat = _mid_llama(rank=128)
-    _compare("Llama ~100M (rank 128)", lora, flat, _generate_rate, args.tokens, args.repeats)
+    _compare("Llama ~100M (rank 128)", lora, flat, args.tokens, args.repeats)
 
 
 if __name__ == "__main__":

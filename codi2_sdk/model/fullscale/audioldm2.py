@@ -23,9 +23,8 @@ import torch
 
 from ...config import AudioConfig
 from ...content import Audio, Provenance
-from .._quiet import quiet_loading
 from ..media_io import LogMel, audio_to_tensor, waves_to_clips
-from .pipelines import PipelineDecoder, QueryProjector, fit_tokens, stream_pipeline
+from .pipelines import PipelineDecoder, QueryProjector, fit_tokens
 
 __all__ = ["AudioLDM2Decoder"]
 
@@ -77,9 +76,9 @@ class AudioLDM2Decoder(PipelineDecoder):
         # The unconditional side of guidance: the encoded empty prompt, as AudioLDM2 was trained and is run (its
         # pipeline encodes "" when no negative prompt is given), computed once and stored with the projectors.
         negative, mask, generated = torch.zeros(1, prompt_tokens, t5_dim), torch.zeros(1, prompt_tokens), None
-        if getattr(pipeline, "tokenizer", None) is not None:
-            with torch.no_grad(), quiet_loading():
-                states, real, generated = pipeline.encode_prompt([""], pipeline.device, 1, False)
+        empty = self.encode_prompt(pipeline, "")
+        if empty is not None:
+            states, real, generated = empty
             negative, mask = (
                 fit_tokens(states, prompt_tokens),
                 fit_tokens(real[..., None].float(), prompt_tokens)[..., 0],
@@ -142,9 +141,11 @@ class AudioLDM2Decoder(PipelineDecoder):
         prompt, generated = made["prompt_embeds"], made["generated_prompt_embeds"]
         batch = len(cond)
 
-        def run(callbacks: dict[str, Any]) -> torch.Tensor:
-            out = self.call_pipeline(
+        return (
+            yield from self.stream_call(
+                "audioldm2-decode",
                 scheduler,
+                lambda out: torch.from_numpy(np.asarray(out.audios, dtype=np.float32)),
                 prompt_embeds=prompt,
                 generated_prompt_embeds=generated,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(batch, -1, -1).to(prompt),
@@ -155,11 +156,8 @@ class AudioLDM2Decoder(PipelineDecoder):
                 audio_length_in_s=float(duration or self.meta["audio_length_in_s"]),
                 generator=generator,
                 output_type="np",
-                **callbacks,
             )
-            return torch.from_numpy(np.asarray(out.audios, dtype=np.float32))
-
-        return (yield from stream_pipeline(self.pipeline, run, "audioldm2-decode"))
+        )
 
     def to_media(
         self,

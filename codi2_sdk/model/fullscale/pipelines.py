@@ -144,10 +144,26 @@ class PipelineParts(nn.Module):
         finally:
             self.pipeline.scheduler = own
 
-    def call_pipeline(self, scheduler: str | None, **arguments: Any) -> Any:
-        """Call the pipeline with ``arguments``, sampling with ``scheduler``'s choice."""
-        with self.sampling_with(scheduler):
-            return self.pipeline(**arguments)
+    def stream_call(
+        self, name: str, scheduler: str | None, convert: Callable[[Any], torch.Tensor], **arguments: Any
+    ) -> Generator[int, None, torch.Tensor]:
+        """Call the pipeline with ``arguments`` on a worker thread (``name``), sampling with ``scheduler``'s choice,
+        yielding each finished step; returns ``convert(output)``. Closing the generator stops the pipeline."""
+
+        def run(callbacks: dict[str, Any]) -> torch.Tensor:
+            with self.sampling_with(scheduler):
+                return convert(self.pipeline(**arguments, **callbacks))
+
+        return (yield from stream_pipeline(self.pipeline, run, name))
+
+    @staticmethod
+    def encode_prompt(pipeline: Any, prompt: str) -> tuple[Any, ...] | None:
+        """What the pipeline's own ``encode_prompt`` makes of ``prompt`` (no guidance, one per prompt), or ``None``
+        where the pipeline has no tokenizer."""
+        if getattr(pipeline, "tokenizer", None) is None:
+            return None
+        with torch.no_grad(), quiet_loading():
+            return tuple(pipeline.encode_prompt([prompt], pipeline.device, 1, False))
 
     def train(self, mode: bool = True) -> PipelineParts:
         super().train(mode)

@@ -14,7 +14,7 @@ from ...errors import ModelError
 from .._quiet import quiet_loading
 from ..media_io import PixelOutputs
 from ..parts import DiffusionDecoder
-from .pipelines import PipelineParts, load_pipeline, stream_pipeline
+from .pipelines import PipelineParts, load_pipeline
 
 __all__ = ["REFERENCE_NEGATIVE_PROMPT", "REFERENCE_NOISE_LEVEL", "UnCLIPImageDecoder", "norm_pictures"]
 
@@ -79,12 +79,12 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
         self.register_components(pipeline)  # unet, vae, normaliser, CLIP towers: .to() moves them all
         self.cond_dim = int(pipeline.image_normalizer.mean.shape[-1])
         if prompt_embeds is None:
-            if pipeline.text_encoder is None:
+            encoded = self.encode_prompt(pipeline, prompt) if pipeline.text_encoder is not None else None
+            if encoded is None:
                 raise ModelError(
                     f"the unCLIP folder has no text encoder and no {self.PROMPT_FILE}: its prompt cannot be encoded"
                 )
-            with torch.no_grad(), quiet_loading():
-                prompt_embeds, _ = pipeline.encode_prompt(prompt, pipeline.device, 1, False)
+            prompt_embeds = encoded[0]
         self.register_buffer("prompt_embeds", prompt_embeds.detach().float(), persistent=False)
 
     @torch.no_grad()
@@ -136,10 +136,12 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
     ) -> Generator[int, None, torch.Tensor]:
         """Like :meth:`LatentDiffusionDecoder.iter_sample`; ``noise_level`` is unCLIP's (0 to 1000)."""
 
-        def run(callbacks: dict[str, Any]) -> torch.Tensor:
-            embeds = self.prompt_embeds.to(cond.device, self.unet.dtype).expand(len(cond), -1, -1)
-            out = self.call_pipeline(
+        embeds = self.prompt_embeds.to(cond.device, self.unet.dtype).expand(len(cond), -1, -1)
+        return (
+            yield from self.stream_call(
+                "unclip-decode",
                 scheduler,
+                lambda out: out.images.float() * 2 - 1,
                 prompt_embeds=embeds,
                 negative_prompt_embeds=embeds,
                 image_embeds=cond.to(self.unet.dtype),
@@ -148,8 +150,5 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
                 noise_level=int(noise_level or 0),
                 generator=generator,
                 output_type="pt",
-                **callbacks,
             )
-            return out.images.float() * 2 - 1
-
-        return (yield from stream_pipeline(self.pipeline, run, "unclip-decode"))
+        )

@@ -21,9 +21,8 @@ import torch
 
 from ...config import VideoConfig
 from ...content import Provenance, Video
-from .._quiet import quiet_loading
 from ..media_io import frames_to_videos, image_to_tensor
-from .pipelines import PipelineDecoder, QueryProjector, fit_tokens, stream_pipeline
+from .pipelines import PipelineDecoder, QueryProjector, fit_tokens
 
 __all__ = ["ZeroscopeVideoDecoder"]
 
@@ -86,10 +85,8 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         self.to_prompt = QueryProjector(cond_dim, states, prompt_tokens, width=projector_width)
         # The unconditional side of guidance: the encoded empty prompt, as the pipeline runs by default (computed
         # once, stored with the projectors)
-        negative = torch.zeros(1, prompt_tokens, states)
-        if getattr(pipeline, "tokenizer", None) is not None:
-            with torch.no_grad(), quiet_loading():
-                negative = fit_tokens(pipeline.encode_prompt([""], pipeline.device, 1, False)[0], prompt_tokens)
+        empty = self.encode_prompt(pipeline, "")
+        negative = torch.zeros(1, prompt_tokens, states) if empty is None else fit_tokens(empty[0], prompt_tokens)
         self.register_buffer("negative_prompt_embeds", negative.float())
 
     def conditioning(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -138,9 +135,11 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
         with torch.no_grad():
             prompt = self.conditioning(cond)["prompt_embeds"]
 
-        def run(callbacks: dict[str, Any]) -> torch.Tensor:
-            out = self.call_pipeline(
+        return (
+            yield from self.stream_call(
+                "video-decode",
                 scheduler,
+                lambda out: torch.as_tensor(out.frames).float(),
                 prompt_embeds=prompt,
                 negative_prompt_embeds=self.negative_prompt_embeds.expand(len(cond), -1, -1).to(prompt),
                 num_frames=int(num_frames or self.meta["num_frames"]),
@@ -150,11 +149,8 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
                 guidance_scale=guidance_scale,
                 generator=generator,
                 output_type="pt",
-                **callbacks,
             )
-            return torch.as_tensor(out.frames).float()
-
-        return (yield from stream_pipeline(self.pipeline, run, "video-decode"))
+        )
 
     def to_media(
         self,
