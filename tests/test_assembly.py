@@ -118,7 +118,7 @@ def test_prompts_follow_the_llms_chat_template(folders, tmp_path: Path) -> None:
     messages = [Message(role="system", parts=[Text("be brief")]), Message(role="user", parts=[picture, Text(typed)])]
     prompt = model.prompts.build(examples, messages)
     rendered = model.tokenizer.decode(prompt.ids)
-    assert rendered.startswith("<s>[INST] <<SYS>>") and "<</SYS>>" in rendered and rendered.endswith("[/INST]")
+    assert rendered.startswith("<s>[INST] <<SYS>>") and "<</SYS>>" in rendered and rendered.rstrip().endswith("[/INST]")
     assert prompt.ids.count(model.prompts.start_ids["image"]) == 2  # the example's output and the user's picture
     assert prompt.ids.count(model.tokenizer.eos_token_id) == 1  # after the example's answer only
     assert [slot.count for slot in prompt.media] == [1, model.encoders["image"].tokens_per_item]
@@ -126,6 +126,9 @@ def test_prompts_follow_the_llms_chat_template(folders, tmp_path: Path) -> None:
     trained = model.prompts.build([], messages[1:], answer=Message(role="assistant", parts=[Text("a circle .")]))
     learnt = [i for i in trained.labels if i >= 0]
     assert model.tokenizer.decode(learnt).strip() == "a circle . </s>" and learnt[-1] == model.prompts.end_id
+    # generation starts where training's answer starts: the template's space before an answer is in both
+    asked = model.prompts.build([], messages[1:]).ids
+    assert trained.ids[: len(asked)] == asked and trained.labels[len(asked)] == trained.ids[len(asked)] >= 0
 
     plain = tmp_path / "llama-without-template"
     shutil.copytree(folders["llm"], plain)

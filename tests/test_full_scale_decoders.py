@@ -3,6 +3,7 @@ a feature in, a finished part out, step by step, reproducible, saved and loaded,
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -66,9 +67,16 @@ def test_audio_duration_is_trimmed_or_padded() -> None:
 def test_closing_the_decode_stops_the_pipeline(kind: str) -> None:
     build, settings, _ = CASES[kind]
     decoder = build()
+    calls: list[int] = []
+    decoder.unet.register_forward_hook(lambda *_: calls.append(1))
+    threads = threading.active_count()
     run = decoder.iter_decode(torch.randn(1, decoder.cond_dim), settings.model_copy(update={"steps": 50}))
     assert next(run) == 1
-    run.close()  # joins the worker: it stops at its next step instead of running the other 49
+    made = len(calls)
+    assert made >= 1 and threading.active_count() == threads  # the pipeline runs on this thread
+    assert torch.is_grad_enabled()  # the pipeline's no_grad stays on its side of the switch
+    run.close()  # the pipeline stops where it waits, after its first step
+    assert len(calls) == made and torch.is_grad_enabled()
 
 
 def _tiny_stable_diffusion():

@@ -192,10 +192,10 @@ class DiffusionDecoder(nn.Module):
         """Run the denoiser faster, in place (the weights, their names and saving are unchanged).
 
         Args:
-            compile: the UNet's forward through ``torch.compile`` (inductor, without CUDA graphs: each decode runs on
-                a worker thread of its own, and compiled CUDA graphs called from several threads fail an assertion,
-                pytorch/pytorch#123177). The first decode at each new size or batch width compiles (tens of
-                seconds), later ones reuse it.
+            compile: the UNet's forward through ``torch.compile`` (inductor's default mode, no CUDA graphs: a UNet
+                step is compute-bound, so graphs save little, and they keep a static copy of its activations for
+                each shape). The first decode at each new size or batch width compiles (tens of seconds), later
+                ones reuse it.
             channels_last: the UNet's and autoencoder's convolution weights in channels-last layout (3-D kernels
                 in ``channels_last_3d``), which tensor cores prefer; on a CPU it can be slower
                 (``tools/bench/decoder_speed.py`` measures both).

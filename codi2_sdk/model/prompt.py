@@ -297,13 +297,20 @@ class PromptBuilder:
                 merged[-1][1].extend(parts)
             else:
                 merged.append((role, parts))
+        # To generate, the template renders an empty answer and the prompt stops where its content would begin:
+        # the scaffold before an answer is then the same tokens in training and in generation (Llama-2's template
+        # puts a space before the answer that its generation prompt leaves out; a model trained after that space
+        # and asked without it never learns what to say first).
+        generating = answer is None and not (merged and merged[-1][0] == "assistant")
+        if generating:
+            merged.append(("assistant", []))
         # The template sees only markers, so nothing a user typed is rendered by it or read as a special token.
         nonce = secrets.token_hex(8)
         try:
             rendered = self.tokenizer.apply_chat_template(
                 [{"role": role, "content": f"CONTENT{nonce}{i}END"} for i, (role, _) in enumerate(merged)],
                 tokenize=False,
-                add_generation_prompt=answer is None,
+                add_generation_prompt=answer is None and not generating,
             )
         except Exception as exc:  # jinja's TemplateError, raised by the template itself (e.g. role order)
             raise ValueError(f"the model's chat template refuses this conversation: {exc}") from None
@@ -312,6 +319,8 @@ class PromptBuilder:
         for i, scaffold in enumerate(pieces[::2]):
             learn = answer is not None and i == len(merged)  # the end of sequence after the answer
             self._add(prompt, list(self.tokenizer(scaffold, add_special_tokens=False).input_ids), learn)
+            if generating and i == len(merged) - 1:
+                break
             if 2 * i + 1 < len(pieces):
                 role, parts = merged[int(pieces[2 * i + 1])]
                 train = answer is not None and int(pieces[2 * i + 1]) == len(merged) - 1

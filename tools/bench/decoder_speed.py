@@ -27,7 +27,11 @@ from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.model import CoDi2Model
 from codi2_sdk.testing.twins import full_scale_twin
 
-PROMPT = {"image": "draw a large red circle on the left.", "audio": "play a low tone.", "video": "show a red circle."}
+PROMPT = {
+    "image": "draw a large red circle on the left.",
+    "audio": "play two sine beeps at mi.",
+    "video": "show a small red circle moving to the right.",
+}
 
 
 def _turn_seconds(backend: LocalBackend, modality: str) -> float:

@@ -4,8 +4,8 @@ AudioLDM2 is conditioned on two sequences, not one vector: GPT-2's "language of 
 (``generated_prompt_embeds``, 8 x 768) and T5's text states (``prompt_embeds``, L x 1024). Two output
 projectors (:class:`~codi2_sdk.model.fullscale.pipelines.QueryProjector`) map the model's 1024-d feature into each;
 the unconditional side of guidance is the encoded empty prompt (as the pipeline runs by default), computed once
-and stored with the decoder. The pipeline runs in a worker thread
-so progress streams step by step; closing the iterator stops it at the next step. Pitfalls measured with
+and stored with the decoder. The pipeline runs step by step on the caller's thread (a greenlet), so progress
+streams as it goes; closing the iterator stops it after the step it is at. Pitfalls measured with
 diffusers 0.42: ``text_encoder_2`` (T5) must be present even when embeddings are given; negatives need both
 streams, shaped like the prompts; steps are reported through the old ``callback`` / ``callback_steps`` API.
 

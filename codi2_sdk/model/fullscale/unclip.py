@@ -62,8 +62,8 @@ class UnCLIPImageDecoder(PixelOutputs, PipelineParts, DiffusionDecoder):
 
     The folder is the pipeline's own diffusers layout (``model_index.json``, ``unet/``, ``vae/``, ...); the prompt's
     embedding is computed with its text encoder once and saved as ``prompt_embeds.safetensors``, which a folder
-    without a text encoder must have. The pipeline runs in a worker thread so that progress events stream out step
-    by step; closing the iterator stops it at the next step.
+    without a text encoder must have. The pipeline runs step by step on the caller's thread (a greenlet), so that
+    progress events stream out as it goes; closing the iterator stops it after the step it is at.
     """
 
     kind: ClassVar[str] = "unclip_image"
