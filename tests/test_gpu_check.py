@@ -54,17 +54,18 @@ def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json() -> None:
     assert parts["sdk_align_llm"]["s_per_step"] > 0 and parts["sdk_align_decoders"]["steps"] == 3
 
 
-def test_the_sdks_fast_and_low_memory_modes_run_at_tiny_sizes() -> None:
-    """``--sdk --memory low --channels-last --compile``: the paths a GPU run would take first, so that a lent GPU's
-    minutes are not spent finding a bug here."""
-    done = run("--sdk", "--tiny", "--device", "cpu", "--decode-tokens", "4", "--memory", "low", "--channels-last")
+def test_all_modes_run_the_default_fast_and_low_memory_passes_over_one_folder_build() -> None:
+    """``--sdk --all-modes``: the one call a lent GPU's few minutes allow, run here first at tiny sizes so that those
+    minutes are not spent finding a bug."""
+    done = run("--sdk", "--tiny", "--device", "cpu", "--decode-tokens", "4", "--train-steps", "2", "--all-modes")
     assert done.returncode == 0, done.stderr[-3000:]
-    parts = _parts(done.stdout)
-    assert parts["sdk_assemble"]["memory"] == "low"
-    assert {"sdk_fast_image", "sdk_fast_audio", "sdk_fast_video", "sdk_video_fast_over_plain"} <= set(parts)
-    assert parts["sdk_fast_image"]["channels_last"] is True and parts["sdk_video_fast_over_plain"]["ratio"] > 0
-    assert "sdk_align_llm" not in parts  # a low-memory model is for inference
-    done = run("--sdk", "--tiny", "--device", "cpu", "--decode-tokens", "4", "--compile")
-    assert done.returncode == 0, done.stderr[-3000:]
-    parts = _parts(done.stdout)
-    assert parts["sdk_text_compiled"]["ms_per_token"] > 0
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sum("built_folders_s" in line for line in lines) == 1
+    by_mode = {(line.get("mode"), line["part"]): line for line in lines if "part" in line}
+    assert by_mode["default", "sdk_image"]["ratio"] > 0 and ("default", "sdk_align_llm") in by_mode
+    assert by_mode["fast", "sdk_text_compiled"]["ms_per_token"] > 0
+    fast = by_mode["fast", "sdk_fast_audio"]
+    assert fast["compile"] is True and fast["channels_last"] is True and "ratio" not in fast  # no bare call again
+    assert by_mode["fast", "sdk_audio_fast_over_plain"]["ratio"] > 0 and ("fast", "sdk_image") not in by_mode
+    assert by_mode["low", "sdk_assemble"]["memory"] == "low" and by_mode["low", "sdk_video"]["s_per_turn"] > 0
+    assert ("low", "sdk_align_llm") not in by_mode  # a low-memory model is for inference

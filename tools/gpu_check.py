@@ -24,6 +24,8 @@ compiled over a static cache, against the bandwidth floor (the LLM's weights rea
 bandwidth); ``--memory low`` assembles in the low-memory mode (LLM in int8, decoders offloaded) and reports each
 turn's peak memory; ``--compile-decoders`` / ``--channels-last`` answer the media turns again with the UNets
 compiled / in channels-last layout and print each medium's fast / plain ratio. Each of these skips training.
+``--all-modes`` builds the folders once and runs three passes (default with training; fast: every speed switch;
+low memory), each line naming its mode: the one call to make when a GPU is lent for a few minutes.
 
 ``--tiny`` runs the same code at tiny sizes (on CPU in the tests). Usage::
 
@@ -33,6 +35,7 @@ compiled / in channels-last layout and print each medium's fast / plain ratio. E
     python tools/gpu_check.py --sdk --compile # ... and decode compiled, against the card's bandwidth floor
     python tools/gpu_check.py --sdk --memory low  # ... assembled in the low-memory mode (peak memory per turn)
     python tools/gpu_check.py --sdk --compile-decoders --channels-last  # ... media again with faster UNets
+    python tools/gpu_check.py --sdk --all-modes   # default, fast and low-memory passes over one folder build
     python tools/gpu_check.py --sdk --tiny --device cpu
 """
 
@@ -181,6 +184,10 @@ class Check:
         self.device = torch.device(device)
         self.dtype = dtype
         self.sizes = sizes
+        self.mode: str | None = None
+        """Named on every line while set (``--all-modes`` runs several)."""
+        self.media_steps: int | None = None
+        """Diffusion steps of every medium's turn (``--media-steps``); ``None``: the defaults."""
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -199,7 +206,17 @@ class Check:
     def report(self, part: str, **figures: Any) -> None:
         if self.device.type == "cuda":
             figures["peak_memory_gib"] = round(self.torch.cuda.max_memory_allocated() / 2**30, 2)
-        print(json.dumps({"part": part, **figures}), flush=True)
+        mode = {"mode": self.mode} if self.mode else {}
+        print(json.dumps({"part": part, **mode, **figures}), flush=True)
+
+    def fresh_memory(self) -> None:
+        """Let go of what the last part held and start counting the peak again."""
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+            self.torch.cuda.reset_peak_memory_stats()
 
     def randn(self, *shape: int) -> Any:
         return self.torch.randn(*shape, device=self.device, dtype=self.dtype)
@@ -638,9 +655,11 @@ def _decode_ms(check: Check, backend: Any, model: Any, decode_tokens: int) -> tu
     return seconds / tokens * 1000, tokens
 
 
-def _sdk_and_bare(check: Check, backend: Any, model: Any, modality: str, steps: int) -> tuple[float, float]:
-    """Seconds of a turn that makes ``modality`` through ``Conversation``, and of the same diffusers pipeline call
-    made directly (the keyword arguments the SDK passed, recorded, without its step callback)."""
+def _sdk_and_bare(
+    check: Check, backend: Any, model: Any, modality: str, steps: int, bare: bool = True
+) -> tuple[float, float | None]:
+    """Seconds of a turn that makes ``modality`` through ``Conversation``, and (with ``bare``) of the same diffusers
+    pipeline call made directly (the keyword arguments the SDK passed, recorded, without its step callback)."""
     import torch
 
     from codi2_sdk import Conversation
@@ -661,25 +680,27 @@ def _sdk_and_bare(check: Check, backend: Any, model: Any, modality: str, steps: 
         cls.__call__ = original
     bare_call = {k: v for k, v in recorded.items() if "callback" not in k}
 
-    def bare() -> Any:
+    def direct() -> Any:
         bare_call["generator"] = torch.Generator(device="cpu").manual_seed(0)
         with torch.no_grad():
             return pipeline(**bare_call)
 
-    return sdk, check.timed(bare)
+    return sdk, check.timed(direct) if bare else None
 
 
-def _media_turns(check: Check, backend: Any, model: Any, label: str, **noted: Any) -> dict[str, float]:
-    """Each medium's turn timed beside its bare pipeline (a JSON line each); seconds per turn by modality. The
-    full-scale defaults' steps, or 10 at tiny sizes (a smoke run)."""
+def _media_turns(
+    check: Check, backend: Any, model: Any, label: str, bare: bool = True, **noted: Any
+) -> dict[str, float]:
+    """Each medium's turn timed (beside its bare pipeline, with ``bare``; a JSON line each); seconds per turn by
+    modality. The steps are ``check.media_steps``, else the full-scale defaults', or 10 at tiny sizes."""
     seconds = {}
     for modality in ("image", "audio", "video"):
-        steps = 10 if check.sizes is TINY else int(getattr(model.config.defaults, modality).steps)
-        sdk, bare = _sdk_and_bare(check, backend, model, modality, steps)
-        check.report(
-            f"{label}_{modality}", s_per_turn=round(sdk, 2), bare_pipeline_s=round(bare, 2), ratio=round(sdk / bare, 3),
-            steps=steps, **noted,
-        )  # fmt: skip
+        steps = check.media_steps or (
+            10 if check.sizes is TINY else int(getattr(model.config.defaults, modality).steps)
+        )
+        sdk, direct = _sdk_and_bare(check, backend, model, modality, steps, bare)
+        versus = {"bare_pipeline_s": round(direct, 2), "ratio": round(sdk / direct, 3)} if direct else {}
+        check.report(f"{label}_{modality}", s_per_turn=round(sdk, 2), **versus, steps=steps, **noted)
         seconds[modality] = sdk
     return seconds
 
@@ -693,11 +714,13 @@ def sdk_check(
     memory: str = "default",
     compile_decode: bool = False,
     decoder_speed_ups: dict[str, bool] | None = None,
-) -> None:
+    plain: dict[str, float] | None = None,
+) -> dict[str, float]:
     """The SDK's own path: ``assemble`` the folders on the device (in ``memory``'s mode), answer a ``Conversation``
     turn for each medium beside its bare pipeline, decode eager (and compiled), the media again with
     ``decoder_speed_ups`` (``CoDi2Model.speed_up_decoders``' keywords), run both alignment stages (in the default
-    mode); a JSON line for each."""
+    mode); a JSON line for each. ``plain``: the media turns' seconds of an earlier default pass, not timed again
+    (nor beside the bare pipelines) when given. Returns the plain media turns' seconds."""
     import numpy as np
     import PIL.Image
     import torch
@@ -739,14 +762,16 @@ def sdk_check(
             over_floor=floor and round(ms / floor, 2),
             setup_and_compile_s=round(time.perf_counter() - began, 1),
         )
-    plain = _media_turns(check, backend, model, "sdk")
+    earlier = plain
+    plain = earlier or _media_turns(check, backend, model, "sdk", bare=memory == "default")
     if decoder_speed_ups:  # the same turns with the denoisers compiled / channels-last; the warm-up call compiles
         model.speed_up_decoders(**decoder_speed_ups)
-        fast = _media_turns(check, backend, model, "sdk_fast", **{k: v for k, v in decoder_speed_ups.items() if v})
+        noted = {k: v for k, v in decoder_speed_ups.items() if v}
+        fast = _media_turns(check, backend, model, "sdk_fast", bare=earlier is None, **noted)
         for modality, seconds in fast.items():
             check.report(f"sdk_{modality}_fast_over_plain", ratio=round(seconds / plain[modality], 3))
     if memory != "default" or compile_decode or decoder_speed_ups:
-        return  # a low-memory model is for inference; a merged one has no adapter left to train
+        return plain  # a low-memory model is for inference; a merged one has no adapter left to train
 
     rng = np.random.default_rng(0)
     side = 32 if tiny else 224
@@ -771,6 +796,7 @@ def sdk_check(
             s_per_step=round(per_step, 3),
             loss=round(logs[-1].loss, 4),
         )
+    return plain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -804,6 +830,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--channels-last", action="store_true", help="with --sdk: the media again with channels-last decoders"
+    )
+    parser.add_argument(
+        "--media-steps",
+        type=int,
+        default=None,
+        help="with --sdk: diffusion steps of every media turn (default: each "
+        "decoder's full-scale default; ratios are per turn at these steps)",
+    )
+    parser.add_argument(
+        "--all-modes",
+        action="store_true",
+        help="with --sdk: three passes over one set of folders: default (with training), fast (--compile "
+        "--compile-decoders --channels-last), low (--memory low); each line names its mode",
     )
     args = parser.parse_args(argv)
 
@@ -839,10 +878,24 @@ def main(argv: list[str] | None = None) -> int:
                 folders = build_folders(Path(scratch), args.tiny, device)
                 print(json.dumps({"built_folders_s": round(time.perf_counter() - began, 1)}), flush=True)
             speed_ups = {"compile": args.compile_decoders, "channels_last": args.channels_last}
-            sdk_check(
-                check, folders, args.tiny, args.decode_tokens, args.train_steps, args.memory, args.compile,
-                speed_ups if any(speed_ups.values()) else None,
-            )  # fmt: skip
+            passes: dict[str | None, dict[str, Any]] = {
+                None: {"memory": args.memory, "compile_decode": args.compile,
+                       "decoder_speed_ups": speed_ups if any(speed_ups.values()) else None},
+            }  # fmt: skip
+            if args.all_modes:
+                passes = {
+                    "default": {},
+                    "fast": {"compile_decode": True, "decoder_speed_ups": {"compile": True, "channels_last": True}},
+                    "low": {"memory": "low"},
+                }
+            check.media_steps = args.media_steps
+            plain = None
+            for mode, options in passes.items():
+                check.mode = mode
+                check.fresh_memory()
+                options = {**options, "plain": plain} if mode == "fast" else options
+                plain = sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps, **options)
+            check.mode = None
         print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
         return 0
     for part in parts:
