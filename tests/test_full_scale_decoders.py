@@ -79,6 +79,26 @@ def test_closing_the_decode_stops_the_pipeline(kind: str) -> None:
     assert len(calls) == made and torch.is_grad_enabled()
 
 
+def test_a_decode_resumed_on_another_thread_is_a_clear_error() -> None:
+    from codi2_sdk.errors import ModelError
+
+    decoder = tiny_audioldm2_decoder()
+    run = decoder.iter_decode(torch.randn(1, decoder.cond_dim), AudioConfig(steps=5, guidance_scale=1.0))
+    assert next(run) == 1
+    raised: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            next(run)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join()
+    assert len(raised) == 1 and isinstance(raised[0], ModelError) and "one thread" in str(raised[0])
+
+
 def _tiny_stable_diffusion():
     """A pipeline class of current diffusers, one that takes ``callback_on_step_end`` (prompt embeddings given, so it
     needs no text encoder or tokenizer)."""

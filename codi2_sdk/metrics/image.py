@@ -45,7 +45,13 @@ def subject_similarity(
     scores = []
     for picture, refs in zip(generated, references, strict=True):
         scores.append(float((embed(list(refs)) @ embed([picture])[0]).mean()))
-    return float(np.mean(scores))
+    return _cosine(np.mean(scores))
+
+
+def _cosine(value: Any) -> float:
+    """A mean of unit vectors' dot products, held in [-1, 1]: float32 rounding puts a vector's product with itself at
+    1.0000001 on some CPUs."""
+    return float(np.clip(value, -1.0, 1.0))
 
 
 class ImageEmbedder:
@@ -114,7 +120,7 @@ class ClipScorer:
     def text_similarity(self, generated: Sequence[Picture], prompts: Sequence[str]) -> float:
         """Mean cosine between each picture and its prompt."""
         pictures, texts = self.images.embed(generated), self.embed_text(prompts)
-        return float(np.mean(np.sum(pictures * texts, axis=1)))
+        return _cosine(np.mean(np.sum(pictures * texts, axis=1)))
 
 
 class _VisionView:

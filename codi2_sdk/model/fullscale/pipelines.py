@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import threading
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -64,7 +65,6 @@ def stream_pipeline(pipeline: Any, run: Callable[[dict[str, Any]], Any], name: s
     slower than the same call made directly). Each side keeps its own grad mode across the switches. Closing the
     generator stops the pipeline where it waits, at the end of a step; ``name`` names the greenlet for tracebacks.
     """
-    from greenlet import error as greenlet_error
     from greenlet import getcurrent, greenlet
 
     def on_step(step: int) -> None:
@@ -75,10 +75,16 @@ def stream_pipeline(pipeline: Any, run: Callable[[dict[str, Any]], Any], name: s
     def work() -> tuple[str, Any]:
         return "done", run(step_callback(pipeline, on_step))
 
-    worker = greenlet(work)
+    worker = greenlet(work)  # made when the generator starts: it belongs to the thread that iterates
     worker.gr_name = name  # type: ignore[attr-defined]
+    home = threading.get_ident()
 
     def resume(*throw: type[BaseException]) -> tuple[str, Any]:
+        if threading.get_ident() != home:
+            raise ModelError(
+                "a full-scale decode was resumed on another thread than the one it started on: iterate a stream from "
+                "one thread (LocalBackend.astream does, in a worker thread of its own)"
+            )
         worker.parent = getcurrent()  # back to whoever resumes it now
         grad = torch.is_grad_enabled()
         try:
@@ -93,8 +99,8 @@ def stream_pipeline(pipeline: Any, run: Callable[[dict[str, Any]], Any], name: s
                 return value
             yield int(value)
     finally:
-        if worker:  # started and not finished: stop it where it waits (closed from another thread: it cannot be)
-            with contextlib.suppress(_Cancelled, greenlet_error):
+        if worker and threading.get_ident() == home:  # started, not finished: stop it where it waits
+            with contextlib.suppress(_Cancelled):
                 resume(_Cancelled)
 
 
