@@ -55,8 +55,8 @@ class LocalBackend(Backend):
         merge_lora: fold the model's LoRA into its LLM's weights first, for serving (faster decoding, the same answers
             within float tolerance; see :meth:`~codi2_sdk.model.CoDi2Model.merge_lora`).
         compile: decode one token at a time compiled over a static cache (``torch.compile``; CUDA graphs on a GPU),
-            the LoRA merged first. The first request compiles (tens of seconds on a CPU). Requests then reuse no
-            prompt prefix (``cache_mb`` is ignored), and batched steps (``max_batch_size`` above 1) stay eager.
+            the LoRA merged first. The first request compiles (tens of seconds on a CPU); a prompt prefix the cache
+            holds is copied into the static cache; batched steps (``max_batch_size`` above 1) stay eager.
         compile_decoders: the decoders' UNets through ``torch.compile``; the first decode of each size compiles
             (see :meth:`~codi2_sdk.model.CoDi2Model.speed_up_decoders`).
         channels_last: the decoders' convolutions in channels-last layout (faster on a GPU's tensor cores, often
@@ -91,8 +91,6 @@ class LocalBackend(Backend):
         self.prefix_cache = PrefixCache(cache_mb) if cache_mb > 0 else None
         self.media_cache = MediaFeatureCache(media_cache_items) if media_cache_items > 0 else None
         self.compiled = CompiledSteps(self.model) if compile else None
-        if self.compiled is not None:
-            self.prefix_cache = None
 
     @classmethod
     def from_pretrained(

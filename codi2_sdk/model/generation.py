@@ -73,8 +73,9 @@ class CompiledSteps:
     """The fast decode path: the LLM's one-token steps compiled with ``torch.compile`` (CUDA graphs on a GPU,
     ``mode="reduce-overhead"``) over one ``StaticCache`` sized to the context, reset for each request.
 
-    For one request at a time: a server's batched steps and the prefix cache work on growing caches and stay eager
-    (:class:`~codi2_sdk.backends.local.LocalBackend` leaves them out with ``compile=True``). Compiling takes a while
+    For one request at a time: a server's batched steps work on growing caches and stay eager. A prompt prefix the
+    prefix cache holds is copied in (:meth:`fresh_cache`), and a prefilled prompt copied out for it to keep
+    (:meth:`prompt_cache`). Compiling takes a while
     on the first request (tens of seconds for a small model on a CPU), once per kind of step. Greedy answers are
     the eager path's (tested on the full-scale twin); sampled ones agree within float tolerance.
     """
@@ -88,10 +89,19 @@ class CompiledSteps:
         self.step = torch.compile(model.llm, mode=mode, dynamic=False)
         self.cache = StaticCache(config=model.llm.config, max_cache_len=self.limit)
 
-    def fresh_cache(self) -> StaticCache:
-        """The static cache, emptied for a new request."""
+    def fresh_cache(self, prefix: DynamicCache | None = None) -> StaticCache:
+        """The static cache, emptied for a new request, holding ``prefix``'s keys and values first where given."""
         self.cache.reset()
+        for index, layer in enumerate(prefix.layers if prefix is not None else []):
+            self.cache.update(layer.keys, layer.values, index)
         return self.cache
+
+    def prompt_cache(self, length: int) -> DynamicCache:
+        """The static cache's first ``length`` positions, copied into a dynamic cache (for the prefix cache)."""
+        cache = DynamicCache(config=self.model.llm.config)
+        for index, layer in enumerate(self.cache.layers):
+            cache.update(layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone(), index)
+        return cache
 
 
 class LLMState:
@@ -261,7 +271,7 @@ def prefill(
     compiled: CompiledSteps | None = None,
 ) -> LLMState:
     """Build the request's prompt and run it through the LLM, after the longest prefix ``prefix_cache`` holds
-    (into ``compiled``'s static cache instead, where given: then no prefix is reused)."""
+    (into ``compiled``'s static cache instead, where given)."""
     try:
         prompt = model.prompts.build(request.examples, request.messages)
     except UnknownWordsError as exc:
@@ -271,8 +281,6 @@ def prefill(
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from None
     state = LLMState(model, compiled)
-    if compiled is not None:
-        prefix_cache = None  # a static cache is not kept per prompt
     if state.limit and len(prompt) + _TAIL > state.limit:
         raise InvalidRequestError(
             f"the prompt takes {len(prompt)} tokens (media included); {model.name} attends to at most {state.limit}"
@@ -282,11 +290,12 @@ def prefill(
     if prefix_cache is not None:
         reused, cache = prefix_cache.lookup(signature, model.config.prefill_block)
         if cache is not None:
-            state.cache, state.length = cache, reused
+            state.cache = compiled.fresh_cache(cache) if compiled is not None else cache
+            state.length = reused
     embeds = model.embed([prompt], one_by_one=True, media_cache=media_cache).embeds
     state.feed_blocks(embeds[:, reused:])
     if prefix_cache is not None:
-        prefix_cache.store(signature, state.cache)
+        prefix_cache.store(signature, compiled.prompt_cache(state.length) if compiled is not None else state.cache)
     return state
 
 

@@ -74,7 +74,7 @@ class ServerSettings(BaseSettings):
     """With batching, the longest a step waits for a request whose reader is busy with its last event."""
     compile: bool = False
     """Decode compiled over a static cache (``torch.compile``; CUDA graphs on a GPU), the LoRA merged: faster steps
-    after a first request that compiles; no prompt prefix is reused, and batched steps stay eager."""
+    after a first request that compiles; cached prompt prefixes are copied in; batched steps stay eager."""
     compile_decoders: bool = False
     """The decoders' UNets through ``torch.compile``: faster diffusion steps on a GPU after a first decode of each
     size that compiles (tens of seconds)."""
