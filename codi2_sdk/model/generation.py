@@ -69,6 +69,11 @@ def effective_config(model: CoDi2Model, config: GenerationConfig) -> GenerationC
     return GenerationConfig.model_validate(data)
 
 
+def _keys_and_values(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each layer's key and value tensors of a transformers cache (attention layers only, as Llama's are)."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
 class CompiledSteps:
     """The fast decode path: the LLM's one-token steps compiled with ``torch.compile`` (CUDA graphs on a GPU,
     ``mode="reduce-overhead"``) over one ``StaticCache`` sized to the context, reset for each request.
@@ -92,15 +97,15 @@ class CompiledSteps:
     def fresh_cache(self, prefix: DynamicCache | None = None) -> StaticCache:
         """The static cache, emptied for a new request, holding ``prefix``'s keys and values first where given."""
         self.cache.reset()
-        for index, layer in enumerate(prefix.layers if prefix is not None else []):
-            self.cache.update(layer.keys, layer.values, index)
+        for index, (keys, values) in enumerate(_keys_and_values(prefix) if prefix is not None else []):
+            self.cache.update(keys, values, index)
         return self.cache
 
     def prompt_cache(self, length: int) -> DynamicCache:
         """The static cache's first ``length`` positions, copied into a dynamic cache (for the prefix cache)."""
         cache = DynamicCache(config=self.model.llm.config)
-        for index, layer in enumerate(self.cache.layers):
-            cache.update(layer.keys[:, :, :length].clone(), layer.values[:, :, :length].clone(), index)
+        for index, (keys, values) in enumerate(_keys_and_values(self.cache)):
+            cache.update(keys[:, :, :length].clone(), values[:, :, :length].clone(), index)
         return cache
 
 

@@ -76,7 +76,11 @@ def _bare_rate(model: CoDi2Model, tokens: int) -> float:
 
 
 def _report(name: str, build, tokens: int, repeats: int) -> None:  # type: ignore[no-untyped-def]
-    eager, compiled, bare_model = LocalBackend(build(), cache_mb=0), LocalBackend(build(), compile=True, cache_mb=0), build()
+    eager, compiled, bare_model = (
+        LocalBackend(build(), cache_mb=0),
+        LocalBackend(build(), compile=True, cache_mb=0),
+        build(),
+    )
     rates = interleaved_medians(  # the compiled backend's warm-up call compiles
         {
             "eager": lambda: _sdk_rate(eager, tokens),
