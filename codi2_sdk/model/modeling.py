@@ -108,6 +108,18 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     return path
 
 
+def _give_back_freed_memory() -> None:
+    """Return the heap pages freed by replacing the LLM's float weights to the system: glibc keeps them otherwise, and
+    on a CPU the process would hold more than before (a ~100 M Llama after a turn: 893 MB resident in the low mode
+    without this, 740 MB in the default mode, 556 MB with this; ``tools/bench/low_memory.py``)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not Linux with glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _token_rows_to_train(llm: nn.Module, rows: list[int]) -> list[int] | dict[str, list[int]]:
     """peft's ``trainable_token_indices`` for ``rows``: the input embeddings' rows, and the output head's too where
     it is untied. Otherwise a new token's head row stays at its initial draw (around the old rows' mean, by mean
@@ -257,6 +269,7 @@ class CoDi2Model(nn.Module):
             with quiet_loading():
                 quantize_(self.llm, Int8WeightOnlyConfig())
             self.quantized = True
+            _give_back_freed_memory()
         if slice_vae:
             for decoder in self.decoders.values():
                 vae = getattr(decoder, "vae", None)

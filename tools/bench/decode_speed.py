@@ -32,7 +32,7 @@ from codi2_sdk.testing.twins import TWIN_WORDS, full_scale_twin, tiny_llama_toke
 PROMPT = "what is this ? draw a red circle ."
 
 
-def _mid_model() -> CoDi2Model:
+def mid_model() -> CoDi2Model:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from codi2_sdk.model.prompt import add_special_tokens
@@ -105,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"{args.threads} thread(s), {args.tokens} tokens, median of {args.repeats}")
     _report("full-scale twin", full_scale_twin, args.tokens, args.repeats)
-    _report("Llama ~100M", _mid_model, args.tokens, args.repeats)
+    _report("Llama ~100M", mid_model, args.tokens, args.repeats)
 
 
 if __name__ == "__main__":
