@@ -27,35 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import PIL.Image
 import torch
-from gpu_check import FULL, build_folders, full_audioldm2_pipeline, full_unclip_pipeline, full_zeroscope_pipeline
+from gpu_check import FULL, build_llm_folder, build_media_folders
 
 from codi2_sdk import Audio, Conversation, Image, Video
 from codi2_sdk.backends.local import LocalBackend
-from codi2_sdk.model import ImageBindAudioEncoder, ImageBindVideoEncoder, assemble
-from codi2_sdk.model.imagebind.audio import official_key
-from codi2_sdk.model.imagebind.video import official_video_key
-
-BUILDERS = {"unclip": full_unclip_pipeline, "audioldm2": full_audioldm2_pipeline, "zeroscope": full_zeroscope_pipeline}
-
-
-def build_full_size(root: Path, report) -> None:  # type: ignore[no-untyped-def]
-    """The three pipelines' folders and ``imagebind_huge.pth`` under ``root``, random bf16 weights."""
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        for name, build in BUILDERS.items():
-            pipeline = build()
-            modules = [c for c in pipeline.components.values() if isinstance(c, torch.nn.Module)]
-            params = sum(p.numel() for module in modules for p in module.parameters())
-            pipeline.save_pretrained(str(root / name))
-            report(f"built {name}", parameters_m=round(params / 1e6))
-        audio = ImageBindAudioEncoder(**FULL["imagebind_audio"])
-        video = ImageBindVideoEncoder(**FULL["imagebind_video"])
-        state = {official_key(k): v for k, v in audio.state_dict().items()}
-        state |= {official_video_key(k): v for k, v in video.state_dict().items()}
-        torch.save(state, root / "imagebind_huge.pth")
-        report("built imagebind", parameters_m=round(sum(v.numel() for v in state.values()) / 1e6))
-    finally:
-        torch.set_default_dtype(torch.float32)
+from codi2_sdk.model import assemble
 
 
 def main() -> None:
@@ -71,8 +47,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        llm = build_folders(root / "tiny", tiny=True, device="cpu")["llm"]
-        build_full_size(root, report)
+        llm = build_llm_folder(root / "tiny", tiny=True, device="cpu")
+        for name, count in build_media_folders(root, tiny=False).items():
+            report(f"built {name}", parameters_m=round(count / 1e6))
         model = assemble(
             llm=llm,
             unclip=root / "unclip",

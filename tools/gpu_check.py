@@ -584,16 +584,13 @@ def full_zeroscope_pipeline() -> Any:
     )
 
 
-def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
-    """The five public components as their folders would be published, with random weights: a Llama-2-7b-chat-shaped
-    LLM (untied head, Llama's tokenizer class and chat template), the three pipelines, and ImageBind's audio tower
-    under the official key names. ``tiny``: the tests' twins of the same classes."""
+def build_llm_folder(root: Any, tiny: bool, device: str) -> Any:
+    """``root/llm``: a Llama-2-7b-chat-shaped LLM with random weights (untied head, Llama's tokenizer class and chat
+    template), saved as a published LLM folder is; ``tiny``: the tests' size."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from codi2_sdk.model import ImageBindAudioEncoder, ImageBindVideoEncoder, twins
-    from codi2_sdk.model.imagebind.audio import official_key
-    from codi2_sdk.model.imagebind.video import official_video_key
+    from codi2_sdk.testing import twins
 
     words = ["draw", "play", "show", "a", "red", "circle", "sound", "what", "is", "this"]
     tokenizer = twins.tiny_llama_tokenizer(words)
@@ -610,22 +607,53 @@ def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
             )
         llm.save_pretrained(str(root / "llm"))
         tokenizer.save_pretrained(str(root / "llm"))
-        del llm
-        pipelines = (
-            (twins.tiny_unclip_pipeline, twins.tiny_audioldm2_pipeline, twins.tiny_zeroscope_pipeline)
-            if tiny
-            else (full_unclip_pipeline, full_audioldm2_pipeline, full_zeroscope_pipeline)
-        )
+    finally:
+        torch.set_default_dtype(default)
+    return root / "llm"
+
+
+def build_media_folders(root: Any, tiny: bool) -> dict[str, int]:
+    """``root/unclip``, ``root/audioldm2``, ``root/zeroscope`` (the three pipelines, as published) and
+    ``root/imagebind_huge.pth`` (ImageBind's audio and video towers under the official key names), random weights
+    (bf16 at full size; ``tiny``: the tests' twins of the same classes). Returns each one's parameter count."""
+    import torch
+
+    from codi2_sdk.model import ImageBindAudioEncoder, ImageBindVideoEncoder
+    from codi2_sdk.model.imagebind.audio import official_key
+    from codi2_sdk.model.imagebind.video import official_video_key
+    from codi2_sdk.testing import twins
+
+    pipelines = (
+        (twins.tiny_unclip_pipeline, twins.tiny_audioldm2_pipeline, twins.tiny_zeroscope_pipeline)
+        if tiny
+        else (full_unclip_pipeline, full_audioldm2_pipeline, full_zeroscope_pipeline)
+    )
+    counts = {}
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32 if tiny else torch.bfloat16)
+    try:
         for name, build in zip(("unclip", "audioldm2", "zeroscope"), pipelines, strict=True):
-            build().save_pretrained(str(root / name))
+            pipeline = build()
+            modules = [c for c in pipeline.components.values() if isinstance(c, torch.nn.Module)]
+            counts[name] = sum(p.numel() for module in modules for p in module.parameters())
+            pipeline.save_pretrained(str(root / name))
         shapes = TINY if tiny else FULL
         audio = ImageBindAudioEncoder(**shapes["imagebind_audio"])
         video = ImageBindVideoEncoder(**shapes["imagebind_video"])
         state = {official_key(k): v for k, v in audio.state_dict().items()}
         state |= {official_video_key(k): v for k, v in video.state_dict().items()}
         torch.save(state, root / "imagebind_huge.pth")
+        counts["imagebind"] = sum(v.numel() for v in state.values())
     finally:
         torch.set_default_dtype(default)
+    return counts
+
+
+def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
+    """The five public components as their folders would be published, with random weights (see
+    :func:`build_llm_folder` and :func:`build_media_folders`)."""
+    build_llm_folder(root, tiny, device)
+    build_media_folders(root, tiny)
     return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
 
 

@@ -39,9 +39,9 @@ from .compare import answer_differences
 
 __all__ = [
     "FunctionBackend",
-    "answer_differences",
     "ScriptedBackend",
     "allow_model_loading",
+    "answer_differences",
     "as_answer",
     "block_model_loading",
     "progress_steps",
