@@ -300,7 +300,10 @@ def prefill(
     embeds = model.embed([prompt], one_by_one=True, media_cache=media_cache).embeds
     state.feed_blocks(embeds[:, reused:])
     if prefix_cache is not None:
-        prefix_cache.store(signature, compiled.prompt_cache(state.length) if compiled is not None else state.cache)
+        if compiled is None:
+            prefix_cache.store(signature, state.cache)
+        elif signature not in prefix_cache:  # the static cache's prompt positions, copied out once
+            prefix_cache.store(signature, compiled.prompt_cache(state.length), copied=True)
     return state
 
 

@@ -22,30 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from _compare import interleaved_medians
+from _models import mid_model
 
 from codi2_sdk import Conversation
 from codi2_sdk.backends.local import LocalBackend
-from codi2_sdk.model import CoDi2Config, CoDi2Model
+from codi2_sdk.model import CoDi2Model
 from codi2_sdk.model import generation as generation_module
-from codi2_sdk.testing.twins import TWIN_WORDS, full_scale_twin, tiny_llama_tokenizer
+from codi2_sdk.testing.twins import full_scale_twin
 
 PROMPT = "what is this ? draw a red circle ."
-
-
-def mid_model() -> CoDi2Model:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from codi2_sdk.model.prompt import add_special_tokens
-
-    tokenizer = tiny_llama_tokenizer(TWIN_WORDS)
-    add_special_tokens(tokenizer)
-    shape = {"hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 12,
-             "num_key_value_heads": 12, "max_position_embeddings": 512}  # fmt: skip
-    torch.manual_seed(0)
-    llm = LlamaForCausalLM(
-        LlamaConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, **shape)
-    )
-    return CoDi2Model(CoDi2Config(name="llama-100m", llm=shape), llm.eval(), tokenizer, {}, {})
 
 
 def _sdk_rate(backend: LocalBackend, tokens: int) -> float:

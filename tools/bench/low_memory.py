@@ -45,7 +45,7 @@ def measure(model_name: str, low: bool) -> dict[str, float]:
 
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tools" / "bench"))
-    from decode_speed import mid_model
+    from _models import mid_model
 
     from codi2_sdk import Conversation
     from codi2_sdk.backends.local import LocalBackend

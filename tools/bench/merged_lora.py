@@ -21,25 +21,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from _compare import interleaved_medians
+from _models import mid_llama
 
 from codi2_sdk.model import CoDi2Model
 
 
 def _mid_llama(rank: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """A random ~100 M-parameter Llama with a rank-``rank`` LoRA (its B matrices random, so merging changes the
-    weights), and the same model merged."""
+    """:func:`mid_llama` with a rank-``rank`` LoRA (its B matrices random, so merging changes the weights), and the
+    same model merged."""
     import copy
 
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32000, hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12
-    )
-    base = LlamaForCausalLM(config).eval()
     lora = get_peft_model(
-        base, LoraConfig(r=rank, lora_alpha=rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        mid_llama(), LoraConfig(r=rank, lora_alpha=rank, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     )
     for name, param in lora.named_parameters():
         if "lora_B" in name:

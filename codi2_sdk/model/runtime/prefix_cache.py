@@ -88,16 +88,20 @@ class PrefixCache:
         self.reused_tokens += best
         return best, cache
 
-    def store(self, signature: Signature, cache: Any) -> None:
-        """Keep a copy of the KV cache of a whole prompt (just prefilled, nothing generated yet)."""
+    def __contains__(self, signature: object) -> bool:
+        return signature in self._entries
+
+    def store(self, signature: Signature, cache: Any, *, copied: bool = False) -> None:
+        """Keep a copy of the KV cache of a whole prompt (just prefilled, nothing generated yet); with ``copied``,
+        ``cache`` is already a private copy and is kept as it is."""
         if signature in self._entries:
             self._entries.move_to_end(signature)
             return
-        entry = _Entry(signature, copy.deepcopy(cache), _cache_bytes(cache))
-        if entry.nbytes > self.max_bytes:
+        nbytes = _cache_bytes(cache)
+        if nbytes > self.max_bytes:
             return
-        self._entries[signature] = entry
-        self.nbytes += entry.nbytes
+        self._entries[signature] = _Entry(signature, cache if copied else copy.deepcopy(cache), nbytes)
+        self.nbytes += nbytes
         while self.nbytes > self.max_bytes:
             _, old = self._entries.popitem(last=False)
             self.nbytes -= old.nbytes
