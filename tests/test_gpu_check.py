@@ -34,11 +34,22 @@ def test_every_part_runs_at_tiny_sizes_and_reports_json() -> None:
     assert run("--only", "nothing", "--tiny").returncode == 2  # an unknown part is refused
 
 
-def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json() -> None:
-    """``--sdk``: folders built as published, ``assemble``, a Conversation turn per medium, both alignment stages."""
-    done = run("--sdk", "--tiny", "--device", "cpu", "--train-steps", "3", "--decode-tokens", "4")
+def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json(tmp_path: Path) -> None:
+    """``--sdk``: folders built as published, ``assemble``, a Conversation turn per medium, both alignment stages.
+    A call past its deadline skips every part but keeps the folders it built in ``--scratch`` for the next call."""
+    hurried = run("--sdk", "--tiny", "--device", "cpu", "--scratch", str(tmp_path), "--deadline-s", "0")
+    assert hurried.returncode == 0, hurried.stderr[-3000:]
+    lines = [json.loads(line) for line in hurried.stdout.splitlines() if line.startswith("{")]
+    assert any("built_folders_s" in line for line in lines) and (tmp_path / "llm" / "config.json").exists()
+    assert [line["part"] for line in lines if "part" in line] == ["sdk_assemble"]
+    assert _parts(hurried.stdout)["sdk_assemble"]["skipped"] == "past --deadline-s 0"
+
+    done = run(
+        "--sdk", "--tiny", "--device", "cpu", "--train-steps", "3", "--decode-tokens", "4", "--scratch", str(tmp_path)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert any(line.get("kept_folders") for line in lines) and not any("built_folders_s" in line for line in lines)
     parts = {line["part"]: line for line in lines if "part" in line}
     assert set(parts) == {
         "sdk_assemble",
@@ -54,14 +65,17 @@ def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json() -> None:
     assert parts["sdk_align_llm"]["s_per_step"] > 0 and parts["sdk_align_decoders"]["steps"] == 3
 
 
-def test_all_modes_run_the_default_fast_and_low_memory_passes_over_one_folder_build() -> None:
+def test_all_modes_run_the_default_low_memory_and_fast_passes_over_one_folder_build() -> None:
     """``--sdk --all-modes``: the one call a lent GPU's few minutes allow, run here first at tiny sizes so that those
-    minutes are not spent finding a bug."""
+    minutes are not spent finding a bug. The passes come in the order of what matters most (the fast pass's
+    compiles take longest), so a deadline cuts the least."""
     done = run("--sdk", "--tiny", "--device", "cpu", "--decode-tokens", "4", "--train-steps", "2", "--all-modes")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert sum("built_folders_s" in line for line in lines) == 1
     by_mode = {(line.get("mode"), line["part"]): line for line in lines if "part" in line}
+    modes = [line["mode"] for line in lines if "mode" in line]
+    assert sorted(set(modes), key=modes.index) == ["default", "low", "fast"]
     assert by_mode["default", "sdk_image"]["ratio"] > 0 and ("default", "sdk_align_llm") in by_mode
     assert by_mode["fast", "sdk_text_compiled"]["ms_per_token"] > 0
     fast = by_mode["fast", "sdk_fast_audio"]

@@ -24,8 +24,11 @@ compiled over a static cache, against the bandwidth floor (the LLM's weights rea
 bandwidth); ``--memory low`` assembles in the low-memory mode (LLM in int8, decoders offloaded) and reports each
 turn's peak memory; ``--compile-decoders`` / ``--channels-last`` answer the media turns again with the UNets
 compiled / in channels-last layout and print each medium's fast / plain ratio. Each of these skips training.
-``--all-modes`` builds the folders once and runs three passes (default with training; fast: every speed switch;
-low memory), each line naming its mode: the one call to make when a GPU is lent for a few minutes.
+``--all-modes`` builds the folders once and runs three passes (default with training; low memory; fast: every speed
+switch), each line naming its mode: the one call to make when a GPU is lent for a few minutes. ``--deadline-s``
+starts no part after that many seconds (a line names each part skipped), so a call under a time limit ends with
+what it measured, the parts in the order of what matters most; ``--scratch DIR`` keeps the built folders in DIR
+for a later call to reuse.
 
 ``--tiny`` runs the same code at tiny sizes (on CPU in the tests). Usage::
 
@@ -35,7 +38,8 @@ low memory), each line naming its mode: the one call to make when a GPU is lent 
     python tools/gpu_check.py --sdk --compile # ... and decode compiled, against the card's bandwidth floor
     python tools/gpu_check.py --sdk --memory low  # ... assembled in the low-memory mode (peak memory per turn)
     python tools/gpu_check.py --sdk --compile-decoders --channels-last  # ... media again with faster UNets
-    python tools/gpu_check.py --sdk --all-modes   # default, fast and low-memory passes over one folder build
+    python tools/gpu_check.py --sdk --all-modes   # default, low-memory and fast passes over one folder build
+    python tools/gpu_check.py --sdk --all-modes --media-steps 25 --deadline-s 420 --scratch /tmp/codi2-folders
     python tools/gpu_check.py --sdk --tiny --device cpu
 """
 
@@ -177,10 +181,13 @@ TINY: dict[str, Any] = {
 class Check:
     """Times parts on one device and prints each result as a JSON line."""
 
-    def __init__(self, device: str, dtype: Any, sizes: dict[str, Any]) -> None:
+    def __init__(self, device: str, dtype: Any, sizes: dict[str, Any], deadline_s: float | None = None) -> None:
         import torch
 
         self.torch = torch
+        self.began = time.perf_counter()
+        self.deadline_s = deadline_s
+        """No part starts after this many seconds from the start (``--deadline-s``); ``None``: no limit."""
         self.device = torch.device(device)
         self.dtype = dtype
         self.sizes = sizes
@@ -202,6 +209,13 @@ class Check:
             run()
         self.sync()
         return (time.perf_counter() - began) / repeats
+
+    def in_time(self, part: str) -> bool:
+        """Whether ``part`` may start before the deadline; when not, a line says it was skipped."""
+        if self.deadline_s is None or time.perf_counter() - self.began < self.deadline_s:
+            return True
+        self.report(part, skipped=f"past --deadline-s {self.deadline_s:g}")
+        return False
 
     def report(self, part: str, **figures: Any) -> None:
         if self.device.type == "cuda":
@@ -657,6 +671,19 @@ def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
     return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
 
 
+def kept_or_built_folders(root: Any, tiny: bool, device: str) -> tuple[dict[str, Any], bool]:
+    """The folders :func:`build_folders` makes, in ``root``: those an earlier call built completely there (at the
+    same size) where there are some, else built now; and whether they were built now."""
+    marker = root / "gpu_check_folders.json"
+    if marker.exists() and json.loads(marker.read_text()) == {"tiny": tiny}:
+        return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}, False
+    marker.unlink(missing_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    folders = build_folders(root, tiny, device)
+    marker.write_text(json.dumps({"tiny": tiny}))
+    return folders, True
+
+
 BANDWIDTH_TB_S = {"H100": 3.35, "H200": 4.8, "A100": 2.0, "L40S": 0.864, "A10G": 0.6, "L4": 0.3}
 """Published memory bandwidth of the cards this is run on (SXM parts; TB/s), for the decode floor."""
 
@@ -723,6 +750,8 @@ def _media_turns(
     modality. The steps are ``check.media_steps``, else the full-scale defaults', or 10 at tiny sizes."""
     seconds = {}
     for modality in ("image", "audio", "video"):
+        if not check.in_time(f"{label}_{modality}"):
+            continue
         steps = check.media_steps or (
             10 if check.sizes is TINY else int(getattr(model.config.defaults, modality).steps)
         )
@@ -758,6 +787,8 @@ def sdk_check(
     from codi2_sdk.model import TrainingExample, assemble
     from codi2_sdk.train.align import CaptionedMedium, align_decoders, align_llm
 
+    if not check.in_time("sdk_assemble"):
+        return plain or {}
     began = time.perf_counter()
     sizes = TINY if tiny else FULL
     model = assemble(
@@ -778,7 +809,7 @@ def sdk_check(
     floor = _bandwidth_floor_ms(check, model)
     ms, tokens = _decode_ms(check, backend, model, decode_tokens)
     check.report("sdk_text", tokens=tokens, ms_per_token=round(ms, 2), bandwidth_floor_ms=floor and round(floor, 2))
-    if compile_decode:  # the LoRA merged into the weights, one-token steps compiled over a static cache
+    if compile_decode and check.in_time("sdk_text_compiled"):  # the LoRA merged, one-token steps compiled
         began = time.perf_counter()
         fast = LocalBackend(model, compile=True)
         ms, tokens = _decode_ms(check, fast, model, decode_tokens)  # its warm-up call compiles
@@ -792,12 +823,13 @@ def sdk_check(
         )
     earlier = plain
     plain = earlier or _media_turns(check, backend, model, "sdk", bare=memory == "default")
-    if decoder_speed_ups:  # the same turns with the denoisers compiled / channels-last; the warm-up call compiles
+    if decoder_speed_ups and check.in_time("sdk_fast"):  # the denoisers compiled / channels-last; warm-up compiles
         model.speed_up_decoders(**decoder_speed_ups)
         noted = {k: v for k, v in decoder_speed_ups.items() if v}
         fast = _media_turns(check, backend, model, "sdk_fast", bare=earlier is None, **noted)
         for modality, seconds in fast.items():
-            check.report(f"sdk_{modality}_fast_over_plain", ratio=round(seconds / plain[modality], 3))
+            if modality in plain:
+                check.report(f"sdk_{modality}_fast_over_plain", ratio=round(seconds / plain[modality], 3))
     if memory != "default" or compile_decode or decoder_speed_ups:
         return plain  # a low-memory model is for inference; a merged one has no adapter left to train
 
@@ -813,6 +845,8 @@ def sdk_check(
     talks = [TrainingExample(messages=[user("draw a red circle")], answer=assistant(p)) for p in pictures]
     talks += [TrainingExample(messages=[user(p, "what is this")], answer=assistant("a red circle")) for p in pictures]
     for stage, run, data in (("decoders", align_decoders, captions), ("llm", align_llm, talks)):
+        if not check.in_time(f"sdk_align_{stage}"):
+            continue
         if check.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         logs = run(model, data, steps=train_steps, batch_size=2, progress=False, log_every=1)  # type: ignore[operator]
@@ -869,8 +903,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--all-modes",
         action="store_true",
-        help="with --sdk: three passes over one set of folders: default (with training), fast (--compile "
-        "--compile-decoders --channels-last), low (--memory low); each line names its mode",
+        help="with --sdk: three passes over one set of folders: default (with training), low (--memory low), fast "
+        "(--compile --compile-decoders --channels-last); each line names its mode",
+    )
+    parser.add_argument(
+        "--deadline-s",
+        type=float,
+        default=None,
+        help="start no part after this many seconds (a line says what was skipped), so a call under a time limit "
+        "ends with what it measured; parts run in the order of what matters most (default: no deadline)",
+    )
+    parser.add_argument(
+        "--scratch",
+        default=None,
+        help="with --sdk: build the random folders in this folder and keep them; a later call given the same folder "
+        "reuses them (default: a temporary folder, removed at the end)",
     )
     args = parser.parse_args(argv)
 
@@ -891,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown parts {unknown}; known: {', '.join(PARTS)}")
     dtype = torch.float32 if device == "cpu" else torch.bfloat16
-    check = Check(device, dtype, TINY if args.tiny else FULL)
+    check = Check(device, dtype, TINY if args.tiny else FULL, deadline_s=args.deadline_s)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     print(json.dumps({"device": name, "dtype": str(dtype), "torch": torch.__version__, "tiny": args.tiny}), flush=True)
     began = time.perf_counter()
@@ -903,30 +950,34 @@ def main(argv: list[str] | None = None) -> int:
             if args.folders:
                 folders = {n.removesuffix("_huge.pth"): Path(args.folders) / n for n in FOLDER_NAMES}
             else:
-                folders = build_folders(Path(scratch), args.tiny, device)
-                print(json.dumps({"built_folders_s": round(time.perf_counter() - began, 1)}), flush=True)
+                folders, built = kept_or_built_folders(Path(args.scratch or scratch), args.tiny, device)
+                kept = {"built_folders_s": round(time.perf_counter() - began, 1)} if built else {"kept_folders": True}
+                print(json.dumps({**kept, "scratch": str(args.scratch or scratch)}), flush=True)
             speed_ups = {"compile": args.compile_decoders, "channels_last": args.channels_last}
             passes: dict[str | None, dict[str, Any]] = {
                 None: {"memory": args.memory, "compile_decode": args.compile,
                        "decoder_speed_ups": speed_ups if any(speed_ups.values()) else None},
             }  # fmt: skip
-            if args.all_modes:
+            if args.all_modes:  # in the order of what matters most, should the deadline come
                 passes = {
                     "default": {},
-                    "fast": {"compile_decode": True, "decoder_speed_ups": {"compile": True, "channels_last": True}},
                     "low": {"memory": "low"},
+                    "fast": {"compile_decode": True, "decoder_speed_ups": {"compile": True, "channels_last": True}},
                 }
             check.media_steps = args.media_steps
-            plain = None
+            plain = None  # the default pass's media turns, which the fast pass's are compared with
             for mode, options in passes.items():
                 check.mode = mode
                 check.fresh_memory()
                 options = {**options, "plain": plain} if mode == "fast" else options
-                plain = sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps, **options)
+                turns = sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps, **options)
+                plain = turns if mode == "default" else plain
             check.mode = None
         print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
         return 0
     for part in parts:
+        if not check.in_time(part):
+            continue
         if part == "llm":
             prefill = min(args.prefill_tokens, check.sizes["llm"]["max_position_embeddings"] - args.decode_tokens - 1)
             check.llm(prefill, args.decode_tokens)
