@@ -60,3 +60,17 @@ def test_renamed_modules_keep_their_old_import_paths_for_a_release_with_a_warnin
     from codi2_sdk.agents import codi2_toolkit
 
     assert old_toolkit is codi2_toolkit
+
+
+def test_the_model_refuses_a_transformers_that_would_ignore_its_kv_cache() -> None:
+    """Before 5.24 transformers took the cache as ``past_key_values`` and dropped the ``cache`` keyword unseen: every
+    step would attend to itself alone. Such a release, put on the path past the installer, is a clear error."""
+    import pytest
+
+    from codi2_sdk.errors import MissingDependencyError
+    from codi2_sdk.model._versions import MIN_TRANSFORMERS, check_transformers
+
+    with pytest.raises(MissingDependencyError, match=r"transformers>=5\.24, found 5\.17\.0.*pip install"):
+        check_transformers("5.17.0")
+    check_transformers(MIN_TRANSFORMERS)
+    check_transformers()  # the installed one

@@ -16,6 +16,7 @@ Importing this package registers every family's kinds.
 
 from . import (
     _quiet,  # noqa: F401  (first: it quiets optional libraries' import-time notices)
+    _versions,  # noqa: F401  (refuses a transformers too old for the code below)
     fullscale,
     imagebind,
     mini,
