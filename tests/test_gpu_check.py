@@ -45,8 +45,9 @@ def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json(tmp_path: Path) -
     assert _parts(hurried.stdout)["sdk_assemble"]["skipped"] == "past --deadline-s 0"
 
     done = run(
-        "--sdk", "--tiny", "--device", "cpu", "--train-steps", "3", "--decode-tokens", "4", "--scratch", str(tmp_path)
-    )
+        "--sdk", "--tiny", "--device", "cpu", "--train-steps", "3", "--train-batch", "8", "--decode-tokens", "4",
+        "--scratch", str(tmp_path),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert any(line.get("kept_folders") for line in lines) and not any("built_folders_s" in line for line in lines)
@@ -63,6 +64,12 @@ def test_the_sdks_own_path_runs_at_tiny_sizes_and_reports_json(tmp_path: Path) -
     assert parts["sdk_text"]["ms_per_token"] > 0 and parts["sdk_image"]["s_per_turn"] > 0
     assert all(parts[f"sdk_{m}"]["ratio"] > 0 for m in ("image", "audio", "video"))  # beside the bare pipeline
     assert parts["sdk_align_llm"]["s_per_step"] > 0 and parts["sdk_align_decoders"]["steps"] == 3
+    # at the recipe's batch per GPU (8 for the LLM's stages, 32 for the decoders'), its GPU-hours are projected
+    hours = parts["sdk_align_llm"]["recipe_gpu_hours"]
+    assert (
+        set(hours) == {"2. LLM alignment", "3. instructions"} and hours["2. LLM alignment"] >= hours["3. instructions"]
+    )
+    assert "recipe_gpu_hours" not in parts["sdk_align_decoders"]
 
 
 def test_all_modes_run_the_default_low_memory_and_fast_passes_over_one_folder_build() -> None:

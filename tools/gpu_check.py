@@ -19,7 +19,9 @@ cross-attention), so its figure is close to, not exactly, the published model's.
 published sizes with random weights (or reads real ones with ``--folders DIR``), ``assemble``s them in bf16 on the
 GPU, answers a ``Conversation`` turn for each medium (text ms/token; seconds per picture, clip and video at the
 full-scale defaults, each beside the same diffusers pipeline call made directly: ``ratio``) and runs
-``--train-steps`` steps of each alignment stage (seconds per step, peak memory). ``--compile`` adds decoding
+``--train-steps`` steps of each alignment stage as docs/training.md's recipe does (its batch per GPU, gradient
+checkpointing, bf16 throughout; seconds per step, peak memory, and each recipe stage's GPU-hours projected on 8
+cards: ``recipe_gpu_hours``). ``--compile`` adds decoding
 compiled over a static cache, against the bandwidth floor (the LLM's weights read once at the card's published
 bandwidth); ``--memory low`` assembles in the low-memory mode (LLM in int8, decoders offloaded) and reports each
 turn's peak memory; ``--compile-decoders`` / ``--channels-last`` answer the media turns again with the UNets
@@ -684,6 +686,16 @@ def kept_or_built_folders(root: Any, tiny: bool, device: str) -> tuple[dict[str,
     return folders, True
 
 
+RECIPE = {
+    "1. decoders": ("decoders", 20_000, 32),
+    "2. LLM alignment": ("llm", 30_000, 8),
+    "3. instructions": ("llm", 10_000, 8),
+}
+"""docs/training.md's stages: the alignment stage each runs, its steps, and its batch per GPU."""
+RECIPE_GPUS = 8
+"""The recipe's cards: a stage's GPU-hours are its steps x seconds per step (at its batch per GPU) x these."""
+
+
 BANDWIDTH_TB_S = {"H100": 3.35, "H200": 4.8, "A100": 2.0, "L40S": 0.864, "A10G": 0.6, "L4": 0.3}
 """Published memory bandwidth of the cards this is run on (SXM parts; TB/s), for the decode floor."""
 
@@ -772,12 +784,15 @@ def sdk_check(
     compile_decode: bool = False,
     decoder_speed_ups: dict[str, bool] | None = None,
     plain: dict[str, float] | None = None,
+    train_batch: int | None = None,
 ) -> dict[str, float]:
     """The SDK's own path: ``assemble`` the folders on the device (in ``memory``'s mode), answer a ``Conversation``
     turn for each medium beside its bare pipeline, decode eager (and compiled), the media again with
     ``decoder_speed_ups`` (``CoDi2Model.speed_up_decoders``' keywords), run both alignment stages (in the default
     mode); a JSON line for each. ``plain``: the media turns' seconds of an earlier default pass, not timed again
-    (nor beside the bare pipelines) when given. Returns the plain media turns' seconds."""
+    (nor beside the bare pipelines) when given. The stages train as docs/training.md's recipe does (gradient
+    checkpointing, its batch per GPU unless ``train_batch``; 2 at tiny sizes), and at the recipe's batch the line
+    projects each of its stages' GPU-hours on :data:`RECIPE_GPUS` cards. Returns the plain media turns' seconds."""
     import numpy as np
     import PIL.Image
     import torch
@@ -844,19 +859,28 @@ def sdk_check(
     captions += [CaptionedMedium(v, f"a clip {i}") for i, v in enumerate(frames)]
     talks = [TrainingExample(messages=[user("draw a red circle")], answer=assistant(p)) for p in pictures]
     talks += [TrainingExample(messages=[user(p, "what is this")], answer=assistant("a red circle")) for p in pictures]
+    model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # as the recipe
     for stage, run, data in (("decoders", align_decoders, captions), ("llm", align_llm, talks)):
         if not check.in_time(f"sdk_align_{stage}"):
             continue
         if check.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        logs = run(model, data, steps=train_steps, batch_size=2, progress=False, log_every=1)  # type: ignore[operator]
+        recipe = {name: steps for name, (of, steps, _) in RECIPE.items() if of == stage}
+        batch = train_batch or (2 if tiny else next(b for of, _, b in RECIPE.values() if of == stage))
+        logs = run(model, data, steps=train_steps, batch_size=batch, progress=False, log_every=1)  # type: ignore[operator]
         per_step = (logs[-1].seconds - logs[0].seconds) / max(1, len(logs) - 1)
+        projected = {}
+        if batch == next(b for of, _, b in RECIPE.values() if of == stage):  # the recipe's batch per GPU
+            projected["recipe_gpu_hours"] = {
+                name: round(n * per_step * RECIPE_GPUS / 3600, 1) for name, n in recipe.items()
+            }
         check.report(
             f"sdk_align_{stage}",
             steps=train_steps,
-            batch_size=2,
+            batch_size=batch,
             s_per_step=round(per_step, 3),
             loss=round(logs[-1].loss, 4),
+            **projected,
         )
     return plain
 
@@ -881,6 +905,12 @@ def main(argv: list[str] | None = None) -> int:
         "default: random ones built at the published sizes in a temporary folder",
     )
     parser.add_argument("--train-steps", type=int, default=10, help="with --sdk: steps of each alignment stage")
+    parser.add_argument(
+        "--train-batch",
+        type=int,
+        default=None,
+        help="with --sdk: batch of each alignment stage (default: the recipe's per GPU, 32 and 8; 2 with --tiny)",
+    )
     parser.add_argument(
         "--memory", choices=["default", "low"], default="default", help="with --sdk: assemble(memory=...) (no training)"
     )
@@ -970,7 +1000,15 @@ def main(argv: list[str] | None = None) -> int:
                 check.mode = mode
                 check.fresh_memory()
                 options = {**options, "plain": plain} if mode == "fast" else options
-                turns = sdk_check(check, folders, args.tiny, args.decode_tokens, args.train_steps, **options)
+                turns = sdk_check(
+                    check,
+                    folders,
+                    args.tiny,
+                    args.decode_tokens,
+                    args.train_steps,
+                    train_batch=args.train_batch,
+                    **options,
+                )
                 plain = turns if mode == "default" else plain
             check.mode = None
         print(json.dumps({"total_s": round(time.perf_counter() - began, 1)}), flush=True)
