@@ -665,12 +665,17 @@ def build_media_folders(root: Any, tiny: bool) -> dict[str, int]:
     return counts
 
 
+def folder_paths(root: Any) -> dict[str, Any]:
+    """``assemble``'s keywords for the five components' folders in ``root`` (as :data:`FOLDER_NAMES` names them)."""
+    return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
+
+
 def build_folders(root: Any, tiny: bool, device: str) -> dict[str, Any]:
     """The five public components as their folders would be published, with random weights (see
     :func:`build_llm_folder` and :func:`build_media_folders`)."""
     build_llm_folder(root, tiny, device)
     build_media_folders(root, tiny)
-    return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}
+    return folder_paths(root)
 
 
 def kept_or_built_folders(root: Any, tiny: bool, device: str) -> tuple[dict[str, Any], bool]:
@@ -678,7 +683,7 @@ def kept_or_built_folders(root: Any, tiny: bool, device: str) -> tuple[dict[str,
     same size) where there are some, else built now; and whether they were built now."""
     marker = root / "gpu_check_folders.json"
     if marker.exists() and json.loads(marker.read_text()) == {"tiny": tiny}:
-        return {name.removesuffix("_huge.pth"): root / name for name in FOLDER_NAMES}, False
+        return folder_paths(root), False
     marker.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
     folders = build_folders(root, tiny, device)
@@ -865,14 +870,15 @@ def sdk_check(
             continue
         if check.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        recipe = {name: steps for name, (of, steps, _) in RECIPE.items() if of == stage}
-        batch = train_batch or (2 if tiny else next(b for of, _, b in RECIPE.values() if of == stage))
+        recipe = {name: (steps, batch) for name, (of, steps, batch) in RECIPE.items() if of == stage}
+        recipe_batch = next(iter(recipe.values()))[1]
+        batch = train_batch or (2 if tiny else recipe_batch)
         logs = run(model, data, steps=train_steps, batch_size=batch, progress=False, log_every=1)  # type: ignore[operator]
         per_step = (logs[-1].seconds - logs[0].seconds) / max(1, len(logs) - 1)
         projected = {}
-        if batch == next(b for of, _, b in RECIPE.values() if of == stage):  # the recipe's batch per GPU
+        if batch == recipe_batch:
             projected["recipe_gpu_hours"] = {
-                name: round(n * per_step * RECIPE_GPUS / 3600, 1) for name, n in recipe.items()
+                name: round(steps * per_step * RECIPE_GPUS / 3600, 1) for name, (steps, _) in recipe.items()
             }
         check.report(
             f"sdk_align_{stage}",
@@ -978,7 +984,7 @@ def main(argv: list[str] | None = None) -> int:
 
         with tempfile.TemporaryDirectory() as scratch:
             if args.folders:
-                folders = {n.removesuffix("_huge.pth"): Path(args.folders) / n for n in FOLDER_NAMES}
+                folders = folder_paths(Path(args.folders))
             else:
                 folders, built = kept_or_built_folders(Path(args.scratch or scratch), args.tiny, device)
                 kept = {"built_folders_s": round(time.perf_counter() - began, 1)} if built else {"kept_folders": True}
