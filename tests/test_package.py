@@ -68,7 +68,7 @@ def test_the_model_refuses_a_transformers_that_would_ignore_its_kv_cache() -> No
     import pytest
 
     from codi2_sdk.errors import MissingDependencyError
-    from codi2_sdk.model._versions import MIN_TRANSFORMERS, check_transformers
+    from codi2_sdk.model._libraries import MIN_TRANSFORMERS, check_transformers
 
     with pytest.raises(MissingDependencyError, match=r"transformers>=5\.24, found 5\.17\.0.*pip install"):
         check_transformers("5.17.0")

@@ -3,7 +3,7 @@
 
 Such a machine's image holds a CUDA PyTorch and much around it (accelerate, numpy, pillow, safetensors, tokenizers,
 peft, ...) but not the rest of what the SDK's model path imports, nor a transformers as new as it needs (older
-releases ignore the ``cache`` keyword, see ``codi2_sdk/model/_versions.py``). This downloads, for the machine's
+releases ignore the ``cache`` keyword, see ``codi2_sdk/model/_libraries.py``). This downloads, for the machine's
 Python on manylinux x86-64, the wheels of :data:`PACKAGES` at the versions installed here (those the tests ran
 with), and splits them into parts of at most ``--part-mb`` (a machine reached through a size-limited transfer takes
 one part per call)::

@@ -15,8 +15,7 @@ Importing this package registers every family's kinds.
 """
 
 from . import (
-    _quiet,  # noqa: F401  (first: it quiets optional libraries' import-time notices)
-    _versions,  # noqa: F401  (refuses a transformers too old for the code below)
+    _libraries,  # noqa: F401  (first: it quiets optional libraries' import-time notices, refuses too old a transformers)
     fullscale,
     imagebind,
     mini,

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from ..content import MediaPart
 from ..errors import MissingDependencyError, ModelError, ModelNotFoundError
 from ..messages import Example, Message
-from ._quiet import quiet_loading
+from ._libraries import quiet_loading
 from .architecture import CoDi2Config, LoraSpec
 from .parts import ENCODER_KINDS, DiffusionDecoder, MediaEncoder, build_kind, load_kind
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder, build_word_tokenizer, load_tokenizer

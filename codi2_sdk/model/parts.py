@@ -215,7 +215,7 @@ class DiffusionDecoder(nn.Module):
         config with ``choice="dpm_solver"`` (the settings' ``scheduler``)."""
         from diffusers import DPMSolverMultistepScheduler
 
-        from ._quiet import quiet_loading
+        from ._libraries import quiet_loading
 
         kind = DPMSolverMultistepScheduler if choice == "dpm_solver" else type(scheduler)
         with quiet_loading():  # a DDIM config's own keys, which DPM-Solver ignores, are said at WARNING

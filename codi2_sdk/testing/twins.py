@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..model._quiet import quiet_loading
+from ..model._libraries import quiet_loading
 from ..model.fullscale.audioldm2 import AudioLDM2Decoder
 from ..model.fullscale.zeroscope import ZeroscopeVideoDecoder
 from ..model.modeling import CoDi2Model

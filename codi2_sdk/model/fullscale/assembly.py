@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from ...config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
 from ...errors import ModelError, ModelNotFoundError
-from .._quiet import quiet_loading
+from .._libraries import quiet_loading
 from ..architecture import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
 from ..imagebind.audio import load_imagebind_audio, read_checkpoint
 from ..imagebind.image import ImageBindImageEncoder

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ...errors import ModelError
-from .._quiet import quiet_loading
+from .._libraries import quiet_loading
 from ..parts import DiffusionDecoder
 
 __all__ = [

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ...errors import ModelError
-from .._quiet import quiet_loading
+from .._libraries import quiet_loading
 from ..media_io import PixelOutputs
 from ..parts import DiffusionDecoder
 from .pipelines import PipelineParts, load_pipeline

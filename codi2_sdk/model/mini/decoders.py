@@ -26,7 +26,7 @@ from torch import nn
 
 from ...config import AudioConfig, VideoConfig
 from ...content import Audio, Provenance, Video
-from .._quiet import quiet_loading
+from .._libraries import quiet_loading
 from ..media_io import LogMel, PixelOutputs, frames_to_videos, griffin_lim, waves_to_clips
 from ..parts import DiffusionDecoder
 from ..runtime.batching import current_batcher

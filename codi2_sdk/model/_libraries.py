@@ -1,9 +1,14 @@
-"""Loading, assembling and saving quietly: nothing is printed that the user did not cause.
+"""The third-party libraries under the model: their releases checked, their chatter kept out of the user's way.
 
-transformers and diffusers report what they do while a model loads or saves (progress bars, "Writing model
-shards", the mean-resizing notice, components a pipeline cannot save, a deprecated pipeline class); none of it is
-the user's doing. Inside :func:`quiet_loading` those libraries log errors only and show no bars. To see
-everything, turn on INFO logging for the SDK (``logging.getLogger("codi2_sdk").setLevel(logging.INFO)``, or
+**Releases.** transformers before 5.24 takes the KV cache as ``past_key_values`` and silently ignores the ``cache``
+keyword this package passes: every decoding step would then attend to itself alone and answer nonsense without an
+error. The installer enforces the same floors (pyproject.toml); :func:`check_transformers`, run on import, catches
+environments assembled around it (a ``--target`` folder on ``PYTHONPATH``, a system image with its own releases).
+
+**Quiet loading.** transformers and diffusers report what they do while a model loads or saves (progress bars,
+"Writing model shards", the mean-resizing notice, components a pipeline cannot save, a deprecated pipeline class);
+none of it is the user's doing. Inside :func:`quiet_loading` those libraries log errors only and show no bars. To
+see everything, turn on INFO logging for the SDK (``logging.getLogger("codi2_sdk").setLevel(logging.INFO)``, or
 ``logging.basicConfig(level=logging.INFO)``): then nothing is hidden.
 """
 
@@ -14,8 +19,13 @@ import logging
 import warnings
 from collections.abc import Iterator
 
-__all__ = ["quiet_loading", "verbose"]
+from packaging.version import Version
 
+from ..errors import MissingDependencyError
+
+__all__ = ["MIN_TRANSFORMERS", "check_transformers", "quiet_loading", "verbose"]
+
+MIN_TRANSFORMERS = "5.24"
 
 log = logging.getLogger("codi2_sdk")
 
@@ -58,3 +68,20 @@ def quiet_loading() -> Iterator[None]:
             library.set_verbosity(verbosity)
             if bars:
                 library.enable_progress_bar()
+
+
+def check_transformers(found: str | None = None) -> None:
+    """Raise :class:`~codi2_sdk.errors.MissingDependencyError` where transformers (``found``, by default the
+    installed release) is older than :data:`MIN_TRANSFORMERS`."""
+    if found is None:
+        import transformers
+
+        found = transformers.__version__
+    if Version(found) < Version(MIN_TRANSFORMERS):
+        raise MissingDependencyError(
+            f"codi2-sdk's model needs transformers>={MIN_TRANSFORMERS}, found {found} (older releases ignore the KV "
+            f"cache it passes): pip install -U 'transformers>={MIN_TRANSFORMERS},<6'"
+        )
+
+
+check_transformers()
