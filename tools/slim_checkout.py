@@ -42,6 +42,11 @@ def git(root: Path, *args: str) -> str:
     return done.stdout
 
 
+def git_path(root: Path, name: str) -> Path:
+    """Where git keeps ``name`` (``info/exclude``, ``hooks/pre-commit``) for the checkout at ``root``."""
+    return root / git(root, "rev-parse", "--git-path", name).strip()
+
+
 def travelling_bytes(root: Path, carry: list[str]) -> int:
     """Bytes of what a transfer takes: tracked files, untracked files git does not ignore, the carried paths."""
     listed = git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
@@ -66,11 +71,11 @@ def slim(root: Path, carry: list[str], limit_mib: float) -> None:
     """Untrack the weights, ignore them locally and block commits; exit non-zero where something is still over."""
     if git(root, "status", "--porcelain"):
         sys.exit("slim needs a checkout with nothing uncommitted (restore resets the index): commit or stash first")
-    hook = root / git(root, "rev-parse", "--git-path", "hooks/pre-commit").strip()
+    hook = git_path(root, "hooks/pre-commit")
     if hook.exists():
         sys.exit(f"{hook} exists: already slimmed, or a pre-commit hook of yours that this would replace")
     git(root, "rm", "-r", "-q", "--cached", WEIGHTS)
-    exclude = root / git(root, "rev-parse", "--git-path", "info/exclude").strip()
+    exclude = git_path(root, "info/exclude")
     exclude.parent.mkdir(parents=True, exist_ok=True)
     with exclude.open("a") as f:
         f.write(f"{EXCLUDE_LINE}\n")
@@ -85,11 +90,11 @@ def slim(root: Path, carry: list[str], limit_mib: float) -> None:
 def restore(root: Path) -> None:
     """Track the weights again, drop the ignore line and the hook; check the checkout is as it was."""
     git(root, "reset", "-q")
-    exclude = root / git(root, "rev-parse", "--git-path", "info/exclude").strip()
+    exclude = git_path(root, "info/exclude")
     if exclude.exists():
         kept = [line for line in exclude.read_text().splitlines() if line != EXCLUDE_LINE]
         exclude.write_text("".join(f"{line}\n" for line in kept))
-    hook = root / git(root, "rev-parse", "--git-path", "hooks/pre-commit").strip()
+    hook = git_path(root, "hooks/pre-commit")
     if hook.exists() and HOOK_MARK in hook.read_text():
         hook.unlink()
     left = git(root, "status", "--porcelain")
