@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import codi2_sdk
 
@@ -74,3 +75,5 @@ def test_the_model_refuses_a_transformers_that_would_ignore_its_kv_cache() -> No
         check_transformers("5.17.0")
     check_transformers(MIN_TRANSFORMERS)
     check_transformers()  # the installed one
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'"transformers>={MIN_TRANSFORMERS},' in pyproject  # the installer's floor and the import check agree
