@@ -32,6 +32,14 @@ MAX_AUDIO_CHANNELS = 8
 #: Compressed formats can claim far more than their bytes hold, so the claim is checked before decoding.
 MAX_AUDIO_SAMPLES = 600 * 48_000 * 2
 
+
+def _reason(exc: Exception) -> str:
+    """A decoding library's reason for refusing data, without the handles it names (``<_io.BytesIO object at
+    0x...>``): these messages reach API clients."""
+    reason = getattr(exc, "error_string", None) or getattr(exc, "strerror", None)  # soundfile's, PyAV's
+    return str(reason) if reason else str(exc)
+
+
 IMAGE_FORMATS = {
     "PNG": "image/png",
     "JPEG": "image/jpeg",
@@ -118,7 +126,7 @@ def inspect_image(data: bytes) -> ImageInfo:
     try:
         img.load()
     except Exception as exc:
-        raise InvalidMediaError(f"image data is corrupt or truncated ({exc})") from None
+        raise InvalidMediaError(f"image data is corrupt or truncated ({_reason(exc)})") from None
     return info
 
 
@@ -146,7 +154,7 @@ def audio_header(data: bytes) -> AudioInfo:
     try:
         info = soundfile.info(io.BytesIO(data))
     except Exception as exc:
-        raise InvalidMediaError(f"audio data cannot be decoded ({exc})") from None
+        raise InvalidMediaError(f"audio data cannot be decoded ({_reason(exc)})") from None
     if info.format not in AUDIO_FORMATS:
         raise InvalidMediaError(f"audio format {info.format} is not supported; use WAV, FLAC, OGG or MP3")
     if info.format == "WAV":
@@ -214,7 +222,7 @@ def decode_audio(data: bytes, frames: int = -1) -> np.ndarray:
     try:
         samples, _ = soundfile.read(io.BytesIO(data), frames=frames, dtype="float32", always_2d=False)
     except Exception as exc:
-        raise InvalidMediaError(f"audio data is corrupt or truncated ({exc})") from None
+        raise InvalidMediaError(f"audio data is corrupt or truncated ({_reason(exc)})") from None
     return np.asarray(samples)
 
 
@@ -318,7 +326,7 @@ def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarr
     try:
         container = av.open(io.BytesIO(data), mode="r")
     except Exception as exc:
-        raise InvalidMediaError(f"video data cannot be decoded ({exc})") from None
+        raise InvalidMediaError(f"video data cannot be decoded ({_reason(exc)})") from None
     with container:
         mime = VIDEO_CONTAINERS.get(container.format.name)
         if mime is None or not container.streams.video:
@@ -345,7 +353,7 @@ def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarr
                 if keep:
                     frames.append(frame.to_ndarray(format="rgb24"))
         except av.error.FFmpegError as exc:
-            raise InvalidMediaError(f"video data is corrupt or truncated ({exc})") from None
+            raise InvalidMediaError(f"video data is corrupt or truncated ({_reason(exc)})") from None
         width, height = stream.codec_context.width, stream.codec_context.height
     if count == 0:
         raise InvalidMediaError("video has no frames")
@@ -370,7 +378,7 @@ def decode_video(data: bytes, *, keep_frames: bool = True) -> tuple[VideoInfo, l
         except Codi2Error:
             raise
         except Exception as exc:
-            raise InvalidMediaError(f"video data is corrupt or truncated ({exc})") from None
+            raise InvalidMediaError(f"video data is corrupt or truncated ({_reason(exc)})") from None
         check_video_shape(info.frames, info.width, info.height, info.fps)
         return info, frames
     return _decode_container(data, keep_frames)

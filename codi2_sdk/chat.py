@@ -24,7 +24,7 @@ from typing import TextIO
 from .backends.base import Backend
 from .content import Part, Text, open_media
 from .conversation import Conversation
-from .errors import Codi2Error
+from .errors import Codi2Error, describe_error
 from .events import MediaDone, TextDelta
 
 __all__ = ["chat"]
@@ -112,5 +112,5 @@ def chat(
                 continue
             session.send(line)
         except (Codi2Error, ValueError, OSError) as exc:
-            session.show(f"\nerror: {exc}")
+            session.show(f"\nerror: {describe_error(exc)}")
     return conv

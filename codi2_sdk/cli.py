@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import Codi2Error, describe_error
+
 if TYPE_CHECKING:
     from .backends.base import Backend
 
@@ -199,7 +201,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_serve_arguments(serving)
     serving.set_defaults(run=serve)
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except (Codi2Error, OSError) as exc:  # the user's to mend (a path, a server, a flag): no traceback
+        parser.exit(1, f"codi2 {args.command}: error: {describe_error(exc)}\n")
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -336,3 +336,11 @@ def invalid_request(exc: ValidationError, what: str) -> InvalidRequestError:
     error = InvalidRequestError(f"invalid {what}: {problems}{more}")
     error.errors = exc.errors(include_url=False)  # type: ignore[attr-defined]
     return error
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` as one line for a person at a terminal or a page: an OS error as ``PATH: reason`` (without its
+    ``[Errno N]``), anything else as its message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
+    return str(exc) or type(exc).__name__

@@ -21,7 +21,7 @@ from typing import Any
 from .backends.base import Backend
 from .content import MediaPart, Text, open_media
 from .conversation import Conversation
-from .errors import Codi2Error, MissingDependencyError
+from .errors import Codi2Error, MissingDependencyError, describe_error
 from .events import MediaDone, Progress, TextDelta
 from .messages import Message
 
@@ -147,7 +147,7 @@ class _Callbacks:
         try:
             parts: list[Any] = [open_media(f if isinstance(f, str) else f["path"]) for f in files]
         except (Codi2Error, OSError) as exc:
-            raise self.gr.Error(f"cannot read that file: {exc}") from None
+            raise self.gr.Error(f"cannot read that file: {describe_error(exc)}") from None
         if text:
             parts.append(text)
         if not parts:
@@ -223,7 +223,7 @@ class _Callbacks:
         try:
             session.conversation.add_example(inputs=open_media(before), outputs=open_media(after))
         except (Codi2Error, OSError) as exc:
-            raise self.gr.Error(f"cannot use that example: {exc}") from None
+            raise self.gr.Error(f"cannot use that example: {describe_error(exc)}") from None
         return (None, None, _examples_markdown(session.conversation), session)
 
     def clear_examples(self, session: _Session | None) -> tuple[Any, ...]:

@@ -111,7 +111,7 @@ def test_chat_through_a_pipe(tmp_path: Path) -> None:
     assert "codi2: a small red circle on the left." in lines
     assert any("[image: made/001-image.png]" in line for line in lines)  # the blue circle, saved
     assert "took back the last turn" in lines and "example 1: red.png -> big.png" in lines
-    assert any(line.startswith("error:") and "nowhere.png" in line for line in lines)
+    assert "error: nowhere.png: No such file or directory" in lines  # the path and the reason, no "[Errno 2]"
     assert any("unknown command" in line for line in lines)
     assert any("does not know the words" in line for line in lines)  # refused, and the chat goes on
     from codi2_sdk import Conversation as Conv
@@ -120,6 +120,21 @@ def test_chat_through_a_pipe(tmp_path: Path) -> None:
     assert len(saved.examples) == 1 and [m.role for m in saved.history] == ["user", "assistant"]
     assert (tmp_path / "made" / "001-image.png").is_file()
     assert probe_picture(Image.open(tmp_path / "made" / "001-image.png").to_pil()).colour == "blue"
+
+
+def test_a_users_mistake_is_one_line_and_status_1(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    mistakes = {
+        ("chat", "--model", "nowhere"): "codi2 chat: error: no checkpoint folder at nowhere; checkpoints shipped",
+        ("serve", "--model", "nowhere"): "codi2 serve: error: no checkpoint folder at nowhere",  # before it starts
+        ("demo", "--out", str(tmp_path / "a-file" / "demo")): f"codi2 demo: error: {tmp_path / 'a-file'}",
+        ("chat", "--url", f"http://127.0.0.1:{free_port()}"): "codi2 chat: error: GET http://127.0.0.1:",
+    }
+    for args, message in mistakes.items():
+        out = subprocess.run([*CODI2, *args], input="hi\n", capture_output=True, text=True, timeout=120)
+        assert out.returncode == 1, (args, out.stderr)
+        assert out.stderr.startswith(message) and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
 
 
 def test_eval_refuses_unknown_tasks() -> None:

@@ -106,8 +106,9 @@ def test_audio_declared_sample_rate_must_match(audio: Audio) -> None:
 
 @pytest.mark.parametrize("data", [b"", b"RIFF\0\0\0\0WAVEjunk", b"not audio at all"])
 def test_corrupt_audio_raises_invalid_media(data: bytes) -> None:
-    with pytest.raises(InvalidMediaError):
+    with pytest.raises(InvalidMediaError) as refused:
         Audio(data=data)
+    assert "BytesIO" not in str(refused.value) and " at 0x" not in str(refused.value)  # the reason, not a handle
 
 
 def test_audio_limits() -> None:

@@ -164,9 +164,9 @@ class RemoteBackend(Backend):
         try:
             response = self._client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"{method} {path} timed out: {exc}") from exc
+            raise APITimeoutError(f"{method} {request.url} timed out: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise APIConnectionError(f"{method} {path} failed: {exc}") from exc
+            raise APIConnectionError(f"{method} {request.url} failed: {exc}") from exc
         if response.status_code >= 400:
             try:
                 error = _status_error(response, response.read())
@@ -180,9 +180,9 @@ class RemoteBackend(Backend):
         try:
             response = await self._async_client.send(request, stream=True)
         except httpx.TimeoutException as exc:
-            raise APITimeoutError(f"{method} {path} timed out: {exc}") from exc
+            raise APITimeoutError(f"{method} {request.url} timed out: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise APIConnectionError(f"{method} {path} failed: {exc}") from exc
+            raise APIConnectionError(f"{method} {request.url} failed: {exc}") from exc
         if response.status_code >= 400:
             try:
                 error = _status_error(response, await response.aread())

@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..errors import Codi2Error, describe_error
+
 __all__ = ["add_serve_arguments", "main", "serve"]
 
 
@@ -54,6 +56,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Start the server the parsed options describe (on Ray Serve with ``--replicas`` above 1)."""
+    from ..model.modeling import resolve_checkpoint
     from . import ServerSettings, run
 
     overrides = {
@@ -79,13 +82,17 @@ def serve(args: argparse.Namespace) -> int:
         if value is not None
     }
     if args.replicas and args.replicas > 1:
+        overrides.setdefault("processes_per_machine", args.replicas)
+    settings = ServerSettings(**overrides)
+    # The model loads after the server is up (its health route says how loading goes); a mistyped --model is
+    # refused here instead, before anything starts.
+    resolve_checkpoint(settings.model)
+    if args.replicas and args.replicas > 1:
         from .ray import serve_on_ray
 
-        overrides.setdefault("processes_per_machine", args.replicas)
-        settings = ServerSettings(**overrides)
         serve_on_ray(settings, replicas=args.replicas, threads_per_replica=settings.torch_threads())
         return 0
-    run(ServerSettings(**overrides))
+    run(settings)
     return 0
 
 
@@ -93,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` as ``codi2 serve``'s options and serve."""
     parser = argparse.ArgumentParser(prog="python -m codi2_sdk.server", description="Serve a CoDi-2 model over HTTP.")
     add_serve_arguments(parser)
-    return serve(parser.parse_args(argv))
+    try:
+        return serve(parser.parse_args(argv))
+    except (Codi2Error, OSError) as exc:
+        parser.exit(1, f"{parser.prog}: error: {describe_error(exc)}\n")
 
 
 if __name__ == "__main__":
