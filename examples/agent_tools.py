@@ -4,11 +4,13 @@
 A scripted planner (langchain-core's GenericFakeChatModel) stands in for the agent's LLM: it asks the
 CoDi-2 tools to (1) draw a picture, (2) edit it in context from two before/after example pairs on disk,
 (3) turn the edited picture into sound, and (4) describe that sound (the model reads its own clip). Every tool result is a real
-ToolMessage with the media as its artifact; the media land in ./out/agent_tools/.
+ToolMessage with the media as its artifact; the media land in --out (default ./out/agent_tools/).
 
     python examples/agent_tools.py
+    python examples/agent_tools.py --url http://127.0.0.1:8000   # the tools call a codi2 server instead
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -16,14 +18,20 @@ import numpy as np
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from codi2_sdk import Image
+from codi2_sdk import Image, LocalBackend, RemoteBackend
 from codi2_sdk.agents import MediaStore, codi2_toolkit
-from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.mini.probes import probe_picture, probe_sound
 from codi2_sdk.mini.tasks import parse_sound
 from codi2_sdk.mini.world import Picture, picture_to_sound, render_picture
 
-out = Path("out/agent_tools")
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--seed", type=int, default=0, help="the seed every tool call asks for (default 0)")
+parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (default codi2-mini)")
+parser.add_argument("--url", help="a codi2 server's address, instead of --model in this process")
+parser.add_argument("--api-key", help="the server's key (with --url)")
+parser.add_argument("--out", type=Path, default=Path("out/agent_tools"), help="where the media go")
+args = parser.parse_args()
+out = args.out
 examples_dir = out / "examples"
 examples_dir.mkdir(parents=True, exist_ok=True)
 
@@ -37,7 +45,8 @@ for name, before, after in [
     Image.from_pil(render_picture(after, rng)).save(examples_dir / f"{name}_after.png")
 
 store = MediaStore(out / "media", allowed_roots=[examples_dir])
-tools = {tool.name: tool for tool in codi2_toolkit(LocalBackend.from_pretrained("codi2-mini"), store=store)}
+backend = RemoteBackend(args.url, api_key=args.api_key) if args.url else LocalBackend.from_pretrained(args.model)
+tools = {tool.name: tool for tool in codi2_toolkit(backend, store=store)}
 
 
 def call(name: str, args: dict, call_id: str) -> dict:
@@ -54,17 +63,22 @@ planner = GenericFakeChatModel(
             AIMessage(
                 "",
                 tool_calls=[
-                    call("generate_image", {"prompt": "draw a large red circle in the center.", "seed": 0}, "1")
+                    call("generate_image", {"prompt": "draw a large red circle in the center.", "seed": args.seed}, "1")
                 ],
             ),
             AIMessage(
-                "", tool_calls=[call("edit_image_in_context", {"examples": pairs, "target": "image_1", "seed": 0}, "2")]
+                "",
+                tool_calls=[
+                    call("edit_image_in_context", {"examples": pairs, "target": "image_1", "seed": args.seed}, "2")
+                ],
             ),
             AIMessage(
                 "",
                 tool_calls=[
                     call(
-                        "generate_audio", {"prompt": "what does it sound like?", "inputs": ["image_2"], "seed": 0}, "3"
+                        "generate_audio",
+                        {"prompt": "what does it sound like?", "inputs": ["image_2"], "seed": args.seed},
+                        "3",
                     )
                 ],
             ),

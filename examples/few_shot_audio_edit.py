@@ -1,37 +1,73 @@
 #!/usr/bin/env python
-"""Few-shot audio editing: two before/after clips show "play it as sawtooth"; a new clip follows.
+"""Few-shot audio editing: show the model before/after pairs of clips, then give it a new clip.
 
-python examples/few_shot_audio_edit.py
+The edit (by default "play it as sawtooth") is never said in words; the model infers it from the example
+clips. Writes the clips to --out and says whether the answer is right: the change the pairs show, applied
+to the query, read back with the mini world's sound probe. Exits 1 if it is wrong.
+
+    python examples/few_shot_audio_edit.py
+    python examples/few_shot_audio_edit.py --shots 1 --query "three square beeps at sol"
+    python examples/few_shot_audio_edit.py --example "one sine beep at do" "one sine beep at la" \\
+        --example "two square beeps at mi" "two square beeps at la"   # "play it at la"
+
+Clips are named as the mini world's samples are: "<one|two|three> <sine|square|sawtooth> beep(s) at <note>".
 """
 
+import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from codi2_sdk import Audio, Conversation
+from codi2_sdk import Conversation, InvalidRequestError, LocalBackend, RemoteBackend, samples
 from codi2_sdk.mini.probes import probe_sound
-from codi2_sdk.mini.world import SAMPLE_RATE, Sound, render_sound
+from codi2_sdk.mini.tasks import edit_shown, parse_sound
 
-out = Path("out/few_shot_audio_edit")
-out.mkdir(parents=True, exist_ok=True)
-rng = np.random.default_rng(0)
+PAIRS = [  # "play it as sawtooth", shown three times
+    ("one sine beep at do", "one sawtooth beep at do"),
+    ("three square beeps at la", "three sawtooth beeps at la"),
+    ("two sine beeps at sol", "two sawtooth beeps at sol"),
+]
 
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--example", nargs=2, action="append", metavar=("BEFORE", "AFTER"), help="a pair (repeat it)")
+parser.add_argument("--shots", type=int, default=2, choices=(1, 2, 3), help="how many default pairs (default 2)")
+parser.add_argument("--query", default="two sine beeps at mi", help="the clip to edit")
+parser.add_argument("--seed", type=int, default=0, help="the answer's seed (default 0)")
+parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default)")
+parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (default codi2-mini)")
+parser.add_argument("--url", help="a codi2 server's address, instead of --model in this process")
+parser.add_argument("--api-key", help="the server's key (with --url)")
+parser.add_argument("--out", type=Path, default=Path("out/few_shot_audio_edit"), help="where the clips go")
+args = parser.parse_args()
+pairs = args.example or PAIRS[: args.shots]
 
-def clip(note: str, timbre: str, beeps: int) -> Audio:
-    return Audio.from_array(render_sound(Sound(note, timbre, beeps), rng), sample_rate=SAMPLE_RATE)
+try:
+    shown = [(samples.sound(before, seed=1), samples.sound(after, seed=2)) for before, after in pairs]
+    query = samples.sound(args.query, seed=3)
+except InvalidRequestError as exc:
+    parser.error(str(exc))  # a description the mini world cannot play
 
+backend = RemoteBackend(args.url, api_key=args.api_key) if args.url else LocalBackend.from_pretrained(args.model)
+conv = Conversation(backend)
+for before_clip, after_clip in shown:
+    conv.add_example(inputs=before_clip, outputs=after_clip)
+config = {"seed": args.seed, "output_modality": "audio", "text": {"temperature": args.temperature}}
+answer = conv.send(query, config=config)
 
-conv = Conversation()
-conv.add_example(inputs=clip("do", "sine", 1), outputs=clip("do", "sawtooth", 1))
-conv.add_example(inputs=clip("la", "square", 3), outputs=clip("la", "sawtooth", 3))
-query = clip("mi", "sine", 2)
-answer = conv.send(query, config={"seed": 0, "output_modality": "audio"})
+args.out.mkdir(parents=True, exist_ok=True)
+for i, (before_clip, after_clip) in enumerate(shown, 1):
+    before_clip.save(args.out / f"example{i}_before.wav")
+    after_clip.save(args.out / f"example{i}_after.wav")
+query.save(args.out / "query.wav")
+edited = answer.audios[0]
+edited.save(args.out / "answer.wav")
 
-query.save(out / "query.wav")
-answer.audios[0].save(out / "answer.wav")
-expected = Sound("mi", "sawtooth", 2)
-heard = probe_sound(answer.audios[0].to_numpy())
-print(f"answer: {heard} ({'right' if heard == expected else 'wrong'}; expected {expected})")
-print(f"files in {out}/")
-sys.exit(0 if heard == expected else 1)  # a wrong answer fails the run
+expected = edit_shown([(parse_sound(b), parse_sound(a)) for b, a in pairs], parse_sound(args.query))
+heard = probe_sound(edited.to_numpy())
+print(f"query: {args.query}")
+if expected is None:
+    print(f"answer: {heard.describe() if heard else 'no sound'} (not checked: the pairs show no one edit)")
+else:
+    verdict = "right" if heard == expected else "wrong"
+    print(f"answer: {heard.describe() if heard else 'no sound'} ({verdict}; expected {expected.describe()})")
+print(f"files in {args.out}/")
+sys.exit(0 if expected is None or heard == expected else 1)  # a wrong answer fails the run (the tests run it)

@@ -1,45 +1,75 @@
 #!/usr/bin/env python
-"""Few-shot video editing: show codi2-mini two before/after pairs of clips, then give it a new clip.
+"""Few-shot video editing: show the model before/after pairs of clips, then give it a new clip.
 
-The edit (here: "make it green") is never said in words; the model infers it from the example clips, as
-CoDi-2 infers an edit from example pairs. Writes the clips to ./out/few_shot_video_edit/ and says whether
-the answer is right (read back with the mini world's clip probe); exits 1 if it is not.
+The edit (by default "make it green") is never said in words; the model infers it from the example clips, as
+CoDi-2 infers an edit from example pairs. Writes the clips to --out and says whether the answer is right: the
+change the pairs show, applied to the query, read back with the mini world's clip probe. Exits 1 if it is wrong.
 
     python examples/few_shot_video_edit.py
+    python examples/few_shot_video_edit.py --query "a large red circle moving to the right"
+    python examples/few_shot_video_edit.py --example "a large red square moving to the right" \\
+        "a large red circle moving to the right" --example "a small yellow diamond moving to the left" \\
+        "a small yellow circle moving to the left"   # "make it a circle"
+
+Clips are named as the mini world's samples are: "a <size> <colour> <shape> moving to the <left|right>" or
+"a <colour> <shape> <growing|shrinking>".
 """
 
+import argparse
 import sys
 from pathlib import Path
 
-from codi2_sdk import Conversation, samples
-from codi2_sdk.mini.clips import Clip, probe_clip
+from codi2_sdk import Conversation, InvalidRequestError, LocalBackend, RemoteBackend, samples
+from codi2_sdk.mini.clips import probe_clip
+from codi2_sdk.mini.tasks import edit_shown, parse_clip
 
-out = Path("out/few_shot_video_edit")
-out.mkdir(parents=True, exist_ok=True)
+PAIRS = [  # "make it green", shown three times
+    ("a large red square moving to the right", "a large green square moving to the right"),
+    ("a yellow circle growing", "a green circle growing"),
+    ("a small magenta diamond moving to the left", "a small green diamond moving to the left"),
+]
 
-conv = Conversation()  # codi2-mini, in-process
-conv.add_example(
-    inputs=samples.clip("a large red square moving to the right", seed=1),
-    outputs=samples.clip("a large green square moving to the right", seed=2),
-)
-conv.add_example(
-    inputs=samples.clip("a yellow circle growing", seed=3),
-    outputs=samples.clip("a green circle growing", seed=4),
-)
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--example", nargs=2, action="append", metavar=("BEFORE", "AFTER"), help="a pair (repeat it)")
+parser.add_argument("--shots", type=int, default=2, choices=(1, 2, 3), help="how many default pairs (default 2)")
+parser.add_argument("--query", default="a small blue triangle moving to the left", help="the clip to edit")
+parser.add_argument("--seed", type=int, default=0, help="the answer's seed (default 0)")
+parser.add_argument("--temperature", type=float, default=0.0, help="0 decodes greedily (default)")
+parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (default codi2-mini)")
+parser.add_argument("--url", help="a codi2 server's address, instead of --model in this process")
+parser.add_argument("--api-key", help="the server's key (with --url)")
+parser.add_argument("--out", type=Path, default=Path("out/few_shot_video_edit"), help="where the clips go")
+args = parser.parse_args()
+pairs = args.example or PAIRS[: args.shots]
 
-query = samples.clip("a small blue triangle moving to the left", seed=5)
-answer = conv.send(query, config={"seed": 0, "output_modality": "video"})
+try:
+    shown = [(samples.clip(before, seed=1), samples.clip(after, seed=2)) for before, after in pairs]
+    query = samples.clip(args.query, seed=5)
+except InvalidRequestError as exc:
+    parser.error(str(exc))  # a description the mini world cannot show
 
-for i, example in enumerate(conv.examples, 1):
-    example.inputs[0].save(out / f"example{i}_before.mp4")  # type: ignore[union-attr]
-    example.outputs[0].save(out / f"example{i}_after.mp4")  # type: ignore[union-attr]
-query.save(out / "query.mp4")
+backend = RemoteBackend(args.url, api_key=args.api_key) if args.url else LocalBackend.from_pretrained(args.model)
+conv = Conversation(backend)
+for before_clip, after_clip in shown:
+    conv.add_example(inputs=before_clip, outputs=after_clip)
+config = {"seed": args.seed, "output_modality": "video", "text": {"temperature": args.temperature}}
+answer = conv.send(query, config=config)
+
+args.out.mkdir(parents=True, exist_ok=True)
+for i, (before_clip, after_clip) in enumerate(shown, 1):
+    before_clip.save(args.out / f"example{i}_before.mp4")
+    after_clip.save(args.out / f"example{i}_after.mp4")
+query.save(args.out / "query.mp4")
 edited = answer.videos[0]
-edited.save(out / "answer.mp4")
+edited.save(args.out / "answer.mp4")
 
-expected = Clip("triangle", "green", "small", "leftward")
+expected = edit_shown([(parse_clip(b), parse_clip(a)) for b, a in pairs], parse_clip(args.query))
 seen = probe_clip(edited.to_frames())
-print(f"query: {probe_clip(query.to_frames())}")
-print(f"answer: {seen} ({'right' if seen == expected else 'wrong'}; expected {expected})")
-print(f"files in {out}/")
-sys.exit(0 if seen == expected else 1)  # a wrong answer fails the run (the tests run every example)
+print(f"query: {args.query}")
+if expected is None:
+    print(f"answer: {seen.describe() if seen else 'nothing shown'} (not checked: the pairs show no one edit)")
+else:
+    verdict = "right" if seen == expected else "wrong"
+    print(f"answer: {seen.describe() if seen else 'nothing shown'} ({verdict}; expected {expected.describe()})")
+print(f"files in {args.out}/")
+sys.exit(0 if expected is None or seen == expected else 1)  # a wrong answer fails the run (the tests run it)

@@ -4,24 +4,32 @@ checked); then the result is described (streamed), turned into sound, and the co
 reloaded.
 
     python examples/multi_round.py
+    python examples/multi_round.py --seed 7 --out out/multi_round_seed7
 """
 
+import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from codi2_sdk import Conversation, Image, TextDelta
+from codi2_sdk import Conversation, LocalBackend, RemoteBackend, TextDelta, samples
 from codi2_sdk.mini.probes import probe_picture
 from codi2_sdk.mini.tasks import parse_picture
-from codi2_sdk.mini.world import Picture, render_picture
+from codi2_sdk.mini.world import Picture
 
-out = Path("out/multi_round")
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--seed", type=int, default=1, help="every answer's seed (default 1)")
+parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (default codi2-mini)")
+parser.add_argument("--url", help="a codi2 server's address, instead of --model in this process")
+parser.add_argument("--api-key", help="the server's key (with --url)")
+parser.add_argument("--out", type=Path, default=Path("out/multi_round"), help="where the pictures go")
+args = parser.parse_args()
+out = args.out
 out.mkdir(parents=True, exist_ok=True)
-start = Image.from_pil(render_picture(Picture("circle", "red", "small", "left"), np.random.default_rng(0)))
+start = samples.picture("a small red circle on the left")
 start.save(out / "start.png")
 
-conv = Conversation(config={"seed": 1})
+backend = RemoteBackend(args.url, api_key=args.api_key) if args.url else LocalBackend.from_pretrained(args.model)
+conv = Conversation(backend, config={"seed": args.seed})
 rounds = [
     ("make it blue.", Picture("circle", "blue", "small", "left")),
     ("move it to the right.", Picture("circle", "blue", "small", "right")),
@@ -33,20 +41,23 @@ for i, (words, expected) in enumerate(rounds, 1):
     answer.images[0].save(out / f"round{i}.png")
     seen = probe_picture(answer.images[0].to_pil())
     right &= seen == expected
-    print(f"round {i}, {words!r}: {seen} ({'right' if seen == expected else 'wrong'}; asked for {expected})")
+    drawn = seen.describe() if seen else "nothing drawn"
+    print(
+        f"round {i}, {words!r}: {drawn} ({'right' if seen == expected else 'wrong'}; asked for {expected.describe()})"
+    )
 final = probe_picture(answer.images[0].to_pil())
 
 # the model reads its own picture as it reads a render
 said = ""
 print("codi2 describes it: ", end="", flush=True)
-for event in Conversation().stream(answer.images[0], "what is this?", config={"seed": 1}):
+for event in Conversation(backend).stream(answer.images[0], "what is this?", config={"seed": args.seed}):
     if isinstance(event, TextDelta):
         said += event.text
         print(event.text, end="", flush=True)
 described = parse_picture(said)
-print(f" ({'right' if described == final else 'wrong'}; the probe reads {final})")
+print(f" ({'right' if described == final else 'wrong'}; the probe reads {final.describe() if final else 'nothing'})")
 right &= described == final
-sound = Conversation().send(answer.images[0], "what does it sound like?", config={"seed": 1})
+sound = Conversation(backend).send(answer.images[0], "what does it sound like?", config={"seed": args.seed})
 sound.audios[0].save(out / "sound.wav")
 
 path = conv.save(out / "conversation.json")

@@ -145,6 +145,51 @@ def test_examples_run_offline_and_write_their_outputs(script: str, tmp_path: Pat
     assert any(p.suffix in (".png", ".wav", ".mp4") for p in outputs)
 
 
+@pytest.mark.parametrize(
+    ("script", "flags", "says"),
+    [
+        (  # an edit of another attribute, shown by the user's own pairs
+            "few_shot_image_edit.py",
+            [
+                *("--example", "a large red square on the left", "a small red square on the left"),
+                *("--example", "a large yellow circle on the right", "a small yellow circle on the right"),
+            ],
+            "answer: a small green triangle in the center (right; expected a small green triangle in the center)",
+        ),
+        (
+            "few_shot_audio_edit.py",
+            ["--shots", "1", "--query", "three square beeps at sol"],
+            "answer: three sawtooth beeps at sol (right;",
+        ),
+        ("subject_driven.py", ["--mark", "spot", "--size", "large", "--position", "left"], "subject kept: yes"),
+    ],
+)
+def test_examples_take_their_settings_as_flags(script: str, flags: list[str], says: str, tmp_path: Path) -> None:
+    run = [sys.executable, str(ROOT / "examples" / script), *flags, "--out", "mine", "--seed", "0"]
+    done = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert says in done.stdout, done.stdout
+    assert any(p.suffix in (".png", ".wav") for p in (tmp_path / "mine").iterdir())
+    refused = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / script), "--query" if "edit" in script else "--reference", "a blob"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "error: cannot" in refused.stderr  # argparse's refusal, before any model loads
+
+
+def test_an_example_runs_against_a_server(mini, tmp_path: Path) -> None:
+    from server_fixtures import running_server
+
+    with running_server(mini, api_key="sesame") as url:
+        run = [sys.executable, str(ROOT / "examples" / "few_shot_video_edit.py"), "--url", url, "--api-key", "sesame"]
+        done = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "answer: a small green triangle moving to the left (right;" in done.stdout
+    assert (tmp_path / "out" / "few_shot_video_edit" / "answer.mp4").is_file()
+
+
 @pytest.mark.parametrize("modality", ["text", "image", "audio"])
 def test_output_modality_is_kept_over_many_seeds(mini, modality: str) -> None:
     """``"text"`` means no medium in the answer, ever; ``"image"``/``"audio"`` at least one of that kind,

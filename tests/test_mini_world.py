@@ -15,6 +15,7 @@ from codi2_sdk.mini.tasks import (
     SUBJECT_TASK,
     TASKS,
     TaskSampler,
+    edit_shown,
     is_heldout,
     parse_picture,
     parse_sound,
@@ -127,6 +128,35 @@ def test_in_context_examples_show_the_change() -> None:
             before = probe_picture(example.inputs[0].to_pil())
             after = probe_picture(example.outputs[0].to_pil())
             assert before != after
+
+
+def test_edit_shown_is_what_the_sampled_cases_ask_for() -> None:
+    from codi2_sdk import Image, Video
+    from codi2_sdk.mini.clips import probe_clip
+
+    def read(medium):  # the item a rendered medium shows
+        if isinstance(medium, Image):
+            return probe_picture(medium.to_pil())
+        return probe_clip(medium.to_frames()) if isinstance(medium, Video) else probe_sound(medium.to_numpy())
+
+    sampler = TaskSampler(np.random.default_rng(7))
+    for task in ("in_context_image_edit", "in_context_audio_edit", "in_context_video_edit"):
+        for _ in range(10):
+            case = sampler.sample(task, shots=2)
+            shown = edit_shown([(read(e.inputs[0]), read(e.outputs[0])) for e in case.examples], case.query)
+            # a reversed motion differs by pair (rightward -> leftward, growing -> shrinking): no one change
+            assert shown == case.expected[0] or (shown is None and case.query.motion != case.expected[0].motion)
+
+
+def test_edit_shown_needs_one_change_shown_by_every_pair() -> None:
+    red, blue = Picture("square", "red", "large", "left"), Picture("square", "blue", "large", "left")
+    query = Picture("circle", "green", "small", "right")
+    assert edit_shown([(red, blue)], query) == Picture("circle", "blue", "small", "right")
+    moved = Picture("square", "red", "large", "right")
+    assert edit_shown([(red, blue), (red, moved)], query) is None  # two different edits
+    assert edit_shown([(red, red)], query) is None  # no edit
+    assert edit_shown([], query) is None
+    assert edit_shown([(red, blue)], Sound("do", "sine", 1)) is None  # another kind of item
 
 
 def test_vocabulary_covers_every_case() -> None:

@@ -11,8 +11,8 @@ in any role; :class:`TaskSampler` draws training cases without them and evaluati
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,8 @@ __all__ = [
     "SUBJECT_TASK",
     "VIDEO_TASKS",
     "TaskSampler",
+    "edit_shown",
+    "parse_clip",
     "parse_picture",
     "parse_sound",
     "score_answer",
@@ -189,6 +191,24 @@ def item_attributes(item: Item) -> dict[str, tuple[Any, ...]]:
     if isinstance(item, Clip):
         return CLIP_ATTRIBUTES
     return PICTURE_ATTRIBUTES if isinstance(item, Picture) else SOUND_ATTRIBUTES
+
+
+def edit_shown(pairs: Sequence[tuple[Item, Item]], query: Item) -> Item | None:
+    """The answer an in-context edit asks for: the attribute changes that every (before, after) pair shows,
+    applied to ``query``; ``None`` when the pairs show no change, different changes, or items of another kind."""
+    if not all(type(before) is type(after) is type(query) for before, after in pairs):
+        return None
+    changes = [
+        {
+            name: getattr(after, name)
+            for name in item_attributes(before)
+            if getattr(before, name) != getattr(after, name)
+        }
+        for before, after in pairs
+    ]
+    if not changes or not changes[0] or any(change != changes[0] for change in changes):
+        return None
+    return replace(query, **changes[0])
 
 
 def _edit(item: Item, rng: np.random.Generator, attribute: str | None = None) -> tuple[str, Any, Item]:
