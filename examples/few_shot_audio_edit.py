@@ -64,10 +64,10 @@ edited.save(args.out / "answer.wav")
 expected = edit_shown([(parse_sound(b), parse_sound(a)) for b, a in pairs], parse_sound(args.query))
 heard = probe_sound(edited.to_numpy())
 print(f"query: {args.query}")
+said = heard.describe() if heard else "no sound"
 if expected is None:
-    print(f"answer: {heard.describe() if heard else 'no sound'} (not checked: the pairs show no one edit)")
+    print(f"answer: {said} (not checked: the pairs show no one edit)")
 else:
-    verdict = "right" if heard == expected else "wrong"
-    print(f"answer: {heard.describe() if heard else 'no sound'} ({verdict}; expected {expected.describe()})")
+    print(f"answer: {said} ({'right' if heard == expected else 'wrong'}; expected {expected.describe()})")
 print(f"files in {args.out}/")
 sys.exit(0 if expected is None or heard == expected else 1)  # a wrong answer fails the run (the tests run it)

@@ -65,10 +65,10 @@ edited.save(args.out / "answer.png")
 expected = edit_shown([(parse_picture(b), parse_picture(a)) for b, a in pairs], parse_picture(args.query))
 seen = probe_picture(edited.to_pil())
 print(f"query: {args.query}")
+said = seen.describe() if seen else "nothing drawn"
 if expected is None:
-    print(f"answer: {seen.describe() if seen else 'nothing drawn'} (not checked: the pairs show no one edit)")
+    print(f"answer: {said} (not checked: the pairs show no one edit)")
 else:
-    verdict = "right" if seen == expected else "wrong"
-    print(f"answer: {seen.describe() if seen else 'nothing drawn'} ({verdict}; expected {expected.describe()})")
+    print(f"answer: {said} ({'right' if seen == expected else 'wrong'}; expected {expected.describe()})")
 print(f"files in {args.out}/")
 sys.exit(0 if expected is None or seen == expected else 1)  # a wrong answer fails the run (the tests run it)

@@ -66,10 +66,10 @@ edited.save(args.out / "answer.mp4")
 expected = edit_shown([(parse_clip(b), parse_clip(a)) for b, a in pairs], parse_clip(args.query))
 seen = probe_clip(edited.to_frames())
 print(f"query: {args.query}")
+said = seen.describe() if seen else "nothing shown"
 if expected is None:
-    print(f"answer: {seen.describe() if seen else 'nothing shown'} (not checked: the pairs show no one edit)")
+    print(f"answer: {said} (not checked: the pairs show no one edit)")
 else:
-    verdict = "right" if seen == expected else "wrong"
-    print(f"answer: {seen.describe() if seen else 'nothing shown'} ({verdict}; expected {expected.describe()})")
+    print(f"answer: {said} ({'right' if seen == expected else 'wrong'}; expected {expected.describe()})")
 print(f"files in {args.out}/")
 sys.exit(0 if expected is None or seen == expected else 1)  # a wrong answer fails the run (the tests run it)

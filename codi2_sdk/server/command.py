@@ -81,13 +81,14 @@ def serve(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
-    if args.replicas and args.replicas > 1:
+    on_ray = bool(args.replicas and args.replicas > 1)
+    if on_ray:
         overrides.setdefault("processes_per_machine", args.replicas)
     settings = ServerSettings(**overrides)
     # The model loads after the server is up (its health route says how loading goes); a mistyped --model is
     # refused here instead, before anything starts.
     resolve_checkpoint(settings.model)
-    if args.replicas and args.replicas > 1:
+    if on_ray:
         from .ray import serve_on_ray
 
         serve_on_ray(settings, replicas=args.replicas, threads_per_replica=settings.torch_threads())
