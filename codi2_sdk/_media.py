@@ -33,6 +33,11 @@ MAX_AUDIO_CHANNELS = 8
 MAX_AUDIO_SAMPLES = 600 * 48_000 * 2
 
 
+_EXIF_ORIENTATION = 0x0112
+_QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I")  # how PIL opens 16-bit grey PNG and TIFF
+
+
 def _reason(exc: Exception) -> str:
     """A decoding library's reason for refusing data, without the handles it names (``<_io.BytesIO object at
     0x...>``): these messages reach API clients."""
@@ -111,6 +116,8 @@ def image_header(data: bytes) -> tuple[PIL.Image.Image, ImageInfo]:
     check_size(data, "image")
     img = _open_image(data)
     width, height = img.size
+    if _orientation(img) in _QUARTER_TURNS:
+        width, height = height, width  # the size it is shown at (see decode_image)
     if width * height > MAX_IMAGE_PIXELS:
         raise MediaTooLargeError(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
@@ -131,10 +138,51 @@ def inspect_image(data: bytes) -> ImageInfo:
 
 
 def decode_image(data: bytes) -> PIL.Image.Image:
-    """Decode already-checked image bytes to a loaded PIL image."""
+    """Decode already-checked image bytes to a loaded PIL image, turned upright as its EXIF orientation says
+    (a phone's portrait photo is stored sideways with a tag that viewers, and transformers' ``load_image``,
+    obey)."""
+    import PIL.ImageOps
+
     img = _open_image(data)
     img.load()
-    return img
+    if _orientation(img) == 1:
+        return img
+    return PIL.ImageOps.exif_transpose(img)
+
+
+def _orientation(img: PIL.Image.Image) -> int:
+    """The EXIF orientation tag (1: stored upright) read from the header's EXIF block only (``getexif`` would
+    decode a whole PNG to look for one); a malformed block counts as upright."""
+    import PIL.Image
+
+    raw = img.info.get("exif")
+    if not raw:
+        return 1
+    exif = PIL.Image.Exif()
+    try:
+        exif.load(raw)
+        return int(exif.get(_EXIF_ORIENTATION, 1))
+    except Exception:  # EXIF blocks are written by every camera and editor, not always well
+        return 1
+
+
+def as_rgb(img: PIL.Image.Image) -> PIL.Image.Image:
+    """``img`` in RGB as a person sees it on a white page: transparent pixels over white (not the black or
+    stray colours their RGB values hold), 16-bit grey scaled to 8 bits (PIL's own conversion clips it to
+    white)."""
+    import numpy as np
+    import PIL.Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(img, dtype=np.float32) / 257.0
+        return PIL.Image.fromarray(grey.clip(0, 255).round().astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        page = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return PIL.Image.alpha_composite(page, rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def encode_image(img: PIL.Image.Image, fmt: str = "PNG") -> bytes:
@@ -312,7 +360,8 @@ def _decode_animated(img: PIL.Image.Image, keep: bool) -> tuple[VideoInfo, list[
     frames: list[np.ndarray] = []
     for index in range(count):
         img.seek(index)
-        frame = img.convert("RGB")  # loads the frame, which sets its duration (WebP)
+        img.load()  # sets the frame's duration (WebP)
+        frame = as_rgb(img)
         durations.append(float(img.info.get("duration") or 100))
         if keep:
             frames.append(np.asarray(frame))

@@ -202,7 +202,8 @@ class Image(_Media):
         return self.data if self.mime_type == "image/png" else _media.encode_image(self.to_pil(), "PNG")
 
     def to_pil(self) -> PIL.Image.Image:
-        """Decode to a PIL image."""
+        """Decode to a PIL image, turned upright where the file's EXIF orientation says so (as viewers show it;
+        :attr:`width` and :attr:`height` are that upright size)."""
         return _media.decode_image(self.data)
 
     def to_numpy(self) -> np.ndarray:

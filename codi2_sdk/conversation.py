@@ -151,10 +151,7 @@ class Conversation:
 
     def request_for(self, *items: PartLike, config: ConfigLike = None) -> GenerationRequest:
         """The request that :meth:`send` would make for this turn, without sending it."""
-        parts = to_parts(items)
-        if not parts:
-            raise InvalidRequestError("a turn needs at least one part (text, image, audio or video)")
-        turn = Message(role="user", parts=parts)
+        turn = Message(role="user", parts=to_parts(items))
         return GenerationRequest(
             examples=self._examples, messages=[*self.messages, turn], config=self.config.merged(config)
         )

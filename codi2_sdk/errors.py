@@ -331,11 +331,17 @@ def is_retryable(exc: BaseException) -> bool:
 
 def invalid_request(exc: ValidationError, what: str) -> InvalidRequestError:
     """A pydantic validation error as an :class:`InvalidRequestError` naming each field's path."""
-    problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors()[:5])
+    problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors()[:5])
     more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
     error = InvalidRequestError(f"invalid {what}: {problems}{more}")
     error.errors = exc.errors(include_url=False)  # type: ignore[attr-defined]
     return error
+
+
+def _problem(location: tuple[int | str, ...], message: str) -> str:
+    # A validator's own ValueError reads "Value error, <what it said>": keep what it said.
+    message = message.removeprefix("Value error, ")
+    return f"{'.'.join(map(str, location))}: {message}" if location else message
 
 
 def describe_error(exc: BaseException) -> str:

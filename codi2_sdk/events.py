@@ -73,6 +73,8 @@ class GenerationRequest(SDKModel):
     def _check_roles(self) -> GenerationRequest:
         if self.messages[-1].role != "user":
             raise ValueError("the last message of a request must be a user message")
+        if not any(part.type != "text" or part.text.strip() for part in self.messages[-1].parts):
+            raise ValueError("the last user message is empty: a turn needs text or a medium (image, audio or video)")
         if any(m.role == "system" for m in self.messages[1:]):
             raise ValueError("a system message may only come first")
         return self

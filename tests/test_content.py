@@ -11,6 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import soundfile
+import torch
 
 from codi2_sdk import Audio, Image, InvalidMediaError, MediaTooLargeError, Message, Provenance, Text, user
 
@@ -239,3 +240,14 @@ def test_media_the_sdk_encodes_itself_are_what_their_bytes_say_without_a_second_
         assert made.data == checked.data
         facts = ("fps", "width", "height", "frames", "mime_type")
         assert [getattr(made, f) for f in facts] == [getattr(checked, f) for f in facts], (fps, count, height, width)
+
+
+def test_sixteen_bit_grey_keeps_its_tones_on_the_way_to_the_model(tmp_path: Path) -> None:
+    from codi2_sdk.model.media_io import image_to_tensor
+
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    PIL.Image.fromarray(ramp).save(tmp_path / "scan.png")  # a 16-bit grey PNG, as scanners and microscopes write
+    image = Image.open(tmp_path / "scan.png")
+    seen = image_to_tensor([image], 64, height=8)[0]  # what an encoder reads, in [-1, 1]
+    expected = torch.from_numpy(ramp / 65535.0 * 2 - 1).float()
+    assert torch.allclose(seen[0], expected, atol=0.02) and torch.equal(seen[0], seen[2])  # not clipped to white

@@ -71,8 +71,10 @@ def test_failed_backend_leaves_conversation_unchanged() -> None:
 
 def test_empty_turn_and_bad_backend_are_refused() -> None:
     conv = Conversation(backend=ScriptedBackend([]))
-    with pytest.raises(InvalidRequestError, match="at least one part"):
-        conv.send()
+    for empty in [(), ("",), (" ", "\n")]:  # nothing to answer: refused, not sent to the model
+        with pytest.raises(InvalidRequestError, match=r"^invalid GenerationRequest: the last user message is empty"):
+            conv.send(*empty)
+    assert conv.messages == []
     with pytest.raises(InvalidRequestError, match="Backend"):
         Conversation(backend="codi2-mini")  # type: ignore[arg-type]
 

@@ -238,6 +238,12 @@ def test_words_outside_the_vocabulary_are_refused_with_the_nearest_known_words(m
     assert "what is this?" in caps.prompt_examples
     with pytest.raises(InvalidRequestError, match=r"'purple' \(nearest: .*"):
         conv.send("draw a small purple circle on the left.")
+    hostile = "x" * 100_000 + " " + " ".join(f"w{i}" for i in range(5_000))  # refused in a few lines, not 100 kB
+    with pytest.raises(InvalidRequestError) as refused:
+        conv.send(hostile)
+    said = str(refused.value)
+    assert "'xxxxxxxx" in said and "(100,000 characters)" in said and "and 4,993 more" in said
+    assert len(said) < 2_000
     answer = conv.send(Image.from_pil(render_picture(Picture("circle", "red", "small", "left"))), "what is this?")
     assert answer.text.startswith("a small red circle")
 
@@ -288,3 +294,24 @@ def test_the_mini_decoders_sample_with_dpm_solver_when_asked() -> None:
     )
     assert fast.images[0].provenance.scheduler == "dpm_solver" and fast.images[0].provenance.steps == 12
     assert fast.images[0].data != default.images[0].data
+
+
+def test_a_users_photo_is_read_as_it_is_shown(mini, tmp_path: Path) -> None:
+    """A phone stores a portrait photo sideways with an EXIF orientation tag, and a logo's background is often
+    transparent: the model reads both as a viewer shows them (upright; transparency over a white page)."""
+    import PIL.Image
+
+    shown = render_picture(Picture("circle", "red", "small", "left"))
+    sideways = shown.transpose(PIL.Image.Transpose.ROTATE_90)  # what the camera wrote ...
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # ... and its tag: "turn 90 degrees clockwise to show"
+    sideways.save(tmp_path / "portrait.jpg", quality=95, exif=exif)
+    pixels = np.asarray(shown.convert("RGBA")).copy()
+    pixels[(pixels[..., :3] == 255).all(axis=-1)] = 0  # the white page made transparent black
+    PIL.Image.fromarray(pixels).save(tmp_path / "logo.png")
+
+    for name in ("portrait.jpg", "logo.png"):
+        photo = Image.open(tmp_path / name)
+        assert (photo.width, photo.height) == shown.size and photo.to_pil().size == shown.size
+        answer = Conversation(backend=mini).send(photo, "what is this?")
+        assert answer.text.startswith("a small red circle on the left"), (name, answer.text)

@@ -106,6 +106,8 @@ def test_errors_have_openais_shape_and_statuses(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="codi2-mini", messages=[{"role": "user", "content": "describe it please"}])
     assert "does not know the words" in bad.value.message and bad.value.code == "invalid_request"
+    with pytest.raises(openai.BadRequestError, match="the last user message is empty"):
+        client.chat.completions.create(model="codi2-mini", messages=[{"role": "user", "content": " "}])
     with pytest.raises(openai.BadRequestError, match="prompt"):
         client.images.generate(model="codi2-mini", prompt="  ")
 

@@ -11,7 +11,7 @@ import PIL.Image
 import torch
 
 from ..content import Image
-from ..model.media_io import center_crop_resize
+from ..model.media_io import center_crop_resize, rgb_picture
 
 __all__ = ["ClipScorer", "ImageEmbedder", "SubjectMetrics", "subject_similarity"]
 
@@ -25,7 +25,7 @@ def _pixels(images: Sequence[Picture], size: int, mean: Sequence[float], std: Se
     """Shortest side to ``size``, centre crop, normalised: ``(batch, 3, size, size)``."""
     arrays = []
     for image in images:
-        pil = (image.to_pil() if isinstance(image, Image) else image).convert("RGB")
+        pil = rgb_picture(image)
         arrays.append(np.asarray(center_crop_resize(pil, size), dtype=np.float32) / 255.0)
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
     return (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)

@@ -18,6 +18,7 @@ import PIL.Image
 import torch
 from torch import nn
 
+from .._media import as_rgb
 from ..config import AudioConfig, ImageConfig
 from ..content import Audio, Image, MediaModality, Provenance, Video
 from ..errors import ModelError
@@ -31,8 +32,15 @@ __all__ = [
     "image_to_tensor",
     "mel_filterbank",
     "pixels_to_images",
+    "rgb_picture",
     "waves_to_clips",
 ]
+
+
+def rgb_picture(image: Image | PIL.Image.Image) -> PIL.Image.Image:
+    """A part or PIL image as the RGB picture a person sees: upright, transparency over white (see
+    :meth:`Image.to_pil` and ``_media.as_rgb``)."""
+    return as_rgb(image.to_pil() if isinstance(image, Image) else image)
 
 
 def image_to_tensor(images: Sequence[Image | PIL.Image.Image], size: int, *, height: int | None = None) -> torch.Tensor:
@@ -41,7 +49,7 @@ def image_to_tensor(images: Sequence[Image | PIL.Image.Image], size: int, *, hei
     arrays = []
     shape = (size, height or size)
     for image in images:
-        pil = (image.to_pil() if isinstance(image, Image) else image).convert("RGB")
+        pil = rgb_picture(image)
         if pil.size != shape:
             pil = pil.resize(shape, PIL.Image.Resampling.BICUBIC)
         arrays.append(np.asarray(pil, dtype=np.float32) / 127.5 - 1.0)

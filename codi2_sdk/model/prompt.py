@@ -136,15 +136,34 @@ IGNORE_INDEX = -100
 
 
 class UnknownWordsError(ValueError):
-    """Text with words outside a closed vocabulary; says which, and the nearest known words to each."""
+    """Text with words outside a closed vocabulary; says which, and the nearest known words to each.
+
+    The message names the first :attr:`NAMED` words, each cut to :attr:`WORD_CHARS` characters, so that hostile
+    text (a megabyte of one "word", thousands of made-up ones) gets an error of a few lines; :attr:`words` holds
+    them all.
+    """
+
+    NAMED = 8
+    WORD_CHARS = 40
 
     def __init__(self, words: list[str], vocabulary: list[str]) -> None:
         self.words = words
-        self.suggestions = {w: difflib.get_close_matches(w.lower(), vocabulary, n=3, cutoff=0.5) for w in words}
+        self.suggestions = {
+            w: difflib.get_close_matches(w.lower(), vocabulary, n=3, cutoff=0.5) for w in words[: self.NAMED]
+        }
         said = "; ".join(
-            f"{w!r} (nearest: {', '.join(near)})" if near else repr(w) for w, near in self.suggestions.items()
+            f"{self._quoted(w)} (nearest: {', '.join(near)})" if near else self._quoted(w)
+            for w, near in self.suggestions.items()
         )
+        if len(words) > self.NAMED:
+            said += f"; and {len(words) - self.NAMED:,} more"
         super().__init__(f"the model does not know the words {said}")
+
+    @classmethod
+    def _quoted(cls, word: str) -> str:
+        if len(word) <= cls.WORD_CHARS:
+            return repr(word)
+        return f"{word[: cls.WORD_CHARS]!r}... ({len(word):,} characters)"
 
 
 @dataclass

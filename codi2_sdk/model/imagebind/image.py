@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ...content import Image
-from ..media_io import center_crop_resize, image_to_tensor
+from ..media_io import center_crop_resize, image_to_tensor, rgb_picture
 
 __all__ = ["CLIPImageEncoder", "ImageBindImageEncoder"]
 
@@ -105,7 +105,7 @@ class ImageBindImageEncoder(CLIPImageEncoder):
 
     def preprocess(self, parts: Sequence[Image | PIL.Image.Image]) -> torch.Tensor:
         size = int(self.model.config.image_size)
-        pictures = [center_crop_resize((p.to_pil() if isinstance(p, Image) else p).convert("RGB"), size) for p in parts]
+        pictures = [center_crop_resize(rgb_picture(p), size) for p in parts]
         return self.normalize(image_to_tensor(pictures, size))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
