@@ -3,8 +3,9 @@
 
 A scripted planner (langchain-core's GenericFakeChatModel) stands in for the agent's LLM: it asks the
 CoDi-2 tools to (1) draw a picture, (2) edit it in context from two before/after example pairs on disk,
-(3) turn the edited picture into sound, and (4) describe that sound (the model reads its own clip). Every tool result is a real
-ToolMessage with the media as its artifact; the media land in --out (default ./out/agent_tools/).
+(3) turn the edited picture into sound, (4) describe that sound (the model reads its own clip), and (5) set the
+edited picture in motion as a video. Every tool result is a real ToolMessage with the media as its artifact; the
+media land in --out (default ./out/agent_tools/).
 
     python examples/agent_tools.py
     python examples/agent_tools.py --url http://127.0.0.1:8000   # the tools call a codi2 server instead
@@ -20,6 +21,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from codi2_sdk import Image, LocalBackend, RemoteBackend
 from codi2_sdk.agents import MediaStore, codi2_toolkit
+from codi2_sdk.mini.clips import Clip, probe_clip
 from codi2_sdk.mini.probes import probe_picture, probe_sound
 from codi2_sdk.mini.tasks import parse_sound
 from codi2_sdk.mini.world import Picture, picture_to_sound, render_picture
@@ -83,12 +85,18 @@ planner = GenericFakeChatModel(
                 ],
             ),
             AIMessage("", tool_calls=[call("describe_media", {"media": "audio_1"}, "4")]),
-            AIMessage("Done: image_1 was drawn, image_2 is its edit, audio_1 is its sound."),
+            AIMessage(
+                "",
+                tool_calls=[
+                    call("generate_video", {"prompt": "make it grow.", "inputs": ["image_2"], "seed": args.seed}, "5")
+                ],
+            ),
+            AIMessage("Done: image_1 was drawn, image_2 is its edit, audio_1 is its sound, video_1 shows it grow."),
         ]
     )
 )
 
-history: list = [HumanMessage("Draw a red circle, edit it like the examples, and let me hear it.")]
+history: list = [HumanMessage("Draw a red circle, edit it like the examples, let me hear it, and make it grow.")]
 said: dict[str, str] = {}
 while True:
     ai = planner.invoke(history)
@@ -107,11 +115,13 @@ print(f"media written to {store.directory}: {sorted(p.name for p in store.direct
 # Read the media back with the mini world's probes: a wrong picture or sound fails the run.
 drawn, edited = (probe_picture(store.get_image(ref).to_pil()) for ref in ("image_1", "image_2"))
 heard = probe_sound(store.get_audio("audio_1").to_numpy())
+moving = probe_clip(store.get_video("video_1").to_frames())
 checks = {
     "image_1 is a large red circle in the center": drawn == Picture("circle", "red", "large", "center"),
     "image_2 is image_1 made small": edited == Picture("circle", "red", "small", "center"),
     "audio_1 is the sound of image_2": heard == picture_to_sound(edited),
     "describe_media hears audio_1 as it is": parse_sound(said["describe_media"]) == heard,
+    "video_1 is image_2 growing": moving == Clip("circle", "red", "small", "growing"),
 }
 for claim, right in checks.items():
     print(f"{'right' if right else 'WRONG'}: {claim}")

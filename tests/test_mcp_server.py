@@ -1,5 +1,5 @@
 """``codi2 mcp`` driven by the real MCP client session over stdio: list the tools, make a picture, edit by
-example, describe a file; a bad reference comes back as a tool error."""
+example, describe a file, set the picture in motion; a bad reference comes back as a tool error."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from mcp.client.stdio import stdio_client
 
 from codi2_sdk import Image, samples
 from codi2_sdk.agents.langchain_tools import DescribeArgs, EditArgs, GenerateArgs
+from codi2_sdk.formats import from_mcp_content
+from codi2_sdk.mini.clips import Clip, probe_clip
 from codi2_sdk.mini.probes import probe_picture
 
 pytest.importorskip("langchain_core")
@@ -40,7 +42,8 @@ def test_mcp_client_lists_and_calls_the_tools_over_stdio(tmp_path: Path) -> None
             await session.initialize()
             listed = {tool.name: tool for tool in (await session.list_tools()).tools}
             assert list(listed) == [
-                "generate_image", "generate_audio", "edit_image_in_context", "edit_audio_in_context", "describe_media",
+                "generate_image", "generate_audio", "generate_video", "edit_image_in_context", "edit_audio_in_context",
+                "edit_video_in_context", "describe_media",
             ]  # fmt: skip
             assert listed["generate_image"].input_schema == GenerateArgs.model_json_schema()  # the LangChain schema
             assert listed["edit_image_in_context"].input_schema == EditArgs.model_json_schema()
@@ -62,6 +65,14 @@ def test_mcp_client_lists_and_calls_the_tools_over_stdio(tmp_path: Path) -> None
 
             told = await session.call_tool("describe_media", {"media": "image_1"})
             assert told.content[0].text == "a large blue diamond on the right."
+
+            moving = await session.call_tool(
+                "generate_video", {"prompt": "make it move to the left.", "inputs": ["image_1"], "seed": 0}
+            )
+            assert not moving.is_error and moving.content[0].text.startswith("Made video_1")
+            (video,) = from_mcp_content(moving.content[1:])  # an embedded resource: MCP has no video content
+            assert probe_clip(video.to_frames()) == Clip("diamond", "blue", "large", "leftward")
+            assert (tmp_path / "made" / "video_1.mp4").read_bytes() == video.data
 
             wrong = await session.call_tool("describe_media", {"media": "/etc/passwd"})
             assert wrong.is_error and "outside" in wrong.content[0].text
@@ -101,7 +112,7 @@ def test_mcp_over_streamable_http(tmp_path: Path) -> None:
             url = f"http://127.0.0.1:{port}/mcp"
             async with streamable_http_client(url) as (read, write, *_), ClientSession(read, write) as session:
                 await session.initialize()
-                assert len((await session.list_tools()).tools) == 5
+                assert len((await session.list_tools()).tools) == 7
                 made = await session.call_tool("generate_audio", {"prompt": "play two sine beeps at mi.", "seed": 0})
                 assert not made.is_error and made.content[1].mime_type == "audio/wav"
 

@@ -9,7 +9,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import ToolException
 
-from codi2_sdk import Audio, Image, InvalidMediaError, Message, Text
+from codi2_sdk import Audio, Image, InvalidMediaError, Message, Text, samples
 from codi2_sdk.agents import ChatCoDi2, MediaStore, codi2_toolkit
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.formats import (
@@ -34,16 +34,18 @@ def call(name: str, args: dict, call_id: str = "call_1") -> dict:
     return {"name": name, "args": args, "id": call_id, "type": "tool_call"}
 
 
-def test_toolkit_has_the_five_tools_with_schemas(backend) -> None:
+def test_toolkit_has_the_seven_tools_with_schemas(backend) -> None:
     tools = codi2_toolkit(backend, config=SHORT)
     assert [t.name for t in tools] == [
         "generate_image",
         "generate_audio",
+        "generate_video",
         "edit_image_in_context",
         "edit_audio_in_context",
+        "edit_video_in_context",
         "describe_media",
     ]
-    schema = tools[2].tool_call_schema.model_json_schema()
+    schema = tools[3].tool_call_schema.model_json_schema()
     assert {"examples", "target"} <= set(schema["properties"]) and schema["properties"]["target"]["description"]
     assert all(t.response_format == "content_and_artifact" for t in tools)
 
@@ -101,7 +103,7 @@ def test_bad_references_raise_tool_exceptions(backend, tmp_path: Path, png_path:
 
 
 def test_handled_tool_errors_go_back_to_the_agent(backend) -> None:
-    describe = codi2_toolkit(backend, config=SHORT, handle_tool_error=True)[4]
+    describe = codi2_toolkit(backend, config=SHORT, handle_tool_error=True)[-1]
     message = describe.invoke(call("describe_media", {"media": "image_3"}))
     assert message.status == "error" and "unknown media id" in message.content
 
@@ -141,6 +143,41 @@ def test_a_scripted_agent_loop_generates_then_edits_in_context(backend, tmp_path
     assert store.get("image_2") == results[1].artifact.images[0]
 
 
+def test_video_tools_make_edit_and_describe_videos(tmp_path: Path) -> None:
+    """With codi2-mini: a picture set in motion, a video edited the way one pair shows, and both described; the
+    videos land in the store's folder and a clip is refused where a video is needed."""
+    from codi2_sdk import Video
+    from codi2_sdk.mini.clips import Clip, probe_clip
+
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    samples.picture("a small red circle on the left").save(inputs / "circle.png")
+    samples.clip("a large red square moving to the right", seed=1).save(inputs / "before.mp4")
+    samples.clip("a large green square moving to the right", seed=2).save(inputs / "after.mp4")
+    samples.clip("a small blue triangle moving to the left", seed=5).save(inputs / "query.mp4")
+    samples.sound("two sine beeps at mi").save(inputs / "beeps.wav")
+    store = MediaStore(tmp_path / "made", allowed_roots=[inputs])
+    tools = {t.name: t for t in codi2_toolkit(LocalBackend.from_pretrained("codi2-mini"), store=store)}
+
+    moving = tools["generate_video"].invoke(
+        call("generate_video", {"prompt": "make it move to the right.", "inputs": ["circle.png"], "seed": 0})
+    )
+    assert moving.content.startswith("Made video_1: a 2.0 s 64x64 video by codi2-mini (seed 0)")
+    made = moving.artifact.videos[0]
+    assert probe_clip(made.to_frames()) == Clip("circle", "red", "small", "rightward")
+    assert Video.open(tmp_path / "made" / "video_1.mp4").data == made.data
+
+    pair = [{"before": "before.mp4", "after": "after.mp4"}]  # "make it green", shown once
+    edited = tools["edit_video_in_context"].invoke({"examples": pair, "target": "query.mp4", "seed": 0})
+    assert edited.startswith("Made video_2")
+    assert probe_clip(store.get_video("video_2").to_frames()) == Clip("triangle", "green", "small", "leftward")
+
+    said = tools["describe_media"].invoke(call("describe_media", {"media": "video_1"})).content
+    assert said == "a small red circle moving to the right."  # asked "what happens?" by default
+    with pytest.raises(ToolException, match=r"'beeps\.wav' is an audio clip, but a video is needed here"):
+        tools["edit_video_in_context"].invoke({"examples": pair, "target": "beeps.wav"})
+
+
 def test_chat_model_invoke_stream_and_ainvoke(backend, image) -> None:
     chat = ChatCoDi2(backend=backend, config={"seed": 5, "output_modality": "image", "text": {"max_new_tokens": 4}})
     human = HumanMessage(content=[{"type": "text", "text": "draw it"}, *to_langchain_blocks([image])])
@@ -178,6 +215,10 @@ def test_converters_round_trip(image, audio) -> None:
     mcp = to_mcp_content(parts)
     assert mcp[1]["mimeType"] == "image/png" and mcp[2]["mimeType"] == "audio/wav"
     assert from_mcp_content(mcp) == parts
+    video = samples.clip("a blue square growing")  # MCP has no video content: an embedded resource carries it
+    (resource,) = to_mcp_content([video])
+    assert resource["type"] == "resource" and resource["resource"]["mimeType"] == "video/mp4"
+    assert from_mcp_content([resource]) == [video]
 
 
 def test_converters_encode_to_the_formats_each_side_takes(image, audio, tmp_path: Path) -> None:
@@ -199,6 +240,8 @@ def test_converters_refuse_remote_urls_and_unknown_blocks() -> None:
         from_openai_parts([{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}])
     with pytest.raises(InvalidMediaError, match="not supported"):
         from_mcp_content([{"type": "resource", "uri": "file:///etc/passwd"}])
+    with pytest.raises(InvalidMediaError, match="'application/pdf' is not an image, audio or video"):
+        from_mcp_content([{"type": "resource", "resource": {"uri": "x:y", "mimeType": "application/pdf", "blob": ""}}])
     with pytest.raises(InvalidMediaError, match="base64"):
         from_langchain_blocks([{"type": "image", "base64": "###"}])
     with pytest.raises(InvalidMediaError, match="URLs"):

@@ -3,7 +3,8 @@
 >>> from codi2_sdk.agents import codi2_toolkit
 >>> tools = codi2_toolkit(backend)                       # doctest: +SKIP
 >>> [t.name for t in tools]                              # doctest: +SKIP
-['generate_image', 'generate_audio', 'edit_image_in_context', 'edit_audio_in_context', 'describe_media']
+['generate_image', 'generate_audio', 'generate_video', 'edit_image_in_context', 'edit_audio_in_context',
+ 'edit_video_in_context', 'describe_media']
 
 Every tool answers with ``(content, artifact)`` (``response_format="content_and_artifact"``): the
 content is a short text naming the new medium's id (plus a v1 image block when ``show_image`` is
@@ -21,14 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..backends.base import Backend
 from ..config import GenerationConfig
-from ..content import Audio, Image, MediaModality, MediaPart, Part, Video
+from ..content import Image, MediaModality, MediaPart, Part, Video
 from ..errors import Codi2Error, InvalidRequestError, invalid_request
 from ..events import GenerationRequest
 from ..formats.langchain_blocks import to_langchain_blocks
 from ..messages import Example, Message, user
-from .store import MediaStore
+from .store import MEDIUM_NOUNS, MediaStore
 
-__all__ = ["Codi2Tool", "codi2_toolkit"]
+__all__ = ["DEFAULT_QUESTIONS", "Codi2Tool", "codi2_toolkit"]
 
 
 class _MediaOut(BaseModel):
@@ -57,7 +58,7 @@ class EditArgs(_MediaOut):
 
 
 class DescribeArgs(BaseModel):
-    media: str = Field(description="Id or file path of the image or audio clip to describe.")
+    media: str = Field(description="Id or file path of the image, audio clip or video to describe.")
     question: str | None = Field(None, description="What to ask about it; by default a plain description.")
 
 
@@ -92,7 +93,7 @@ class Codi2Tool(BaseTool):
             return message.text.strip() or "(no text)", message
         media = [p for p in message.parts if p.type == self.produces]
         if not media:
-            raise ToolException(f"the model answered without an {self.produces}: {message.text!r}")
+            raise ToolException(f"the model answered without {MEDIUM_NOUNS[self.produces]}: {message.text!r}")
         lines = []
         for part in media:
             ref = self.store.put(part)  # type: ignore[arg-type]
@@ -155,6 +156,15 @@ class GenerateAudioTool(GenerateImageTool):
     produces: MediaModality | None = "audio"
 
 
+class GenerateVideoTool(GenerateImageTool):
+    name: str = "generate_video"
+    description: str = (
+        "Make a short video from a text prompt, optionally conditioned on other media (for example an image "
+        "set in motion: inputs=['image_1'], prompt='make it move to the right.'). Returns the video's id."
+    )
+    produces: MediaModality | None = "video"
+
+
 class EditImageInContextTool(Codi2Tool):
     name: str = "edit_image_in_context"
     description: str = (
@@ -164,8 +174,9 @@ class EditImageInContextTool(Codi2Tool):
     args_schema: type[BaseModel] = EditArgs
     produces: MediaModality | None = "image"
 
-    def _get(self, ref: str) -> Image | Audio:
-        return self.store.get_image(ref) if self.produces == "image" else self.store.get_audio(ref)
+    def _get(self, ref: str) -> MediaPart:
+        assert self.produces is not None
+        return self.store.get_as(ref, self.produces)
 
     def _request(  # type: ignore[override]
         self, examples: list[ExamplePair | dict[str, str]], target: str, seed: int | None = None, **_: Any
@@ -184,14 +195,33 @@ class EditAudioInContextTool(EditImageInContextTool):
     produces: MediaModality | None = "audio"
 
 
+class EditVideoInContextTool(EditImageInContextTool):
+    name: str = "edit_video_in_context"
+    description: str = (
+        "Edit a video the way the before/after example pairs show (in-context learning), e.g. a change of "
+        "colour or of motion. Returns the edited video's id."
+    )
+    produces: MediaModality | None = "video"
+
+
+#: The question ``describe_media`` asks when the agent gives none, per medium.
+DEFAULT_QUESTIONS: dict[MediaModality, str] = {
+    "image": "what is this?",
+    "audio": "what do you hear?",
+    "video": "what happens?",
+}
+
+
 class DescribeMediaTool(Codi2Tool):
     name: str = "describe_media"
-    description: str = "Describe an image or an audio clip (by id or path) in words, or answer a question about it."
+    description: str = (
+        "Describe an image, an audio clip or a video (by id or path) in words, or answer a question about it."
+    )
     args_schema: type[BaseModel] = DescribeArgs
 
     def _request(self, media: str, question: str | None = None, **_: Any) -> GenerationRequest:  # type: ignore[override]
         part = self.store.get(media)
-        question = question or ("what is this?" if isinstance(part, Image) else "what do you hear?")
+        question = question or DEFAULT_QUESTIONS[part.type]
         return GenerationRequest(messages=[user(part, question)], config=self._config(None))
 
 
@@ -202,7 +232,8 @@ def codi2_toolkit(
     config: GenerationConfig | dict[str, Any] | None = None,
     handle_tool_error: bool = False,
 ) -> list[Codi2Tool]:
-    """The five CoDi-2 tools over ``backend``, sharing one media store.
+    """The seven CoDi-2 tools over ``backend``, sharing one media store: make, edit by example and describe
+    images, audio and video.
 
     Args:
         store: where media live and get ids; a new in-memory store by default.
@@ -212,6 +243,14 @@ def codi2_toolkit(
     if not isinstance(backend, Backend):
         raise InvalidRequestError(f"backend must be a codi2_sdk Backend, not {type(backend).__name__}")
     store = store if store is not None else MediaStore()
-    kinds = (GenerateImageTool, GenerateAudioTool, EditImageInContextTool, EditAudioInContextTool, DescribeMediaTool)
+    kinds = (
+        GenerateImageTool,
+        GenerateAudioTool,
+        GenerateVideoTool,
+        EditImageInContextTool,
+        EditAudioInContextTool,
+        EditVideoInContextTool,
+        DescribeMediaTool,
+    )
     settings = GenerationConfig().merged(config)
     return [kind(backend=backend, store=store, config=settings, handle_tool_error=handle_tool_error) for kind in kinds]

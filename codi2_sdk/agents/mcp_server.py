@@ -1,10 +1,11 @@
 """The agent tools as an MCP server (the official ``mcp`` package): ``codi2 mcp`` over stdio or streamable HTTP.
 
 The tools are the LangChain toolkit's (:func:`~codi2_sdk.agents.codi2_toolkit`), with the same names, argument
-schemas and media store: ``generate_image``, ``generate_audio``, ``edit_image_in_context``,
-``edit_audio_in_context`` and ``describe_media``. A call answers with a text content naming the new medium's id
-(for later calls) and the medium itself as MCP image or audio content; a bad argument or reference answers
-with ``isError`` and a message that says what to fix.
+schemas and media store: ``generate_image``, ``generate_audio``, ``generate_video``, ``edit_image_in_context``,
+``edit_audio_in_context``, ``edit_video_in_context`` and ``describe_media``. A call answers with a text content
+naming the new medium's id (for later calls) and the medium itself as MCP image or audio content, or a video as an
+embedded resource (MCP has no video content); a bad argument or reference answers with ``isError`` and a message
+that says what to fix.
 """
 
 from __future__ import annotations
@@ -24,6 +25,13 @@ from .langchain_tools import codi2_toolkit
 from .store import MediaStore
 
 __all__ = ["build_mcp_server", "run_stdio"]
+
+
+_CONTENT_TYPES: dict[str, Any] = {
+    "image": types.ImageContent,
+    "audio": types.AudioContent,
+    "resource": types.EmbeddedResource,
+}
 
 
 def _error(message: str) -> types.CallToolResult:
@@ -66,14 +74,13 @@ def build_mcp_server(
         if tool.produces is not None:
             media = [p for p in message.parts if p.type == tool.produces]
             for block in to_mcp_content(media):
-                kind = types.ImageContent if block["type"] == "image" else types.AudioContent
-                content.append(kind.model_validate(block))
+                content.append(_CONTENT_TYPES[block["type"]].model_validate(block))
         return types.CallToolResult(content=content)
 
     return Server(
         "codi2",
         version=__version__,
-        instructions="CoDi-2 tools: make, edit by example, and describe images and audio. Media go by id.",
+        instructions="CoDi-2 tools: make, edit by example, and describe images, audio and video. Media go by id.",
         on_list_tools=on_list_tools,
         on_call_tool=on_call_tool,
     )

@@ -1,7 +1,7 @@
 """MediaStore: stable, readable references to media for agents.
 
 Agents never pass bytes or guess paths. A medium is referred to by an id the store gave it
-(``image_1``, ``audio_3``), or by the path of a file under one of the store's allowed folders. Every
+(``image_1``, ``audio_3``, ``video_2``), or by the path of a file under one of the store's allowed folders. Every
 other reference is refused with :class:`~codi2_sdk.errors.MediaReferenceError`, saying why.
 """
 
@@ -13,12 +13,14 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..content import MEDIA_PARTS, Audio, Image, MediaPart, open_media
+from ..content import MEDIA_PARTS, Audio, Image, MediaModality, MediaPart, Video, open_media
 from ..errors import InvalidMediaError, MediaReferenceError
 
 __all__ = ["MediaStore"]
 
-_ID = re.compile(r"^(image|audio)_\d+$")
+_ID = re.compile(r"^(image|audio|video)_\d+$")
+MEDIUM_NOUNS = {"image": "an image", "audio": "an audio clip", "video": "a video"}
+"""How messages to agents name each kind of medium."""
 _DEFAULT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
 _SUFFIXES = {"image/gif": ".gif", "image/webp": ".webp", "video/webm": ".webm"}  # formats kept as they are
 MAX_REFERENCE_LENGTH = 4096
@@ -29,8 +31,8 @@ class MediaStore:
     """Holds media for tools and hands out ids.
 
     Args:
-        directory: if given, every stored medium is also written there as ``<id>.png`` / ``<id>.wav``
-            (and the folder is readable by reference, like an allowed root).
+        directory: if given, every stored medium is also written there as ``<id>.png`` / ``<id>.wav`` /
+            ``<id>.mp4`` (and the folder is readable by reference, like an allowed root).
         allowed_roots: folders whose files may be referenced by path.
     """
 
@@ -83,19 +85,26 @@ class MediaStore:
             raise MediaReferenceError(f"unknown media id '{ref}'; known ids: {known}")
         return self._open(ref)
 
+    def get_as(self, ref: str, modality: MediaModality) -> MediaPart:
+        """Like :meth:`get`, but the medium must be of ``modality`` (``"image"``, ``"audio"`` or ``"video"``)."""
+        part = self.get(ref)
+        if part.type != modality:
+            raise MediaReferenceError(
+                f"'{ref}' is {MEDIUM_NOUNS[part.type]}, but {MEDIUM_NOUNS[modality]} is needed here"
+            )
+        return part
+
     def get_image(self, ref: str) -> Image:
         """Like :meth:`get`, but the medium must be an image."""
-        part = self.get(ref)
-        if not isinstance(part, Image):
-            raise MediaReferenceError(f"'{ref}' is an audio clip, but an image is needed here")
-        return part
+        return self.get_as(ref, "image")  # type: ignore[return-value]
 
     def get_audio(self, ref: str) -> Audio:
         """Like :meth:`get`, but the medium must be an audio clip."""
-        part = self.get(ref)
-        if not isinstance(part, Audio):
-            raise MediaReferenceError(f"'{ref}' is an image, but an audio clip is needed here")
-        return part
+        return self.get_as(ref, "audio")  # type: ignore[return-value]
+
+    def get_video(self, ref: str) -> Video:
+        """Like :meth:`get`, but the medium must be a video."""
+        return self.get_as(ref, "video")  # type: ignore[return-value]
 
     def _open(self, ref: str) -> MediaPart:
         try:

@@ -1,4 +1,6 @@
-"""SDK parts <-> MCP (Model Context Protocol) content: text, and media as encoded PNG and WAV."""
+"""SDK parts <-> MCP (Model Context Protocol) content: text, pictures as PNG and sounds as WAV (MCP's image and
+audio content), and videos as embedded resources (MCP has no video content: a ``resource`` item whose blob is the
+MP4 or WebM, with its MIME type)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ __all__ = ["from_mcp_content", "to_mcp_content"]
 
 
 def to_mcp_content(parts: Iterable[Part]) -> list[dict[str, Any]]:
-    """Parts as MCP content items; images are sent as PNG and audio as WAV (re-encoded if need be)."""
+    """Parts as MCP content items; images are sent as PNG and audio as WAV (re-encoded if need be), videos as
+    they are, in an embedded resource named ``codi2://media/<sha256>``."""
     out: list[dict[str, Any]] = []
     for part in parts:
         if isinstance(part, Text):
@@ -21,15 +24,17 @@ def to_mcp_content(parts: Iterable[Part]) -> list[dict[str, Any]]:
         elif isinstance(part, Image):
             out.append({"type": "image", "data": b64(as_png(part).data), "mimeType": "image/png"})
         elif isinstance(part, Video):
-            raise InvalidMediaError("MCP content has no video type: send frames as images instead")
+            blob = {"uri": f"codi2://media/{part.sha256}", "mimeType": part.mime_type, "blob": b64(part.data)}
+            out.append({"type": "resource", "resource": blob})
         else:
             out.append({"type": "audio", "data": b64(as_wav(part).data), "mimeType": "audio/wav"})
     return out
 
 
-def from_mcp_content(content: Iterable[Any]) -> list[Text | Image | Audio]:
-    """MCP content items as SDK parts: dicts, or the objects an ``mcp`` client session returns."""
-    parts: list[Text | Image | Audio] = []
+def from_mcp_content(content: Iterable[Any]) -> list[Text | Image | Audio | Video]:
+    """MCP content items as SDK parts: dicts, or the objects an ``mcp`` client session returns; an embedded
+    resource becomes the medium its blob's MIME type names."""
+    parts: list[Text | Image | Audio | Video] = []
     for item in content:
         if hasattr(item, "model_dump"):  # mcp.types.TextContent, ImageContent, AudioContent
             item = item.model_dump(by_alias=True)
@@ -40,6 +45,17 @@ def from_mcp_content(content: Iterable[Any]) -> list[Text | Image | Audio]:
             parts.append(Image.from_bytes(unb64(item["data"]), mime_type=item.get("mimeType")))
         elif kind == "audio":
             parts.append(Audio.from_bytes(unb64(item["data"]), mime_type=item.get("mimeType")))
+        elif kind == "resource" and isinstance(item.get("resource"), dict) and "blob" in item["resource"]:
+            parts.append(_from_blob(item["resource"]))
         else:
             raise InvalidMediaError(f"MCP content of type {kind!r} is not supported")
     return parts
+
+
+def _from_blob(resource: dict[str, Any]) -> Image | Audio | Video:
+    mime = str(resource.get("mimeType") or "")
+    kinds: dict[str, type[Image] | type[Audio] | type[Video]] = {"image": Image, "audio": Audio, "video": Video}
+    kind = kinds.get(mime.partition("/")[0])
+    if kind is None:
+        raise InvalidMediaError(f"an MCP resource of type {mime or 'unknown'!r} is not an image, audio or video")
+    return kind.from_bytes(unb64(resource["blob"]), mime_type=mime)
