@@ -4,6 +4,7 @@ Type a message and press Enter; media are attached with commands before the word
 
     /image PATH        attach a picture to the next message
     /audio PATH        attach an audio clip to the next message
+    /video PATH        attach a video (MP4, WebM, or an animated GIF or WebP) to the next message
     /example IN OUT    add an in-context example pair (two files: before and after)
     /save PATH         save the conversation as JSON
     /undo              take back the last turn
@@ -22,14 +23,15 @@ from pathlib import Path
 from typing import TextIO
 
 from .backends.base import Backend
-from .content import Part, Text, open_media
+from .content import Audio, Image, Part, Text, Video, open_media
 from .conversation import Conversation
 from .errors import Codi2Error, describe_error
 from .events import MediaDone, TextDelta
 
 __all__ = ["chat"]
 
-HELP = __doc__.split("\n\n")[1] if __doc__ else ""
+HELP = "\n\n".join(__doc__.split("\n\n")[1:3]) if __doc__ else ""  # the lead sentence and the commands
+_ATTACH: dict[str, type[Image] | type[Audio] | type[Video]] = {"/image": Image, "/audio": Audio, "/video": Video}
 
 
 class _Session:
@@ -52,8 +54,8 @@ class _Session:
             return False
         if command == "/help":
             self.show(HELP)
-        elif command in ("/image", "/audio", "/video") and len(args) == 1:
-            self.attached.append(open_media(args[0]))
+        elif command in _ATTACH and len(args) == 1:
+            self.attached.append(_ATTACH[command].open(args[0]))  # the command says which: a GIF may be either
             self.show(f"attached {args[0]} to the next message")
         elif command == "/example" and len(args) == 2:
             self.conv.add_example(inputs=open_media(args[0]), outputs=open_media(args[1]))

@@ -151,12 +151,14 @@ def _add_demo(sub: Any) -> None:
 
 def _add_chat(sub: Any) -> None:
     parser = sub.add_parser(
-        "chat", help="chat in the terminal: /image PATH, /audio PATH, /example IN OUT, /save, /undo"
+        "chat", help="chat in the terminal: /image PATH, /audio PATH, /video PATH, /example IN OUT, /save, /undo"
     )
     parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
     parser.add_argument("--url", help="chat with a model behind a codi2 server instead")
     parser.add_argument("--api-key", help="the server's API key")
-    parser.add_argument("--out", default="codi2-chat", help="folder for the pictures and clips the model makes")
+    parser.add_argument(
+        "--out", default="codi2-chat", help="folder for the pictures, sounds and videos the model makes"
+    )
     parser.add_argument("--seed", type=int, help="a seed for reproducible answers")
     parser.set_defaults(run=_chat)
 

@@ -122,6 +122,31 @@ def test_chat_through_a_pipe(tmp_path: Path) -> None:
     assert probe_picture(Image.open(tmp_path / "made" / "001-image.png").to_pil()).colour == "blue"
 
 
+def test_chat_attaches_what_each_command_names(tmp_path: Path) -> None:
+    """``/video`` reads an animated GIF as a video (``/image`` would take its first frame), and a file of another
+    medium is refused in one line, the chat going on."""
+    from codi2_sdk import samples
+
+    samples.clip("a large red square moving to the right").save(tmp_path / "moving.gif")
+    samples.sound("two sine beeps at mi").save(tmp_path / "beeps.wav")
+    script = "\n".join(["/help", "/image beeps.wav", "/video moving.gif", "what happens?", "/quit"])
+    done = subprocess.run(
+        [*CODI2, "chat", "--seed", "0"],
+        input=script,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert any(line.strip().startswith("/video PATH") for line in lines)  # /help lists it
+    assert "error: image data is not a PNG, JPEG, WebP, GIF or BMP image" in lines
+    assert "attached moving.gif to the next message" in lines
+    assert "codi2: a large red square moving to the right." in lines
+
+
 def test_a_users_mistake_is_one_line_and_status_1(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a folder")
     mistakes = {
