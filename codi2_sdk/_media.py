@@ -166,6 +166,11 @@ def _orientation(img: PIL.Image.Image) -> int:
         return 1
 
 
+def is_animated(data: bytes) -> bool:
+    """Whether checked image bytes hold more than one frame (an animated GIF or WebP)."""
+    return bool(getattr(_open_image(data), "is_animated", False))
+
+
 def as_rgb(img: PIL.Image.Image) -> PIL.Image.Image:
     """``img`` in RGB as a person sees it on a white page: transparent pixels over white (not the black or
     stray colours their RGB values hold), 16-bit grey scaled to 8 bits (PIL's own conversion clips it to

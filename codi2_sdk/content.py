@@ -494,7 +494,8 @@ MEDIA_PARTS: dict[MediaModality, type[Image] | type[Audio] | type[Video]] = {
 
 def open_media(path: str | os.PathLike[str]) -> MediaPart:
     """Open a picture, sound or video file as its part, by the file's suffix (``.png``, ``.wav``, ``.mp4``,
-    ...; a ``.gif`` is read as a picture).
+    ...); a GIF or WebP is a :class:`Video` when it is animated and an :class:`Image` when it is still (open it
+    with ``Image.open`` to take an animation's first frame as a picture).
 
     Raises:
         InvalidMediaError: the suffix is not one of a medium, or the file is not a usable medium.
@@ -502,7 +503,10 @@ def open_media(path: str | os.PathLike[str]) -> MediaPart:
     """
     suffix = Path(path).suffix.lower()
     if suffix in _media.IMAGE_SUFFIXES:
-        return Image.open(path)
+        image = Image.open(path)
+        if image.mime_type in _media.VIDEO_IMAGE_FORMATS.values() and _media.is_animated(image.data):
+            return Video.from_bytes(image.data, mime_type=image.mime_type)
+        return image
     if suffix in _media.AUDIO_SUFFIXES:
         return Audio.open(path)
     if suffix in _media.VIDEO_SUFFIXES:

@@ -195,6 +195,12 @@ def test_open_media_picks_the_part_by_suffix(tmp_path: Path) -> None:
         part.save(tmp_path / name)
         assert open_media(tmp_path / name) == part
     assert isinstance(clip, Video) and probe_clip(clip.to_frames()) == Clip("square", "blue", "large", "rightward")
+    clip.save(tmp_path / "moving.gif")  # an animated GIF is a video; a still one a picture
+    picture.save(tmp_path / "still.gif")
+    moving, still = open_media(tmp_path / "moving.gif"), open_media(tmp_path / "still.gif")
+    assert isinstance(moving, Video) and moving.mime_type == "image/gif" and moving.frames == clip.frames
+    assert probe_clip(moving.to_frames()) == Clip("square", "blue", "large", "rightward")
+    assert isinstance(still, Image) and still.mime_type == "image/gif"
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(InvalidMediaError, match="not a picture, sound or video"):
         open_media(tmp_path / "notes.txt")
