@@ -233,6 +233,17 @@ def test_connection_errors_are_typed() -> None:
         )
 
 
+def test_a_server_address_is_checked_when_the_backend_is_made(server) -> None:
+    from codi2_sdk import InvalidRequestError
+
+    for written, hint in [("localhost:8000", "did you mean 'http://localhost:8000'"), ("ftp://h", ""), ("http://", "")]:
+        with pytest.raises(InvalidRequestError, match="an http:// or https:// address with a host") as refused:
+            RemoteBackend(written)
+        assert hint in str(refused.value)
+    with_v1 = RemoteBackend(f"{server}/v1/", api_key=KEY)  # as OpenAI's clients are given it
+    assert with_v1.base_url == server and with_v1.capabilities.model
+
+
 def test_thread_default_shares_the_cpus_between_processes(monkeypatch) -> None:
     import os
 

@@ -91,11 +91,28 @@ def _status_error(response: httpx.Response, body: bytes) -> APIStatusError:
     )
 
 
+def _server_address(base_url: str) -> str:
+    """The server's root from what a user may write: checked to be an http(s) address with a host (a missing
+    scheme is the usual slip), with no trailing slash, and a trailing ``/v1`` (as OpenAI's clients take) dropped."""
+    url = base_url.strip().rstrip("/")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidRequestError(f"base_url {base_url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        hint = f" (did you mean 'http://{url}'?)" if "://" not in base_url else ""
+        raise InvalidRequestError(
+            f"base_url must be an http:// or https:// address with a host, not {base_url!r}{hint}"
+        )
+    return url.removesuffix(API_PREFIX)
+
+
 class RemoteBackend(Backend):
     """Talks to a codi2-sdk server.
 
     Args:
-        base_url: the server's address, e.g. ``"http://127.0.0.1:8000"``; by default ``$CODI2_BASE_URL``.
+        base_url: the server's address, e.g. ``"http://127.0.0.1:8000"`` (``".../v1"`` is taken too); by default
+            ``$CODI2_BASE_URL``.
         api_key: sent as ``Authorization: Bearer <key>``; by default ``$CODI2_API_KEY`` (if set).
         timeout: seconds to wait for an answer (a long diffusion decode counts); connecting has 10 s.
         max_retries: retries after the first attempt, for retryable failures.
@@ -120,7 +137,7 @@ class RemoteBackend(Backend):
         if not base_url:
             raise InvalidRequestError("RemoteBackend needs the server's address: pass base_url or set CODI2_BASE_URL")
         api_key = api_key if api_key is not None else os.environ.get("CODI2_API_KEY")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _server_address(base_url)
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
