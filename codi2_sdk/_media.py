@@ -391,7 +391,7 @@ def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarr
         if stream.codec_context is None:  # a container that names a video stream it cannot decode
             raise InvalidMediaError("video data cannot be decoded (its video stream has no codec)")
         fps = float(stream.average_rate or stream.guessed_rate or 0)
-        claimed = int(stream.frames or 0)
+        promised = claimed = int(stream.frames or 0)  # read while open: PyAV 18.1.1 refuses it after close
         if not claimed and stream.duration and stream.time_base:
             claimed = round(float(stream.duration * stream.time_base) * fps)
         check_video_shape(claimed, stream.codec_context.width, stream.codec_context.height, fps or 1.0)
@@ -411,9 +411,9 @@ def _decode_container(data: bytes, keep: bool) -> tuple[VideoInfo, list[np.ndarr
         width, height = stream.codec_context.width, stream.codec_context.height
     if count == 0:
         raise InvalidMediaError("video has no frames")
-    if stream.frames and count < stream.frames:  # the container's frame count is exact (MP4's sample table)
+    if promised and count < promised:  # the container's frame count is exact (MP4's sample table)
         raise InvalidMediaError(
-            f"the video's header promises {stream.frames:,} frames, but only {count:,} can be decoded: "
+            f"the video's header promises {promised:,} frames, but only {count:,} can be decoded: "
             "it is truncated or its header lies"
         )
     check_video_shape(count, width, height, fps)
