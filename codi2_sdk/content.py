@@ -50,6 +50,7 @@ __all__ = [
     "Provenance",
     "Text",
     "open_media",
+    "picture_or_clip",
 ]
 
 MediaModality = Literal["image", "audio", "video"]
@@ -492,6 +493,14 @@ MEDIA_PARTS: dict[MediaModality, type[Image] | type[Audio] | type[Video]] = {
 """The content part class of each medium: the one registry of media kinds that the rest derives from."""
 
 
+def picture_or_clip(image: Image) -> Image | Video:
+    """``image`` as a :class:`Video` when it is an animated GIF or WebP, else as it is: where a file's kind is
+    known only from its format, an animation is a clip."""
+    if image.mime_type in _media.VIDEO_IMAGE_FORMATS.values() and _media.is_animated(image.data):
+        return Video.from_bytes(image.data, mime_type=image.mime_type)
+    return image
+
+
 def open_media(path: str | os.PathLike[str]) -> MediaPart:
     """Open a picture, sound or video file as its part, by the file's suffix (``.png``, ``.wav``, ``.mp4``,
     ...); a GIF or WebP is a :class:`Video` when it is animated and an :class:`Image` when it is still (open it
@@ -503,10 +512,7 @@ def open_media(path: str | os.PathLike[str]) -> MediaPart:
     """
     suffix = Path(path).suffix.lower()
     if suffix in _media.IMAGE_SUFFIXES:
-        image = Image.open(path)
-        if image.mime_type in _media.VIDEO_IMAGE_FORMATS.values() and _media.is_animated(image.data):
-            return Video.from_bytes(image.data, mime_type=image.mime_type)
-        return image
+        return picture_or_clip(Image.open(path))
     if suffix in _media.AUDIO_SUFFIXES:
         return Audio.open(path)
     if suffix in _media.VIDEO_SUFFIXES:

@@ -9,7 +9,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import ToolException
 
-from codi2_sdk import Audio, Image, InvalidMediaError, Message, Text, samples
+from codi2_sdk import Audio, Image, InvalidMediaError, Message, Text, Video, samples
 from codi2_sdk.agents import ChatCoDi2, MediaStore, codi2_toolkit
 from codi2_sdk.backends.local import LocalBackend
 from codi2_sdk.formats import (
@@ -146,7 +146,6 @@ def test_a_scripted_agent_loop_generates_then_edits_in_context(backend, tmp_path
 def test_video_tools_make_edit_and_describe_videos(tmp_path: Path) -> None:
     """With codi2-mini: a picture set in motion, a video edited the way one pair shows, and both described; the
     videos land in the store's folder and a clip is refused where a video is needed."""
-    from codi2_sdk import Video
     from codi2_sdk.mini.clips import Clip, probe_clip
 
     inputs = tmp_path / "inputs"
@@ -202,7 +201,7 @@ async def test_chat_model_ainvoke(backend) -> None:
     assert reply.content[0]["type"] == "audio"
 
 
-def test_converters_round_trip(image, audio) -> None:
+def test_converters_round_trip(image, audio, tmp_path: Path) -> None:
     parts = [Text("look:"), image, audio]
     assert from_langchain_blocks(to_langchain_blocks(parts)) == parts
     openai = to_openai_parts(parts)
@@ -219,6 +218,8 @@ def test_converters_round_trip(image, audio) -> None:
     (resource,) = to_mcp_content([video])
     assert resource["type"] == "resource" and resource["resource"]["mimeType"] == "video/mp4"
     assert from_mcp_content([resource]) == [video]
+    gif = Video.from_bytes(video.save(tmp_path / "clip.gif").read_bytes())  # a video kept as an animated GIF
+    assert from_mcp_content(to_mcp_content([gif])) == [gif]
 
 
 def test_converters_encode_to_the_formats_each_side_takes(image, audio, tmp_path: Path) -> None:

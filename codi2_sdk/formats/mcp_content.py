@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..content import Audio, Image, Part, Text, Video
+from ..content import Audio, Image, Part, Text, Video, picture_or_clip
 from ..errors import InvalidMediaError
 from ._common import as_png, as_wav, b64, block_type, unb64
 
@@ -58,4 +58,5 @@ def _from_blob(resource: dict[str, Any]) -> Image | Audio | Video:
     kind = kinds.get(mime.partition("/")[0])
     if kind is None:
         raise InvalidMediaError(f"an MCP resource of type {mime or 'unknown'!r} is not an image, audio or video")
-    return kind.from_bytes(unb64(resource["blob"]), mime_type=mime)
+    part = kind.from_bytes(unb64(resource["blob"]), mime_type=mime)
+    return picture_or_clip(part) if isinstance(part, Image) else part  # an animated GIF is a video's resource
