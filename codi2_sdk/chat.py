@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .backends.base import Backend
-from .content import Audio, Image, Part, Text, Video, open_media
+from .content import MEDIA_PARTS, Part, Text, open_media
 from .conversation import Conversation
 from .errors import Codi2Error, describe_error
 from .events import MediaDone, TextDelta
@@ -31,7 +31,7 @@ from .events import MediaDone, TextDelta
 __all__ = ["chat"]
 
 HELP = "\n\n".join(__doc__.split("\n\n")[1:3]) if __doc__ else ""  # the lead sentence and the commands
-_ATTACH: dict[str, type[Image] | type[Audio] | type[Video]] = {"/image": Image, "/audio": Audio, "/video": Video}
+_ATTACH = {f"/{kind}": part for kind, part in MEDIA_PARTS.items()}  # /image, /audio, /video
 
 
 class _Session:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..content import Audio, Image, Part, Text, Video, picture_or_clip
+from ..content import MEDIA_PARTS, Audio, Image, Part, Text, Video, picture_or_clip
 from ..errors import InvalidMediaError
 from ._common import as_png, as_wav, b64, block_type, unb64
 
@@ -54,8 +54,7 @@ def from_mcp_content(content: Iterable[Any]) -> list[Text | Image | Audio | Vide
 
 def _from_blob(resource: dict[str, Any]) -> Image | Audio | Video:
     mime = str(resource.get("mimeType") or "")
-    kinds: dict[str, type[Image] | type[Audio] | type[Video]] = {"image": Image, "audio": Audio, "video": Video}
-    kind = kinds.get(mime.partition("/")[0])
+    kind = MEDIA_PARTS.get(mime.partition("/")[0])  # type: ignore[call-overload]
     if kind is None:
         raise InvalidMediaError(f"an MCP resource of type {mime or 'unknown'!r} is not an image, audio or video")
     part = kind.from_bytes(unb64(resource["blob"]), mime_type=mime)
