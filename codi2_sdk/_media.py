@@ -306,6 +306,17 @@ VIDEO_CONTAINERS = {"mov,mp4,m4a,3gp,3g2,mj2": "video/mp4", "matroska,webm": "vi
 VIDEO_IMAGE_FORMATS = {"GIF": "image/gif", "WEBP": "image/webp"}
 """Animated image formats accepted as video (read with Pillow)."""
 VIDEO_SUFFIXES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".webm": "video/webm", ".gif": "image/gif"}
+SUFFIX_OF_MIME = {
+    mime: suffix
+    for suffix, mime in reversed(
+        [
+            *((s, IMAGE_FORMATS[f]) for s, f in IMAGE_SUFFIXES.items()),
+            *((s, AUDIO_FORMATS[f]) for s, f in AUDIO_SUFFIXES.items()),
+            *VIDEO_SUFFIXES.items(),
+        ]
+    )
+}
+"""The usual file suffix of each MIME type read here (the first suffix listed for it: ``.jpg``, ``.mp4``)."""
 
 
 @dataclass(frozen=True)

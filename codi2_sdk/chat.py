@@ -78,8 +78,7 @@ class _Session:
             elif isinstance(event, MediaDone):
                 self.made += 1
                 self.out.mkdir(parents=True, exist_ok=True)
-                suffix = {"image": ".png", "audio": ".wav", "video": ".mp4"}[event.part.type]
-                path = event.part.save(self.out / f"{self.made:03d}-{event.part.type}{suffix}")  # type: ignore[union-attr]
+                path = event.part.save(self.out / f"{self.made:03d}-{event.part.type}{event.part.suffix}")
                 self.show(f" [{event.part.type}: {path}] ", end="")
         self.show()
         self.attached = []

@@ -130,6 +130,12 @@ class _Media(SDKModel):
         return part_html(self)
 
     @property
+    def suffix(self) -> str:
+        """The file suffix of the medium's own format (``.png``, ``.jpg``, ``.wav``, ``.mp4``, ``.gif``, ...):
+        :meth:`save` to a name with it writes the bytes unchanged."""
+        return _media.SUFFIX_OF_MIME[str(self.mime_type)]
+
+    @property
     def sha256(self) -> str:
         """Hex SHA-256 of the encoded bytes: equal media have equal hashes."""
         return hashlib.sha256(self.data).hexdigest()

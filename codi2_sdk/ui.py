@@ -59,9 +59,8 @@ class _Session:
 
     def file_of(self, part: MediaPart) -> str:
         """The medium as a file in the session's folder (named by its content, so written once)."""
-        suffix = {"image": ".png", "audio": ".wav", "video": ".mp4"}[part.type]
-        if part.type == "image" and part.mime_type == "image/gif":
-            suffix = ".gif"
+        # browsers show every picture and sound format read here, and play MP4 and WebM, but not a GIF as a video
+        suffix = ".mp4" if part.type == "video" and str(part.mime_type).startswith("image/") else part.suffix
         path = self.folder / f"{part.sha256[:16]}{suffix}"
         if not path.exists():
             part.save(path)

@@ -257,3 +257,28 @@ def test_sixteen_bit_grey_keeps_its_tones_on_the_way_to_the_model(tmp_path: Path
     seen = image_to_tensor([image], 64, height=8)[0]  # what an encoder reads, in [-1, 1]
     expected = torch.from_numpy(ramp / 65535.0 * 2 - 1).float()
     assert torch.allclose(seen[0], expected, atol=0.02) and torch.equal(seen[0], seen[2])  # not clipped to white
+
+
+def test_every_format_is_saved_under_its_own_suffix_unchanged(tmp_path: Path) -> None:
+    """``part.suffix`` names the format the bytes are in, so saving under it (as the agent store and ``codi2 chat``
+    do) writes the file a user gave, byte for byte, and reads back as the same part."""
+    from codi2_sdk import Video, samples
+    from codi2_sdk.agents import MediaStore
+    from codi2_sdk.content import open_media
+
+    picture, sound = samples.picture("a small red circle on the left"), samples.sound("two sine beeps at mi")
+    clip = samples.clip("a large blue square moving to the right")
+    for name, part in (("p.jpg", picture), ("p.webp", picture), ("p.bmp", picture), ("c.gif", clip)):
+        part.save(tmp_path / name)
+    sound.save(tmp_path / "s.flac")
+    sound.save(tmp_path / "s.ogg")
+    files = sorted(tmp_path.iterdir())
+    store = MediaStore(tmp_path / "store")
+    for path in files:
+        part = open_media(path)
+        assert part.suffix == path.suffix
+        ref = store.put(part)
+        kept = tmp_path / "store" / f"{ref}{path.suffix}"
+        assert kept.read_bytes() == path.read_bytes() and open_media(kept) == part
+    assert [picture.suffix, sound.suffix, clip.suffix] == [".png", ".wav", ".mp4"]
+    assert isinstance(open_media(tmp_path / "store" / "video_1.gif"), Video)

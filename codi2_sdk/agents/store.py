@@ -21,8 +21,6 @@ __all__ = ["MediaStore"]
 _ID = re.compile(r"^(image|audio|video)_\d+$")
 MEDIUM_NOUNS = {"image": "an image", "audio": "an audio clip", "video": "a video"}
 """How messages to agents name each kind of medium."""
-_DEFAULT_SUFFIX = {"image": ".png", "audio": ".wav", "video": ".mp4"}
-_SUFFIXES = {"image/gif": ".gif", "image/webp": ".webp", "video/webm": ".webm"}  # formats kept as they are
 MAX_REFERENCE_LENGTH = 4096
 """Longest reference accepted (a path, or an id)."""
 
@@ -31,8 +29,9 @@ class MediaStore:
     """Holds media for tools and hands out ids.
 
     Args:
-        directory: if given, every stored medium is also written there as ``<id>.png`` / ``<id>.wav`` /
-            ``<id>.mp4`` (and the folder is readable by reference, like an allowed root).
+        directory: if given, every stored medium is also written there in its own format, named by its id
+            (``image_1.png``, ``image_2.jpg``, ``audio_1.wav``, ``video_1.mp4``; :attr:`~codi2_sdk.Image.suffix`),
+            and the folder is readable by reference, like an allowed root.
         allowed_roots: folders whose files may be referenced by path.
     """
 
@@ -55,7 +54,7 @@ class MediaStore:
             ref = f"{part.type}_{self._counts[part.type]}"
             self._items[ref] = part
         if self.directory is not None:
-            part.save(self.directory / f"{ref}{_SUFFIXES.get(str(part.mime_type), _DEFAULT_SUFFIX[part.type])}")
+            part.save(self.directory / f"{ref}{part.suffix}")
         return ref
 
     def __contains__(self, ref: object) -> bool:

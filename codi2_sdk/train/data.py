@@ -103,13 +103,9 @@ class ManifestWriter:
 
     def medium(self, part: Image | Audio | Video, stem: str) -> str:
         """Copy a checked medium beside the manifest; returns its path relative to the manifest's folder."""
-        mime = part.mime_type or ""
-        suffix = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}.get(
-            mime, "." + mime.split("/")[-1].replace("mpeg", "mp3")
-        )
         self._count += 1
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]
-        relative = f"media/{self._count:08d}-{safe}{suffix}"
+        relative = f"media/{self._count:08d}-{safe}{part.suffix}"
         part.save(self.root / relative)
         return relative
 
