@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import difflib
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ __all__ = ["SDKModel"]
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("codi2_validation_depth", default=0)
 
 
-def _outermost(name: str, validate: Callable[[], Any]) -> Any:
+def _outermost(model: type[BaseModel], validate: Callable[[], Any]) -> Any:
     """Run ``validate``; the outermost model turns pydantic's error into the SDK's (nested ones pass it up, so
     the paths name the whole way down)."""
     token = _depth.set(_depth.get() + 1)
@@ -25,9 +27,50 @@ def _outermost(name: str, validate: Callable[[], Any]) -> Any:
     except ValidationError as exc:
         if _depth.get() > 1:
             raise
-        raise invalid_request(exc, name) from None
+        hints = {
+            tuple(e["loc"]): _unknown_field_hint(model, tuple(e["loc"]))
+            for e in exc.errors()[:5]
+            if e["type"] == "extra_forbidden"
+        }
+        raise invalid_request(exc, model.__name__, hints) from None
     finally:
         _depth.reset(token)
+
+
+def _models_in(annotation: Any) -> set[type[BaseModel]]:
+    """The pydantic models an annotation holds (``X``, ``X | None``, ``list[X]``, a union of parts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation}
+    return {model for arg in typing.get_args(annotation) for model in _models_in(arg)}
+
+
+def _unknown_field_hint(model: type[BaseModel], location: tuple[int | str, ...]) -> str:
+    """What to say of a field that is not at ``location``: "unknown field", and the field meant where one is plain
+    (a close spelling, or a field of a nested section: ``max_new_tokens`` -> ``text.max_new_tokens``)."""
+    *path, key = location
+    holders = {model}
+    for step in path:
+        if isinstance(step, int):  # an index into a list
+            continue
+        tagged = {m for m in holders if getattr(m.model_fields.get("type"), "default", None) == step}
+        if len(holders) > 1 and tagged:  # a discriminated union's tag names the member
+            holders = tagged
+            continue
+        field = holders.pop().model_fields.get(step) if len(holders) == 1 else None
+        holders = _models_in(field.annotation) if field is not None else set()
+    if len(holders) != 1 or not isinstance(key, str):
+        return "unknown field"
+    fields = holders.pop().model_fields
+    prefix = "".join(f"{step}." for step in path)
+    meant = [
+        f"{prefix}{name}.{key}"
+        for name, field in fields.items()
+        if any(key in m.model_fields for m in _models_in(field.annotation))
+    ] or [
+        prefix + name
+        for name in [*(n for n in fields if n.startswith(key)), *difflib.get_close_matches(key, fields, n=1)][:1]
+    ]
+    return f"unknown field; did you mean {' or '.join(meant)}?" if meant else "unknown field"
 
 
 class SDKModel(BaseModel):
@@ -41,12 +84,12 @@ class SDKModel(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     def __init__(self, /, **data: Any) -> None:
-        _outermost(type(self).__name__, lambda: super(SDKModel, self).__init__(**data))
+        _outermost(type(self), lambda: super(SDKModel, self).__init__(**data))
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        return _outermost(cls.__name__, lambda: super(SDKModel, cls).model_validate(obj, *args, **kwargs))  # type: ignore[no-any-return]
+        return _outermost(cls, lambda: super(SDKModel, cls).model_validate(obj, *args, **kwargs))  # type: ignore[no-any-return]
 
     @classmethod
     def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> Self:
-        return _outermost(cls.__name__, lambda: super(SDKModel, cls).model_validate_json(json_data, *args, **kwargs))  # type: ignore[no-any-return]
+        return _outermost(cls, lambda: super(SDKModel, cls).model_validate_json(json_data, *args, **kwargs))  # type: ignore[no-any-return]

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pydantic import ValidationError
 
 __all__ = [
@@ -329,9 +331,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, APIConnectionError)
 
 
-def invalid_request(exc: ValidationError, what: str) -> InvalidRequestError:
-    """A pydantic validation error as an :class:`InvalidRequestError` naming each field's path."""
-    problems = "; ".join(_problem(e["loc"], e["msg"]) for e in exc.errors()[:5])
+def invalid_request(
+    exc: ValidationError, what: str, hints: Mapping[tuple[int | str, ...], str] | None = None
+) -> InvalidRequestError:
+    """A pydantic validation error as an :class:`InvalidRequestError` naming each field's path (and, from
+    ``hints``, messages to say instead of pydantic's for some paths)."""
+    hints = hints or {}
+    problems = "; ".join(_problem(e["loc"], hints.get(tuple(e["loc"]), e["msg"])) for e in exc.errors()[:5])
     more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
     error = InvalidRequestError(f"invalid {what}: {problems}{more}")
     error.errors = exc.errors(include_url=False)  # type: ignore[attr-defined]

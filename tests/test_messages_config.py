@@ -7,8 +7,10 @@ import pytest
 
 from codi2_sdk import (
     Audio,
+    Conversation,
     Example,
     GenerationConfig,
+    GenerationRequest,
     Image,
     InvalidRequestError,
     Message,
@@ -63,6 +65,27 @@ def test_config_defaults_and_ranges() -> None:
     with pytest.raises(InvalidRequestError, match=r"image\.steps") as info:
         GenerationConfig(image={"steps": 0})  # built directly too: the SDK's error, naming the field
     assert info.value.errors[0]["loc"] == ("image", "steps")  # type: ignore[attr-defined]
+
+
+def test_a_misplaced_or_misspelt_setting_names_the_one_meant() -> None:
+    cases = {
+        "max_new_tokens": r"max_new_tokens: unknown field; did you mean text\.max_new_tokens\?",
+        "steps": r"steps: unknown field; did you mean image\.steps or audio\.steps or video\.steps\?",
+        "sed": r"sed: unknown field; did you mean seed\?",
+        "output": r"did you mean output_modality\?",
+        "colour": r"colour: unknown field$",
+    }
+    for key, message in cases.items():
+        with pytest.raises(InvalidRequestError, match=message):
+            Conversation(config={key: 3})
+    with pytest.raises(InvalidRequestError, match=r"image\.step: unknown field; did you mean image\.steps\?"):
+        GenerationConfig(image={"step": 3})
+    # the same in a request as the server reads it, down through the list of messages and the union of parts
+    body = {"messages": [{"role": "user", "parts": [{"type": "text", "txt": "hi"}]}], "config": {"steps": 3}}
+    with pytest.raises(InvalidRequestError) as info:
+        GenerationRequest.model_validate(body)
+    assert "messages.0.parts.0.text.txt: unknown field; did you mean messages.0.parts.0.text.text?" in str(info.value)
+    assert "config.steps: unknown field; did you mean config.image.steps or" in str(info.value)
 
 
 def test_config_merge_is_deep_and_validated() -> None:
