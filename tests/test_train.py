@@ -79,3 +79,32 @@ def test_finetune_resumes_from_its_checkpoint(tmp_path: Path, image: Image) -> N
     assert [entry.step for entry in logs] == [4, 5, 6]
     for (name, a), b in zip(straight.llm.named_parameters(), resumed.llm.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_a_run_that_cannot_train_is_refused_before_the_model_changes(tmp_path: Path, image: Image) -> None:
+    from model_fixtures import tiny_model
+
+    from codi2_sdk import InvalidRequestError
+    from codi2_sdk.train.align import align_decoders, align_llm
+
+    conv = Conversation.load(_saved_conversation(tmp_path, image))
+    data = examples_from_conversation(conv)
+    model = tiny_model(seed=3)
+    assert not model.has_lora
+    for data_given, settings, message in [
+        ([], {}, r"data is empty: there is nothing to train on \(examples_from_conversation"),
+        (examples_from_conversation(Conversation()), {}, "data is empty"),  # a conversation with no answers
+        (conv, {}, "data must be a list of TrainingExample, not Conversation"),
+        (["draw a red square"], {}, r"data\[0\] is a str, not a TrainingExample"),
+        (data, {"steps": 0}, "steps must be a whole number of at least 1, not 0"),
+        (data, {"batch_size": 0}, "batch_size must be"),
+        (data, {"lr": float("nan")}, "lr must be a positive number"),
+    ]:
+        with pytest.raises(InvalidRequestError, match=message):
+            finetune(model, data_given, **{"steps": 1, "lora": LoraSpec(r=4), **settings})
+    assert not model.has_lora  # no adapter was added by the refused runs
+    with pytest.raises(InvalidRequestError, match=r"data\[0\] is a TrainingExample, not a CaptionedMedium"):
+        align_decoders(model, data, steps=1)
+    with pytest.raises(InvalidRequestError, match=r"data is empty.*load_manifest"):
+        align_llm(model, [], steps=1)
+    assert not model.has_lora

@@ -44,7 +44,7 @@ from ..model import CoDi2Model, LossWeights, TrainingExample
 from ..model.fullscale.assembly import paper_lora
 from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
-from .loop import StepLog, train_loop
+from .loop import StepLog, check_training_run, train_loop
 
 __all__ = [
     "PAPER_LOSS",
@@ -72,6 +72,9 @@ class CaptionedMedium:
     @property
     def modality(self) -> str:
         return self.part.type
+
+
+_MANIFEST_HINT = " (load_manifest(path).captions and .conversations give them from a manifest)"
 
 
 @dataclass
@@ -185,6 +188,7 @@ def align_decoders(
     Raises:
         InvalidRequestError: no captioned medium has a pipeline decoder in ``model``.
     """
+    check_training_run(data, CaptionedMedium, steps=steps, batch_size=batch_size, lr=lr, hint=_MANIFEST_HINT)
     decoders = {m: d for m, d in model.decoders.items() if isinstance(d, PipelineDecoder)}
     groups = {m: [item for item in data if item.modality == m] for m in decoders}
     phases = _phases(groups)
@@ -249,6 +253,7 @@ def align_llm(
     paper's loss, one modality per step in turn (a conversation's modality is its answer's medium, else its
     last input medium, else text). The LLM's own weights stay frozen: a model without a LoRA gets the paper's
     (rank 128, with the special tokens' embedding rows)."""
+    check_training_run(data, TrainingExample, steps=steps, batch_size=batch_size, lr=lr, hint=_MANIFEST_HINT)
     groups: dict[str, list[TrainingExample]] = {}
     for example in data:
         groups.setdefault(_modality_of(example), []).append(example)

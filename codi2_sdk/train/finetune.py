@@ -13,7 +13,7 @@ import torch
 
 from ..conversation import Conversation
 from ..model import CoDi2Model, LoraSpec, TrainingExample
-from .loop import StepLog, train_loop
+from .loop import StepLog, check_training_run, train_loop
 
 __all__ = ["TrainingLog", "examples_from_conversation", "finetune"]
 
@@ -108,7 +108,20 @@ def finetune(
             with the same folder resumes from its last state.
         accelerator: an ``accelerate.Accelerator`` to train on the processes ``accelerate launch`` started
             (each draws its own batches: the seed is offset by the process index).
+
+    Raises:
+        InvalidRequestError: no examples, something else than :class:`TrainingExample` in ``data``, or a
+            setting that cannot train (``steps`` or ``batch_size`` below 1, ``lr`` not positive); the model is
+            left as it was.
     """
+    check_training_run(
+        data,
+        TrainingExample,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        hint=" (examples_from_conversation(conversation) gives one TrainingExample per assistant turn)",
+    )
     _mark_trainable(model, lora, train_projectors)
     rank = accelerator.process_index if accelerator is not None else 0
     torch.manual_seed(seed + rank)

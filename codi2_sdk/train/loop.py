@@ -24,13 +24,35 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-__all__ = ["StepLog", "train_loop"]
+from ..errors import InvalidRequestError
+
+__all__ = ["StepLog", "check_training_run", "train_loop"]
 
 Rng = random.Random | np.random.Generator
 """The step function's random generator: Python's or numpy's; its state is checkpointed either way."""
 StepFn = Callable[[int, Any, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
 """``(step, rng, module) -> loss``, or a mapping with ``"loss"`` and other terms to log; ``module`` is the
 trained module as prepared (wrapped for data parallelism under ``accelerate``): call it for the loss."""
+
+
+def check_training_run(data: Any, item: type, *, steps: int, batch_size: int, lr: float, hint: str = "") -> None:
+    """Refuse a run that cannot train before anything about the model changes: ``data`` a non-empty sequence of
+    ``item`` (or a function that draws batches), ``steps`` and ``batch_size`` positive whole numbers, ``lr``
+    positive. ``hint`` says where such data comes from."""
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidRequestError(f"{name} must be a whole number of at least 1, not {value!r}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < float("inf"):
+        raise InvalidRequestError(f"lr must be a positive number, not {lr!r}")
+    if callable(data):
+        return
+    if isinstance(data, (str, bytes)) or not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+        raise InvalidRequestError(f"data must be a list of {item.__name__}, not {type(data).__name__}{hint}")
+    if len(data) == 0:
+        raise InvalidRequestError(f"data is empty: there is nothing to train on{hint}")
+    wrong = next((i for i, each in enumerate(data) if not isinstance(each, item)), None)
+    if wrong is not None:
+        raise InvalidRequestError(f"data[{wrong}] is a {type(data[wrong]).__name__}, not a {item.__name__}{hint}")
 
 
 @dataclass
