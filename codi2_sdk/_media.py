@@ -7,9 +7,11 @@ memory is spent on it. Every refusal is an :class:`~codi2_sdk.errors.InvalidMedi
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: ``import codi2_sdk`` stays light (tools/bench/import_time.py)
@@ -69,6 +71,13 @@ def normalize_mime(mime_type: str) -> str:
     """Lower-case a MIME type and map common aliases (``image/jpg``, ``audio/x-wav``) to one name."""
     mime = mime_type.strip().lower()
     return MIME_ALIASES.get(mime, mime)
+
+
+def special_file(path: Path) -> bool:
+    """Whether ``path`` is a device, pipe or socket: reading one may block until a writer comes (a pipe) or never
+    end (``/dev/zero``). A missing file raises ``FileNotFoundError``, as ``open()`` would."""
+    mode = path.stat().st_mode
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a directory raises IsADirectoryError on open()
 
 
 def check_size(data: bytes, what: str) -> None:

@@ -479,10 +479,16 @@ class Video(_Media):
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:
     path = Path(path)
-    size = path.stat().st_size  # FileNotFoundError for a missing file, as open() would raise
-    if size > _media.MAX_MEDIA_BYTES:
-        raise MediaTooLargeError(f"{path} is {size:,} bytes, over the limit of {_media.MAX_MEDIA_BYTES:,} bytes")
-    return path.read_bytes()
+    if _media.special_file(path):
+        raise InvalidMediaError(f"{path} is not a regular file (a device, pipe or socket)")
+    limit, size = _media.MAX_MEDIA_BYTES, path.stat().st_size
+    if size > limit:
+        raise MediaTooLargeError(f"{path} is {size:,} bytes, over the limit of {limit:,} bytes")
+    with path.open("rb") as file:
+        data = file.read(limit + 1)  # bounded all the same: a file may grow, or report no size (/proc)
+    if len(data) > limit:
+        raise MediaTooLargeError(f"{path} is over the limit of {limit:,} bytes")
+    return data
 
 
 Part = Annotated[Text | Image | Audio | Video, Field(discriminator="type")]

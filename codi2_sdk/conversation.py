@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError
 
+from . import _media
 from ._base import SDKModel
 from .backends.base import Backend
 from .config import GenerationConfig
@@ -255,7 +256,9 @@ class Conversation:
                 holds invalid messages or media.
         """
         path = Path(path)
-        data = path.read_bytes()  # a missing file is FileNotFoundError, as for open()
+        if _media.special_file(path):  # a missing file is FileNotFoundError, as for open()
+            raise ConversationFileError(f"{path} is not a regular file (a device, pipe or socket)")
+        data = path.read_bytes()
         try:
             raw = json.loads(data)
         except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or nested too deeply to parse

@@ -282,3 +282,35 @@ def test_every_format_is_saved_under_its_own_suffix_unchanged(tmp_path: Path) ->
         assert kept.read_bytes() == path.read_bytes() and open_media(kept) == part
     assert [picture.suffix, sound.suffix, clip.suffix] == [".png", ".wav", ".mp4"]
     assert isinstance(open_media(tmp_path / "store" / "video_1.gif"), Video)
+
+
+def test_a_pipe_or_device_is_refused_instead_of_read_forever(tmp_path: Path) -> None:
+    """A named pipe blocks a reader until some writer comes, and ``/dev/zero`` never ends: neither may stall a
+    caller (an agent tool opening files by path, an app loading what a user named) or fill its memory."""
+    import os
+    import threading
+
+    from codi2_sdk import Conversation, ConversationFileError
+
+    pipe = tmp_path / "beeps.wav"
+    os.mkfifo(pipe)
+    outcomes: list[BaseException | None] = []
+
+    def read_them() -> None:
+        for read in (Audio.open, Conversation.load):
+            try:
+                read(pipe)
+                outcomes.append(None)
+            except (InvalidMediaError, ConversationFileError) as exc:
+                outcomes.append(exc)
+
+    reader = threading.Thread(target=read_them, daemon=True)
+    reader.start()
+    reader.join(timeout=30)
+    if reader.is_alive():  # the old behaviour: let the blocked reader end before failing
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+    assert not reader.is_alive() and len(outcomes) == 2, "reading a pipe blocked"
+    assert all("not a regular file (a device, pipe or socket)" in str(exc) for exc in outcomes)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(InvalidMediaError, match="not a regular file"):
+            Image.open("/dev/zero")

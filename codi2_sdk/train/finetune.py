@@ -21,6 +21,9 @@ BatchSource = Sequence[TrainingExample] | Callable[[random.Random, int], list[Tr
 """Training data: a fixed list (sampled with replacement), or a function ``(rng, batch_size) -> batch``."""
 
 
+_EXAMPLES_HINT = " (examples_from_conversation(conversation) gives one TrainingExample per assistant turn)"
+
+
 @dataclass
 class TrainingLog:
     """One logged step."""
@@ -100,8 +103,7 @@ def finetune(
 
     Args:
         data: training examples, or a function drawing a batch from ``(rng, batch_size)``.
-        lora: the adapter to add and train (the LLM's own weights stay frozen); ``None`` trains the whole
-            LLM (how a small model is trained from scratch).
+        lora: the adapter to add and train (the LLM's own weights stay frozen); ``None`` trains the whole LLM.
         train_projectors: also train the input projectors and output heads.
         seed: seeds the batch draws and torch's generator (dropout).
         checkpoint_dir: where to keep a resumable state every ``checkpoint_every`` steps; a run started
@@ -110,18 +112,9 @@ def finetune(
             (each draws its own batches: the seed is offset by the process index).
 
     Raises:
-        InvalidRequestError: no examples, something else than :class:`TrainingExample` in ``data``, or a
-            setting that cannot train (``steps`` or ``batch_size`` below 1, ``lr`` not positive); the model is
-            left as it was.
+        InvalidRequestError: a run that cannot train (:func:`~codi2_sdk.train.loop.check_training_run`), unchanged.
     """
-    check_training_run(
-        data,
-        TrainingExample,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        hint=" (examples_from_conversation(conversation) gives one TrainingExample per assistant turn)",
-    )
+    check_training_run(data, TrainingExample, steps=steps, batch_size=batch_size, lr=lr, hint=_EXAMPLES_HINT)
     _mark_trainable(model, lora, train_projectors)
     rank = accelerator.process_index if accelerator is not None else 0
     torch.manual_seed(seed + rank)
