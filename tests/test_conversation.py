@@ -321,3 +321,15 @@ def test_a_save_killed_at_any_moment_leaves_the_old_file_or_the_new_one_whole(tm
         assert len(conv.history[0].audios[0].to_numpy()) == int(turn.split()[-1])
         seen.add(turn)
     assert len(seen) == 2  # the kills landed while each of the two was being written
+
+
+async def test_cancelling_an_async_send_stops_the_generation() -> None:
+    """``asend`` runs as a stream: when its caller gives up (a timeout, a cancelled task), the backend's stream is
+    closed, so the work behind it stops instead of running on in a thread, and the turn is not appended."""
+    import asyncio
+
+    backend = SlowStreamingBackend()  # streams forever; its generate() is never called
+    conv = Conversation(backend=backend)
+    with pytest.raises(asyncio.TimeoutError):  # the builtin TimeoutError from Python 3.11
+        await asyncio.wait_for(conv.asend("draw"), timeout=0.2)
+    assert backend.closed and conv.history == []

@@ -12,8 +12,9 @@ In-process streams raise on failure; :class:`ErrorEvent` exists for the wire pro
 server sends it as the last event and the remote client raises the matching exception.
 
 Subclasses must implement :attr:`capabilities` and :meth:`generate`. The defaults derive the rest:
-:meth:`stream` replays :meth:`generate`'s answer, :meth:`agenerate` and :meth:`astream` run the sync
-methods in a worker thread. Real backends override them to stream and cancel for real.
+:meth:`stream` replays :meth:`generate`'s answer, :meth:`astream` runs :meth:`stream` in a worker thread and
+:meth:`agenerate` takes the answer from :meth:`astream`, so a backend that streams for real (and stops when its
+stream is closed) is cancelled by cancelling either async call.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, ModelError, error_from_code
 from ..events import (
     Capabilities,
     Done,
@@ -75,10 +76,20 @@ class Backend(ABC):
         yield from events_from_message(self.generate(request))
 
     async def agenerate(self, request: GenerationRequest) -> Message:
-        """Async twin of :meth:`generate`."""
-        import asyncio  # here, not at import: ``import codi2_sdk`` stays light
-
-        return await asyncio.to_thread(self.generate, request)
+        """Async twin of :meth:`generate`: the :class:`Done` answer of :meth:`astream`, so cancelling it
+        (``asyncio.wait_for``, a task's ``cancel()``) closes the stream and stops the generation."""
+        events = self.astream(request)
+        try:
+            async for event in events:
+                if isinstance(event, ErrorEvent):
+                    raise error_from_code(event.code, event.message)
+                if isinstance(event, Done):
+                    return event.message
+        finally:
+            aclose = getattr(events, "aclose", None)  # an async generator: stop what it runs
+            if aclose is not None:
+                await aclose()
+        raise ModelError(f"{self.capabilities.model}: the stream ended without an answer")
 
     async def astream(self, request: GenerationRequest) -> AsyncIterator[Event]:
         """Async twin of :meth:`stream`; closing it (or cancelling its task) cancels the generation."""
