@@ -17,6 +17,7 @@ A conversation is not safe to share between threads or concurrent tasks: give ea
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -225,6 +226,10 @@ class Conversation:
         behind when it crashed are removed.
         """
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a file to save a conversation in", str(path))
+        if not path.parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, f"no folder {str(path.parent)!r} to save {path.name!r} in", str(path))
         record = _ConversationFile(
             system=self.system, config=self.config, examples=self._examples, history=self._history
         )

@@ -214,6 +214,20 @@ def test_scripted_backend_checks_its_script() -> None:
     assert backend.remaining == 1
 
 
+def test_saving_to_a_folder_or_into_a_missing_one_names_the_path_given(tmp_path: Path) -> None:
+    conv = Conversation(backend=ScriptedBackend(["hi"]))
+    conv.send("hello")
+    with pytest.raises(FileNotFoundError, match=r"no folder '.*chats' to save 'today\.json' in") as missing:
+        conv.save(tmp_path / "chats" / "today.json")
+    assert missing.value.filename == str(tmp_path / "chats" / "today.json")
+    (tmp_path / "chat.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="a folder, not a file") as folder:
+        conv.save(tmp_path / "chat.json")
+    assert folder.value.filename == str(tmp_path / "chat.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["chat.json"]  # no temporary file left beside it, or above
+    assert list(tmp_path.parent.glob(f".{tmp_path.name}.*")) == []
+
+
 def test_a_crash_mid_save_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "conv.json"
     conv = Conversation(backend=ScriptedBackend(["first", "second"]))
