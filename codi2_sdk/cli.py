@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._args import PORT, whole_number
 from .errors import Codi2Error, describe_error
 
 if TYPE_CHECKING:
@@ -130,22 +131,24 @@ def _ui(args: argparse.Namespace) -> int:
 
 def _add_eval(sub: Any) -> None:
     parser = sub.add_parser("eval", help="score a model on the codi2-mini world's tasks")
-    parser.add_argument("--cases", type=int, default=20, help="cases per task and split (trained / held-out items)")
+    parser.add_argument(
+        "--cases", type=whole_number(1), default=20, help="cases per task and split (trained / held-out items)"
+    )
     parser.add_argument("--tasks", help="comma-separated task names (default: all)")
     parser.add_argument("--shots", default="1,2,3", help="example counts for the in-context tasks")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole_number(0), default=0)
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
     parser.add_argument("--url", help="evaluate a model behind a codi2 server instead")
     parser.add_argument("--api-key", help="the server's API key")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=whole_number(1), help="torch CPU threads")
     parser.set_defaults(run=_eval)
 
 
 def _add_demo(sub: Any) -> None:
     parser = sub.add_parser("demo", help="show what codi2-mini does: a page of conversations with pictures and sounds")
     parser.add_argument("--out", default="codi2-demo", help="folder for index.html and the media (default codi2-demo)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole_number(0), default=0)
     parser.set_defaults(run=_demo)
 
 
@@ -159,7 +162,7 @@ def _add_chat(sub: Any) -> None:
     parser.add_argument(
         "--out", default="codi2-chat", help="folder for the pictures, sounds and videos the model makes"
     )
-    parser.add_argument("--seed", type=int, help="a seed for reproducible answers")
+    parser.add_argument("--seed", type=whole_number(0), help="a seed for reproducible answers")
     parser.set_defaults(run=_chat)
 
 
@@ -174,7 +177,7 @@ def _add_mcp(sub: Any) -> None:
     )
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp instead of stdio")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=PORT, default=8765)
     parser.set_defaults(run=_mcp)
 
 
@@ -185,7 +188,7 @@ def _add_ui(sub: Any) -> None:
     parser.add_argument("--api-key", help="the server's API key (with --url)")
     parser.add_argument("--page-key", help="ask visitors of the page for this key")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--port", type=PORT, default=7860)
     parser.set_defaults(run=_ui)
 
 

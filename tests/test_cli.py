@@ -162,6 +162,27 @@ def test_a_users_mistake_is_one_line_and_status_1(tmp_path: Path) -> None:
         assert len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
 
 
+def test_a_number_out_of_range_is_a_usage_error_and_a_bad_setting_one_line() -> None:
+    flags = {
+        ("eval", "--cases", "0"): "codi2 eval: error: argument --cases: 0 is out of range: it must be at least 1",
+        ("serve", "--port", "99999"): "argument --port: 99999 is out of range: it must be from 0 to 65535",
+        ("ui", "--port", "http"): "codi2 ui: error: argument --port: 'http' is not a whole number",
+    }
+    for args, message in flags.items():
+        out = subprocess.run([*CODI2, *args], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+    settings = [  # the settings' own limits, from a flag or from a CODI2_* variable
+        (["--max-batch-size", "1000"], {}, "max_batch_size: Input should be less than or equal to 256"),
+        ([], {"CODI2_PORT": "eighty"}, "port: Input should be a valid integer"),
+    ]
+    for args, env, message in settings:
+        out = subprocess.run(
+            [*CODI2, "serve", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 1 and out.stderr.startswith("codi2 serve: error: invalid server settings"), out.stderr
+        assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
 def test_eval_refuses_unknown_tasks() -> None:
     out = subprocess.run([*CODI2, "eval", "--tasks", "juggling"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "unknown tasks: juggling" in out.stderr

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .._args import PORT, whole_number
 from ..errors import Codi2Error, describe_error
 
 __all__ = ["add_serve_arguments", "main", "serve"]
@@ -15,27 +16,29 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``codi2 serve``; each overrides the matching :class:`~codi2_sdk.server.ServerSettings` field."""
     parser.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")
     parser.add_argument("--host", help="bind address (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, help="port (default 8000)")
+    parser.add_argument("--port", type=PORT, help="port (default 8000)")
     parser.add_argument("--api-key", help="require this bearer key (or set CODI2_API_KEY)")
-    parser.add_argument("--max-queue", type=int, help="requests admitted at once; more get 429 (default 8)")
-    parser.add_argument("--max-body-mb", type=int, help="largest request body in MiB (default 64)")
+    parser.add_argument("--max-queue", type=whole_number(1), help="requests admitted at once; more get 429 (default 8)")
+    parser.add_argument("--max-body-mb", type=whole_number(1), help="largest request body in MiB (default 64)")
     parser.add_argument(
-        "--threads", type=int, help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes)"
+        "--threads", type=whole_number(1), help="torch CPU threads (default: OMP_NUM_THREADS, else CPUs / processes)"
     )
     parser.add_argument(
-        "--processes-per-machine", type=int, help="model processes sharing this machine's CPUs (default 1)"
+        "--processes-per-machine", type=whole_number(1), help="model processes sharing this machine's CPUs (default 1)"
     )
     parser.add_argument("--cache-mb", type=float, help="memory for recent prompts' KV caches (default 256; 0: off)")
     parser.add_argument(
         "--max-batch-size",
-        type=int,
+        type=whole_number(1),
         help="batch the LLM and diffusion steps of up to N concurrent requests (default 1: off)",
     )
     parser.add_argument(
         "--max-wait-ms", type=float, help="with batching, the longest a step waits for a busy reader (default 10)"
     )
     parser.add_argument(
-        "--replicas", type=int, help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])"
+        "--replicas",
+        type=whole_number(1),
+        help="serve N model replicas on Ray Serve behind its HTTP proxy (needs codi2-sdk[ray])",
     )
     parser.add_argument(
         "--compile", action="store_true", help="decode compiled over a static cache (the first request compiles)"

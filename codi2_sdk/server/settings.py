@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..errors import invalid_request
 
 if TYPE_CHECKING:
     from ..backends.local import LocalBackend
@@ -20,6 +22,17 @@ class ServerSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix="CODI2_", extra="forbid")
+
+    def __init__(self, **values: Any) -> None:
+        """Settings from ``values``, then ``CODI2_*`` environment variables, then the defaults.
+
+        Raises:
+            InvalidRequestError: a value out of range or of the wrong type, naming the field (and where it came from).
+        """
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise invalid_request(exc, "server settings (options, or CODI2_* environment variables)") from None
 
     model: str = "codi2-mini"
     """Checkpoint name or folder to serve."""

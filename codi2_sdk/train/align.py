@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._args import whole_number
 from ..content import MEDIA_PARTS, MediaPart, Part, Text
 from ..errors import InvalidRequestError, ModelError
 from ..messages import Example, Message
@@ -296,11 +297,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--manifest", required=True, help="the JSONL manifest")
     parser.add_argument("--stage", choices=["decoders", "llm"], required=True)
     parser.add_argument("--out", required=True, help="where the aligned model is saved")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--steps", type=whole_number(1), default=1000)
+    parser.add_argument("--batch-size", type=whole_number(1), default=4)
     parser.add_argument("--lr", type=float, default=None, help="1e-4 for decoders, 2e-4 for the LLM by default")
     parser.add_argument("--diffusion-weight", type=float, default=0.0, help="decoders: weight of the denoising loss")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole_number(0), default=0)
     parser.add_argument("--log", help="a JSONL file for the logged steps (main process)")
     parser.add_argument("--checkpoint-dir", help="keep a resumable state here; a run given the same folder resumes")
     parser.add_argument(

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._args import whole_number
 from ..content import Audio, Image, Video
 from ..errors import Codi2Error
 
@@ -428,9 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     chats.add_argument("--captions", required=True, help="a manifest one of the caption layouts wrote")
     in_context = layouts.add_parser("in-context", help="in-context edit conversations from an edits manifest")
     in_context.add_argument("--edits", required=True, help="the manifest the 'edits' layout wrote")
-    in_context.add_argument("--shots", type=int, default=2)
-    in_context.add_argument("--per-group", type=int, default=4)
-    in_context.add_argument("--seed", type=int, default=0)
+    in_context.add_argument("--shots", type=whole_number(1), default=2)
+    in_context.add_argument("--per-group", type=whole_number(1), default=4)
+    in_context.add_argument("--seed", type=whole_number(0), default=0)
     for sub in (shards, table, audiocaps, wavcaps, webvid, edits, chats, in_context):
         sub.add_argument("--out", required=True, help="the folder for train.jsonl and media/")
     args = parser.parse_args(argv)
