@@ -197,6 +197,29 @@ class Image(_Media):
         return cls(data=_media.encode_image(img, format.upper()), provenance=provenance)
 
     @classmethod
+    def from_numpy(cls, pixels: Any, *, provenance: Provenance | None = None) -> Image:
+        """Encode pixels as PNG: shape ``(height, width)`` (grey), ``(height, width, 3)`` (RGB) or
+        ``(height, width, 4)`` (RGBA); ``uint8``, or floats in [0, 1] (what :meth:`to_numpy` gives back is ``uint8``)."""
+        import numpy as np
+        import PIL.Image
+
+        try:
+            shape = np.shape(pixels)
+        except (TypeError, ValueError) as exc:
+            raise InvalidMediaError(f"image pixels must be an array ({exc})") from None
+        if not (len(shape) == 2 or (len(shape) == 3 and shape[2] in (3, 4))) or 0 in shape:
+            raise InvalidMediaError(f"image pixels must be a non-empty (height, width[, 3 or 4]) array, got {shape}")
+        if shape[0] * shape[1] > _media.MAX_IMAGE_PIXELS:
+            raise MediaTooLargeError(
+                f"image is {shape[1]}x{shape[0]} pixels, over the limit of {_media.MAX_IMAGE_PIXELS:,}"
+            )
+        array = np.asarray(pixels)
+        if array.dtype != np.uint8:
+            with np.errstate(invalid="ignore", over="ignore"):
+                array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
+        return cls._encoded_here(PIL.Image.fromarray(np.ascontiguousarray(array)), provenance=provenance)
+
+    @classmethod
     def _encoded_here(cls, img: PIL.Image.Image, *, provenance: Provenance | None = None) -> Image:
         """A picture the SDK encodes itself (a model's output) as PNG: what it is, is known from the encoding, so
         the bytes are not decoded again to check them, as :meth:`from_pil` does."""

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Literal
 
@@ -91,10 +92,24 @@ def to_parts(items: Iterable[PartLike]) -> list[Text | Image | Audio | Video]:
             parts.append(item)
         else:
             raise InvalidRequestError(
-                f"a message part must be str, Text, Image, Audio or Video, not {type(item).__name__}"
-                + (" (wrap PIL images with Image.from_pil)" if type(item).__module__.startswith("PIL") else "")
+                f"a message part must be str, Text, Image, Audio or Video, not {type(item).__name__}{_hint(item)}"
             )
     return parts
+
+
+def _hint(item: object) -> str:
+    """How to turn what was given into parts, for the usual slips."""
+    if type(item).__module__.startswith("PIL"):
+        return " (wrap PIL images with Image.from_pil)"
+    if isinstance(item, (list, tuple)):
+        return " (give a list's parts one by one: send(*parts), user(*parts))"
+    if isinstance(item, (bytes, bytearray)):
+        return " (wrap a file's bytes with Image.from_bytes, Audio.from_bytes or Video.from_bytes)"
+    if isinstance(item, os.PathLike):
+        return " (open a file with Image.open, Audio.open or Video.open, or codi2_sdk.content.open_media)"
+    if type(item).__module__ == "numpy":
+        return " (wrap arrays with Image.from_numpy, Audio.from_array or Video.from_frames)"
+    return ""
 
 
 def user(*items: PartLike) -> Message:

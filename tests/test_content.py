@@ -34,6 +34,24 @@ def test_image_from_pil_and_from_bytes_agree() -> None:
     assert len(a.sha256) == 64
 
 
+def test_image_from_numpy_round_trips_and_refuses_what_is_no_picture() -> None:
+    import numpy as np
+
+    rgb = np.zeros((6, 10, 3), dtype=np.uint8)
+    rgb[:, 5:] = (255, 0, 0)
+    picture = Image.from_numpy(rgb)
+    assert picture.mime_type == "image/png" and (picture.width, picture.height) == (10, 6)
+    assert np.array_equal(picture.to_numpy(), rgb)
+    grey = Image.from_numpy(np.linspace(0.0, 1.0, 60).reshape(6, 10))  # floats in [0, 1]
+    assert grey.to_numpy().shape == (6, 10) and grey.to_numpy()[0, 0] == 0 and grey.to_numpy()[-1, -1] == 255
+    assert Image.from_numpy(np.zeros((4, 4, 4), dtype=np.uint8)).to_pil().mode == "RGBA"
+    for bad in (np.zeros(5), np.zeros((4, 4, 2)), np.zeros((0, 4)), "pixels"):
+        with pytest.raises(InvalidMediaError, match="image pixels must be"):
+            Image.from_numpy(bad)
+    with pytest.raises(MediaTooLargeError, match="5000x5000 pixels"):
+        Image.from_numpy(np.broadcast_to(np.uint8(0), (5000, 5000)))  # refused from its shape, nothing allocated
+
+
 def test_image_declared_type_must_match_bytes(png_path: Path) -> None:
     with pytest.raises(InvalidMediaError, match="declared type image/jpeg"):
         Image.from_bytes(png_path.read_bytes(), mime_type="image/jpeg")

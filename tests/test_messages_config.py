@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import PIL.Image
 import pytest
 
@@ -36,6 +38,16 @@ def test_builders_refuse_other_types_with_a_hint() -> None:
         user(PIL.Image.new("RGB", (4, 4)))  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="int"):
         user(3)  # type: ignore[arg-type]
+    picture = Image.from_pil(PIL.Image.new("RGB", (4, 4)))
+    slips = {
+        "one by one: send\\(\\*parts\\)": [picture, picture],  # a list where its items go
+        "Image.from_bytes, Audio.from_bytes": picture.data,
+        "Image.open, Audio.open or Video.open": Path("photo.png"),
+        "Image.from_numpy, Audio.from_array or Video.from_frames": picture.to_numpy(),
+    }
+    for hint, item in slips.items():
+        with pytest.raises(InvalidRequestError, match=hint):
+            user(item)  # type: ignore[arg-type]
 
 
 def test_message_role_is_checked() -> None:
