@@ -110,6 +110,19 @@ def test_errors_have_openais_shape_and_statuses(client: openai.OpenAI) -> None:
         client.chat.completions.create(model="codi2-mini", messages=[{"role": "user", "content": " "}])
     with pytest.raises(openai.BadRequestError, match="prompt"):
         client.images.generate(model="codi2-mini", prompt="  ")
+    # what the server cannot honour is refused, not ignored: an agent would wait for tool calls that never come
+    hello = [{"role": "user", "content": "what is this?"}]
+    weather = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+    for options, says in (
+        ({"tools": [weather]}, "'tools' cannot be served: the model does not call functions"),
+        ({"n": 2}, "'n' must be 1"),
+        ({"stop": ["."]}, "'stop' cannot be served"),
+        ({"response_format": {"type": "json_object"}}, "response_format 'json_object' cannot be served"),
+    ):
+        with pytest.raises(openai.BadRequestError, match=says):
+            client.chat.completions.create(model="codi2-mini", messages=hello, **options)  # type: ignore[call-overload]
+    reply = client.chat.completions.create(model="codi2-mini", messages=hello, n=1, response_format={"type": "text"})
+    assert reply.choices[0].message.content  # their plain values are fine
 
 
 def test_modalities_ask_for_a_picture_or_a_clip_as_vllm_omni_reads_them(client: openai.OpenAI) -> None:

@@ -117,3 +117,8 @@ def test_bad_requests_get_openais_error_shape(url: str) -> None:
         alice.responses.create(
             model="codi2-mini", input="hello", store=False, stream=False, extra_body={"modalities": ["image", "audio"]}
         )
+    weather = {"type": "function", "name": "weather", "parameters": {"type": "object"}, "strict": False}
+    with pytest.raises(openai.BadRequestError, match="a tool of type 'function' cannot be served"):
+        alice.responses.create(model="codi2-mini", input="hello", tools=[weather])  # type: ignore[list-item]
+    with pytest.raises(openai.BadRequestError, match=r"text\.format 'json_object' cannot be served"):
+        alice.responses.create(model="codi2-mini", input="hello", text={"format": {"type": "json_object"}})

@@ -149,6 +149,7 @@ async def chat_completions(request: Request, state: ModelState = Depends(model_s
     OpenAI's ``message.audio``; with ``"image"`` or ``"video"`` (as vLLM-Omni reads ``modalities``), the medium as a
     content part (``image_url`` / ``video_url`` with a data URL) beside the text."""
     body = await json_body(state, request)
+    _refuse_what_is_not_served(body)
     medium = _asked_medium(body.get("modalities"))
     generation = GenerationRequest(messages=_messages(body.get("messages")), config=_config(body, medium))
     created, completion_id, name = int(time.time()), f"chatcmpl-{secrets.token_hex(12)}", model_name(state)
@@ -170,6 +171,25 @@ async def chat_completions(request: Request, state: ModelState = Depends(model_s
     return JSONResponse(
         {"id": completion_id, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
     )
+
+
+def _refuse_what_is_not_served(body: dict[str, Any]) -> None:
+    """Refuse the chat options this server cannot honour, rather than answer as if it had (an agent given no
+    refusal for ``tools`` would wait for calls that never come)."""
+    for name, why in (
+        ("tools", "the model does not call functions"),
+        ("functions", "the model does not call functions"),
+        ("stop", "stop sequences are not served"),
+        ("logprobs", "log probabilities are not served"),
+        ("top_logprobs", "log probabilities are not served"),
+    ):
+        if body.get(name):
+            raise InvalidRequestError(f"'{name}' cannot be served: {why}")
+    if body.get("n") not in (None, 1):
+        raise InvalidRequestError("'n' must be 1: one answer per request (ask again with another seed for another)")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
+        raise InvalidRequestError(f"response_format {fmt.get('type')!r} cannot be served: answers are free text")
 
 
 def _asked_medium(modalities: Any) -> str:

@@ -63,7 +63,14 @@ def response_store(request: Request) -> ResponseStore:
 
 
 def _config(body: dict[str, Any]) -> GenerationConfig:
-    """The generation settings a Responses request asks for."""
+    """The generation settings a Responses request asks for; tools and formats it cannot honour are refused."""
+    for tool in body.get("tools") or []:
+        kind = tool.get("type") if isinstance(tool, dict) else tool
+        if kind != "image_generation":
+            raise InvalidRequestError(f"a tool of type {kind!r} cannot be served: the only tool is image_generation")
+    answer_format = body.get("text", {}).get("format") if isinstance(body.get("text"), dict) else None
+    if isinstance(answer_format, dict) and answer_format.get("type") not in (None, "text"):
+        raise InvalidRequestError(f"text.format {answer_format.get('type')!r} cannot be served: answers are free text")
     wanted = body.get("modalities") or []
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") == "image_generation":
