@@ -98,6 +98,37 @@ def test_chat_model_sends_the_system_text_the_history_and_the_media() -> None:
     assert request.config.seed == 3
 
 
+def test_the_store_lets_the_least_recently_used_go_past_its_memory_budget(tmp_path: Path) -> None:
+    """A long-running agent or MCP server makes media without end: the store holds what fits its budget, reads
+    what it let go back from its folder, and says so where it has none."""
+    from codi2_sdk import MediaReferenceError
+
+    pictures = [fake_image(color=c) for c in ("red", "blue", "green", "yellow")]
+    budget = 2 * max(len(p.data) for p in pictures)  # room for two
+    store = MediaStore(max_bytes=budget)
+    refs = [store.put(p) for p in pictures[:2]]
+    assert store.get(refs[0]) == pictures[0]  # now the most recently used: image_2 goes first
+    refs.append(store.put(pictures[2]))
+    assert len(store) == 2 and refs[0] in store and refs[1] not in store
+    with pytest.raises(
+        MediaReferenceError, match=r"media id 'image_2' was let go: .* within [\d,]+ bytes \(give it a directory"
+    ):
+        store.get("image_2")
+    with pytest.raises(MediaReferenceError, match="unknown media id 'image_9'"):
+        store.get("image_9")
+    kept = MediaStore(tmp_path / "media", max_bytes=budget)
+    refs = [kept.put(p) for p in pictures]
+    assert len(kept) == 2 and all(ref in kept for ref in refs)
+    assert [kept.get(ref) for ref in refs] == pictures  # the first two read back from their files
+    big = MediaStore(max_bytes=1)
+    assert big.get(big.put(pictures[3])) == pictures[3]  # the newest is always kept, whatever the budget
+    many = MediaStore()
+    for _ in range(40):
+        many.put(pictures[0])
+    with pytest.raises(MediaReferenceError, match=r"known ids: image_40, image_39, .*, image_31 and 30 more$"):
+        many.get("image_41")
+
+
 def test_the_store_knows_its_ids_and_names_them_when_one_is_unknown(tmp_path: Path) -> None:
     from codi2_sdk import MediaReferenceError
 
