@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class _Session:
     backend: Backend | Callable[[], Backend]
     branches: dict[str, Conversation] = field(default_factory=dict)
     current: str = "main"
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="codi2-ui-")))
+    folder: Path | None = None  # made with the first medium shown; removed by close()
 
     @property
     def conversation(self) -> Conversation:
@@ -61,10 +62,24 @@ class _Session:
         """The medium as a file in the session's folder (named by its content, so written once)."""
         # browsers show every picture and sound format read here, and play MP4 and WebM, but not a GIF as a video
         suffix = ".mp4" if part.type == "video" and str(part.mime_type).startswith("image/") else part.suffix
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="codi2-ui-"))
         path = self.folder / f"{part.sha256[:16]}{suffix}"
         if not path.exists():
             part.save(path)
         return str(path)
+
+    def close(self) -> None:
+        """Remove the session's files (Gradio has served its own copies): when the chat restarts, and when Gradio
+        forgets the session (an hour after its tab closed)."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+
+def _forget(session: _Session | None) -> None:
+    if session is not None:
+        session.close()
 
 
 def _chat_rows(gr: Any, session: _Session, messages: list[Message]) -> list[dict[str, Any]]:
@@ -211,7 +226,8 @@ class _Callbacks:
         return self._view(session)
 
     def restart(self, session: _Session | None) -> tuple[Any, ...]:
-        """A new, empty chat."""
+        """A new, empty chat; the old one's files go."""
+        _forget(session)
         return self._view(_Session(self.backend))
 
     def add_example(self, before: Any, after: Any, session: _Session | None) -> tuple[Any, ...]:
@@ -278,8 +294,10 @@ def build_ui(backend: Backend | Callable[[], Backend], *, gate: Gate | None = No
     gr = _gradio()
     on = _Callbacks(gr, backend, gate or contextlib.nullcontext, title)
     accepts = ["image", "audio", "video"]
-    with gr.Blocks(title=title or "codi2", analytics_enabled=False) as page:
-        session = gr.State(None)
+    # Gradio's own copies of uploads and answers are swept daily (older than a day), so a page served for months
+    # does not fill its disk; a session's state is dropped an hour after its tab closes, and its files with it.
+    with gr.Blocks(title=title or "codi2", analytics_enabled=False, delete_cache=(3600, 86400)) as page:
+        session = gr.State(None, delete_callback=_forget)
         heading = gr.Markdown(f"# {title or 'codi2'}")
         with gr.Row():
             left, right = _chat_column(gr, accepts), _side_column(gr, accepts)

@@ -96,6 +96,28 @@ def test_a_prompt_on_the_page_shows_the_picture_and_undo_takes_it_back(mini, bro
         page.close()
 
 
+def test_a_new_chat_takes_the_old_ones_files_away(mini, browser, tmp_path: Path, monkeypatch) -> None:
+    """A page served for months must not fill its disk: a session's media files go when its chat restarts (and
+    when Gradio forgets the session, an hour after its tab closed)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where this test's sessions keep their files
+    with running_server(mini) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/ui/")
+        page.get_by_text("codi2 · codi2-mini").wait_for(timeout=60_000)
+        assert list(tmp_path.glob("codi2-ui-*")) == []  # a visit alone writes nothing
+        _entry(page).fill("draw a large red circle on the left.")
+        _entry(page).press("Enter")
+        _picture_in_chat(page, 0)
+        folders = list(tmp_path.glob("codi2-ui-*"))
+        assert len(folders) == 1 and [f.suffix for f in folders[0].iterdir()] == [".png"]
+        page.get_by_role("button", name="New chat").click()
+        page.wait_for_function("document.querySelectorAll('#codi2-chat img').length === 0", timeout=30_000)
+        assert not folders[0].exists()
+        page.close()
+
+
 def test_with_an_api_key_the_page_asks_for_it(mini, browser) -> None:
     with running_server(mini, api_key="sesame") as url:
         page = browser.new_page()
