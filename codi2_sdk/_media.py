@@ -80,6 +80,20 @@ def special_file(path: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a directory raises IsADirectoryError on open()
 
 
+def as_uint8(array: np.ndarray, what: str) -> np.ndarray:
+    """Pixels as ``uint8``: integers as they are (0 to 255), floats from [0, 1] (NaN as 0, the rest clipped)."""
+    import numpy as np
+
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+        if array.dtype != np.bool_ and (array.min() < 0 or array.max() > 255):
+            raise InvalidMediaError(f"{what} given as integers must be 0 to 255 (or floats in [0, 1])")
+        return array.astype(np.uint8) * (255 if array.dtype == np.bool_ else 1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
 def check_size(data: bytes, what: str) -> None:
     """Refuse empty media and media over :data:`MAX_MEDIA_BYTES`."""
     if not data:

@@ -199,7 +199,7 @@ class Image(_Media):
     @classmethod
     def from_numpy(cls, pixels: Any, *, provenance: Provenance | None = None) -> Image:
         """Encode pixels as PNG: shape ``(height, width)`` (grey), ``(height, width, 3)`` (RGB) or
-        ``(height, width, 4)`` (RGBA); ``uint8``, or floats in [0, 1] (what :meth:`to_numpy` gives back is ``uint8``)."""
+        ``(height, width, 4)`` (RGBA); integers from 0 to 255, or floats in [0, 1] (:meth:`to_numpy` gives ``uint8``)."""
         import numpy as np
         import PIL.Image
 
@@ -213,10 +213,10 @@ class Image(_Media):
             raise MediaTooLargeError(
                 f"image is {shape[1]}x{shape[0]} pixels, over the limit of {_media.MAX_IMAGE_PIXELS:,}"
             )
-        array = np.asarray(pixels)
-        if array.dtype != np.uint8:
-            with np.errstate(invalid="ignore", over="ignore"):
-                array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
+        try:
+            array = _media.as_uint8(np.asarray(pixels), "image pixels")
+        except (TypeError, ValueError) as exc:
+            raise InvalidMediaError(f"image pixels must be numbers ({exc})") from None
         return cls._encoded_here(PIL.Image.fromarray(np.ascontiguousarray(array)), provenance=provenance)
 
     @classmethod
@@ -442,7 +442,8 @@ class Video(_Media):
 
     @classmethod
     def from_frames(cls, frames: Any, *, fps: float, provenance: Provenance | None = None) -> Video:
-        """Encode RGB frames, shape ``(frames, height, width, 3)`` (uint8, or floats in [0, 1]), as MP4/H.264."""
+        """Encode RGB frames, shape ``(frames, height, width, 3)`` (integers from 0 to 255, or floats in [0, 1]), as
+        MP4/H.264."""
         import numpy as np
 
         try:
@@ -452,10 +453,10 @@ class Video(_Media):
         if len(shape) != 4 or shape[-1] != 3 or 0 in shape:
             raise InvalidMediaError(f"video frames must be a non-empty (frames, height, width, 3) array, got {shape}")
         _media.check_video_shape(shape[0], shape[2], shape[1], float(fps))
-        array = np.asarray(frames)
-        if array.dtype != np.uint8:
-            with np.errstate(invalid="ignore", over="ignore"):
-                array = (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
+        try:
+            array = _media.as_uint8(np.asarray(frames), "video frames")
+        except (TypeError, ValueError) as exc:
+            raise InvalidMediaError(f"video frames must be numbers ({exc})") from None
         return cls(data=_media.encode_video(array, float(fps)), provenance=provenance)
 
     @classmethod

@@ -45,6 +45,11 @@ def test_image_from_numpy_round_trips_and_refuses_what_is_no_picture() -> None:
     grey = Image.from_numpy(np.linspace(0.0, 1.0, 60).reshape(6, 10))  # floats in [0, 1]
     assert grey.to_numpy().shape == (6, 10) and grey.to_numpy()[0, 0] == 0 and grey.to_numpy()[-1, -1] == 255
     assert Image.from_numpy(np.zeros((4, 4, 4), dtype=np.uint8)).to_pil().mode == "RGBA"
+    # integers are pixel values whatever their type (an int64 array of 0-255 is not "floats over 1": not all white)
+    assert np.array_equal(Image.from_numpy(rgb.astype(np.int64)).to_numpy(), rgb)
+    assert Image.from_numpy(np.eye(4, dtype=bool)).to_numpy().max() == 255
+    with pytest.raises(InvalidMediaError, match="integers must be 0 to 255"):
+        Image.from_numpy(rgb.astype(np.int16) * 2)
     for bad in (np.zeros(5), np.zeros((4, 4, 2)), np.zeros((0, 4)), "pixels"):
         with pytest.raises(InvalidMediaError, match="image pixels must be"):
             Image.from_numpy(bad)

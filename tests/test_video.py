@@ -49,6 +49,8 @@ def test_frames_round_trip_through_h264(video: Video) -> None:
     assert np.abs(frames.astype(int) - moving_square()).mean() < 4  # lossy, but the same pictures
     floats = Video.from_frames(moving_square(4).astype(np.float32) / 255, fps=2)
     assert floats.frames == 4 and np.abs(floats.to_frames().astype(int) - moving_square(4)).mean() < 4
+    whole = Video.from_frames(moving_square(4).astype(np.int64), fps=2)  # integers are pixel values, any dtype
+    assert np.abs(whole.to_frames().astype(int) - moving_square(4)).mean() < 4
     odd = Video.from_frames(np.zeros((2, 15, 21, 3), np.uint8), fps=1)
     assert (odd.width, odd.height) == (22, 16)  # H.264 4:2:0 needs even sides: padded by one pixel
 
