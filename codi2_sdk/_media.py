@@ -94,6 +94,19 @@ def as_uint8(array: np.ndarray, what: str) -> np.ndarray:
         return (np.clip(np.nan_to_num(array.astype(np.float64)), 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
+def pcm_as_float(array: np.ndarray) -> np.ndarray:
+    """Samples as ``float32``: the PCM types WAV files hold scaled from their range to [-1, 1] (``int16``,
+    ``int32``, ``int8``; ``uint8`` centred on 128, as 8-bit WAV stores it); anything else (floats, and Python's
+    ints, which are no PCM format) as it is."""
+    import numpy as np
+
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    if array.dtype in (np.int8, np.int16, np.int32):
+        return (array.astype(np.float64) / -float(np.iinfo(array.dtype).min)).astype(np.float32)
+    return array.astype(np.float32)
+
+
 def check_size(data: bytes, what: str) -> None:
     """Refuse empty media and media over :data:`MAX_MEDIA_BYTES`."""
     if not data:

@@ -318,7 +318,8 @@ class Audio(_Media):
         sample_rate: int,
         provenance: Provenance | None = None,
     ) -> Audio:
-        """Encode float samples in [-1, 1], shape ``(frames,)`` or ``(frames, channels)``, as 16-bit WAV."""
+        """Encode samples, shape ``(frames,)`` or ``(frames, channels)``, as 16-bit WAV: floats in [-1, 1], or
+        integer PCM (``int16`` as a WAV file holds it, ``int32``, ``uint8``) scaled from its type's range."""
         import numpy as np
 
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)):
@@ -335,7 +336,7 @@ class Audio(_Media):
         _media.check_audio_shape(shape[0], shape[1] if len(shape) == 2 else 1, int(sample_rate))
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # what does not fit is refused just below
-                array = np.asarray(samples, dtype=np.float32)
+                array = _media.pcm_as_float(np.asarray(samples))
         except (TypeError, ValueError) as exc:
             raise InvalidMediaError(f"audio samples must be numbers ({exc})") from None
         if not np.all(np.isfinite(array)):

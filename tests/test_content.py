@@ -112,6 +112,13 @@ def test_audio_from_array_round_trips() -> None:
     back = clip.to_numpy()
     assert back.dtype == np.float32 and back.shape == (16000,)
     assert np.max(np.abs(back - samples)) < 1e-3
+    # integer PCM, as WAV files hold it (scipy.io.wavfile gives int16), is scaled from its type's range
+    for pcm, tolerance in (
+        ((samples * 32767).astype(np.int16), 1e-3),
+        ((samples * 2**31).astype(np.int32), 1e-3),
+        ((samples * 127 + 128).astype(np.uint8), 2e-2),
+    ):
+        assert np.max(np.abs(Audio.from_array(pcm, sample_rate=16000).to_numpy() - samples)) < tolerance, pcm.dtype
 
 
 def test_audio_open_and_stereo(tmp_path: Path) -> None:
