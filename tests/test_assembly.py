@@ -106,6 +106,17 @@ def test_missing_or_broken_parts_name_themselves(folders, tmp_path: Path) -> Non
         assemble(llm=tmp_path / "empty")
     text_only = assemble(llm=folders["llm"], lora=None)
     assert not text_only.decoders and not text_only.has_lora
+    # one component's folder given for another: refused by name (diffusers alone loads AudioLDM2's UNet into
+    # Zeroscope's pipeline and fails later with an unrelated TypeError)
+    for slot, given, names in (
+        ("zeroscope", "audioldm2", "AudioLDM2Pipeline, but TextToVideoSDPipeline"),
+        ("audioldm2", "unclip", "StableUnCLIPImg2ImgPipeline, but AudioLDM2Pipeline"),
+        ("unclip", "zeroscope", "TextToVideoSDPipeline, but StableUnCLIPImg2ImgPipeline"),
+    ):
+        with pytest.raises(ModelError, match=f"its model_index.json names {names} is wanted here"):
+            assemble(llm=folders["llm"], lora=None, **{slot: folders[given]})
+    with pytest.raises(ModelNotFoundError, match="not a diffusers pipeline folder"):
+        assemble(llm=folders["llm"], lora=None, audioldm2=tmp_path / "empty")
 
 
 def test_prompts_follow_the_llms_chat_template(folders, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ...errors import ModelError
+from ...errors import ModelError, ModelNotFoundError
 from .._libraries import quiet_loading
 from ..parts import DiffusionDecoder
 
@@ -105,20 +105,44 @@ def stream_pipeline(pipeline: Any, run: Callable[[dict[str, Any]], Any], name: s
 
 
 def load_pipeline(
-    pipeline_cls: Any, directory: str | Path, *, variant: str | None = None, dtype: torch.dtype | None = None
+    pipeline_cls: Any,
+    directory: str | Path,
+    *,
+    variant: str | None = None,
+    dtype: torch.dtype | None = None,
+    also_accepts: tuple[str, ...] = (),
 ) -> Any:
     """A pipeline from its folder, never downloading; components saved as absent (``None``) stay absent.
 
     ``variant`` reads a published variant's weight files (``"fp16"``: ``*.fp16.safetensors``); ``dtype`` loads every
-    component in that dtype.
+    component in that dtype. The folder's ``model_index.json`` must name ``pipeline_cls`` or one of
+    ``also_accepts`` (pipelines of the same components): diffusers would load another pipeline's parts into it.
     """
-    index = json.loads((Path(directory) / "model_index.json").read_text())
+    wanted = pipeline_cls.__name__
+    index_file = Path(directory) / "model_index.json"
+    if not index_file.is_file():
+        raise ModelNotFoundError(
+            f"{directory} is not a diffusers pipeline folder (no model_index.json); {wanted} wanted"
+        )
+    try:
+        index = json.loads(index_file.read_text())
+    except ValueError as exc:
+        raise ModelError(f"{index_file} is not JSON: {exc}") from None
+    holds = index.get("_class_name", wanted) if isinstance(index, dict) else None
+    if holds not in (wanted, *also_accepts):
+        raise ModelError(
+            f"{directory}: its model_index.json names {holds}, but {wanted} is wanted here; is it another "
+            "component's folder?"
+        )
     absent = {name: None for name, spec in index.items() if isinstance(spec, list) and spec[0] is None}
     options: dict[str, Any] = {"variant": variant} if variant else {}
     if dtype is not None:
         options["dtype"] = dtype  # diffusers 0.42 deprecates torch_dtype for it
-    with quiet_loading():
-        pipeline = pipeline_cls.from_pretrained(str(directory), local_files_only=True, **absent, **options)
+    try:
+        with quiet_loading():
+            pipeline = pipeline_cls.from_pretrained(str(directory), local_files_only=True, **absent, **options)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # the components do not fit this pipeline
+        raise ModelError(f"{directory} does not load as a {wanted}: {str(exc)[:300]}") from None
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 
@@ -240,6 +264,7 @@ class PipelineDecoder(PipelineParts, DiffusionDecoder):
     """
 
     pipeline_class: ClassVar[str] = ""
+    also_accepts: ClassVar[tuple[str, ...]] = ()  # pipelines of the same components whose folders load as this one
     """The diffusers pipeline class, by name."""
     WEIGHTS: ClassVar[str] = "codi2_projectors.safetensors"
     META: ClassVar[str] = "decoder.json"
@@ -305,7 +330,9 @@ class PipelineDecoder(PipelineParts, DiffusionDecoder):
     def _load_pipeline(cls, directory: str | Path, **options: Any) -> Any:
         import diffusers
 
-        return load_pipeline(getattr(diffusers, cls.pipeline_class), directory, **options)
+        return load_pipeline(
+            getattr(diffusers, cls.pipeline_class), directory, also_accepts=cls.also_accepts, **options
+        )
 
     @classmethod
     def from_pipeline(

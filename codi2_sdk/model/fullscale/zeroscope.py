@@ -44,6 +44,7 @@ class ZeroscopeVideoDecoder(PipelineDecoder):
     """A feature vector to a video clip through a text-to-video pipeline, via an output projector."""
 
     pipeline_class = "TextToVideoSDPipeline"
+    also_accepts = ("VideoToVideoSDPipeline",)  # zeroscope_v2_XL is published as one: the same UNet3D, VAE and CLIP
     kind: ClassVar[str] = "zeroscope_video"
     modality = "video"
     options = (*PipelineDecoder.options, "num_frames", "size", "width", "height")
