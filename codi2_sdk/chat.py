@@ -17,6 +17,7 @@ printed. It reads lines from any input, so it also runs through a pipe.
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -32,6 +33,11 @@ __all__ = ["chat"]
 
 HELP = "\n\n".join(__doc__.split("\n\n")[1:3]) if __doc__ else ""  # the lead sentence and the commands
 _ATTACH = {f"/{kind}": part for kind, part in MEDIA_PARTS.items()}  # /image, /audio, /video
+_USAGE = {  # "/save": "/save PATH - save the conversation as JSON", from the help's lines
+    usage.split()[0]: f"{usage} - {what}"
+    for usage, what in (re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in HELP.splitlines() if "  " in line)
+    if usage.startswith("/")
+}
 
 
 class _Session:
@@ -50,6 +56,8 @@ class _Session:
         """Run a ``/command`` line; returns False for ``/quit``."""
         words = shlex.split(line)
         command, args = words[0], words[1:]
+        if command in _ATTACH and len(args) > 1 and Path(" ".join(args)).is_file():
+            args = [" ".join(args)]  # a path with spaces, typed without quotes
         if command in ("/quit", "/exit"):
             return False
         if command == "/help":
@@ -65,8 +73,10 @@ class _Session:
         elif command == "/undo":
             self.conv.undo()
             self.show("took back the last turn")
+        elif command in _USAGE:
+            self.show(f"usage: {_USAGE[command]}")
         else:
-            self.show(f"unknown command or arguments: {line} (/help lists them)")
+            self.show(f"unknown command {command} (/help lists them)")
         return True
 
     def send(self, line: str) -> None:

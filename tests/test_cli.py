@@ -129,7 +129,13 @@ def test_chat_attaches_what_each_command_names(tmp_path: Path) -> None:
 
     samples.clip("a large red square moving to the right").save(tmp_path / "moving.gif")
     samples.sound("two sine beeps at mi").save(tmp_path / "beeps.wav")
-    script = "\n".join(["/help", "/image beeps.wav", "/video moving.gif", "what happens?", "/quit"])
+    samples.picture("a small red circle on the left").save(tmp_path / "my photo.png")
+    script = "\n".join(
+        [
+            *["/help", "/image beeps.wav", "/video moving.gif", "what happens?"],
+            *["/image my photo.png", "what is this?", "/save", "/frob", "/quit"],  # a path with a space, no quotes
+        ]
+    )
     done = subprocess.run(
         [*CODI2, "chat", "--seed", "0"],
         input=script,
@@ -145,6 +151,8 @@ def test_chat_attaches_what_each_command_names(tmp_path: Path) -> None:
     assert "error: image data is not a PNG, JPEG, WebP, GIF or BMP image" in lines
     assert "attached moving.gif to the next message" in lines
     assert "codi2: a large red square moving to the right." in lines
+    assert "attached my photo.png to the next message" in lines and "codi2: a small red circle on the left." in lines
+    assert "usage: /save PATH - save the conversation as JSON" in lines and "unknown command /frob" in " ".join(lines)
 
 
 def test_a_users_mistake_is_one_line_and_status_1(tmp_path: Path) -> None:
