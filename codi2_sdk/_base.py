@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 import difflib
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -13,7 +13,7 @@ from typing_extensions import Self
 
 from .errors import invalid_request
 
-__all__ = ["SDKModel"]
+__all__ = ["SDKModel", "without_unknown_fields"]
 
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("codi2_validation_depth", default=0)
 
@@ -71,6 +71,43 @@ def _unknown_field_hint(model: type[BaseModel], location: tuple[int | str, ...])
         for name in [*(n for n in fields if n.startswith(key)), *difflib.get_close_matches(key, fields, n=1)][:1]
     ]
     return f"unknown field; did you mean {' or '.join(meant)}?" if meant else "unknown field"
+
+
+def without_unknown_fields(annotation: Any, value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` (parsed JSON) with the object keys that the models ``annotation`` holds do not know taken out,
+    and their paths: how a client reads what a newer server sends (a field added to the capabilities, a part, an
+    event) instead of failing on it. Values of unknown *types* (a new kind of part) are left for validation to
+    refuse, since dropping them would drop content."""
+    dropped: list[str] = []
+    if isinstance(value, list):
+        kept = []
+        for index, item in enumerate(value):
+            item, lost = without_unknown_fields(annotation, item, f"{path}.{index}" if path else str(index))
+            kept.append(item)
+            dropped += lost
+        return kept, dropped
+    if typing.get_origin(annotation) in (dict, Mapping) and isinstance(value, dict):  # free keys, typed values
+        value_type = typing.get_args(annotation)[-1]
+        kept_values = {}
+        for key, item in value.items():
+            kept_values[key], lost = without_unknown_fields(value_type, item, f"{path}.{key}" if path else key)
+            dropped += lost
+        return kept_values, dropped
+    models = _models_in(annotation)
+    if len(models) > 1 and isinstance(value, dict):  # a discriminated union: its tag names the member
+        models = {m for m in models if getattr(m.model_fields.get("type"), "default", None) == value.get("type")}
+    if len(models) != 1 or not isinstance(value, dict):
+        return value, dropped
+    fields = models.pop().model_fields
+    kept_fields = {}
+    for key, item in value.items():
+        where = f"{path}.{key}" if path else key
+        if key not in fields:
+            dropped.append(where)
+            continue
+        kept_fields[key], lost = without_unknown_fields(fields[key].annotation, item, where)
+        dropped += lost
+    return kept_fields, dropped
 
 
 class SDKModel(BaseModel):

@@ -14,9 +14,11 @@ from codi2_sdk.server import ServerSettings, create_app
 
 
 @contextmanager
-def running_server(backend, **settings) -> Iterator[str]:
-    """Serve ``backend`` on 127.0.0.1 at a free port; yields the base URL."""
+def running_server(backend, wrap=None, **settings) -> Iterator[str]:
+    """Serve ``backend`` on 127.0.0.1 at a free port (its app wrapped by ``wrap``, an ASGI middleware, if given);
+    yields the base URL."""
     app = create_app(backend, ServerSettings(**settings))
+    app = wrap(app) if wrap is not None else app
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))

@@ -244,6 +244,57 @@ def test_a_server_address_is_checked_when_the_backend_is_made(server) -> None:
     assert with_v1.base_url == server and with_v1.capabilities.model
 
 
+def _as_a_newer_server(app):
+    """The server's app, answering as a newer version might: every JSON object it sends, in bodies and in stream
+    events, carries a field this SDK does not know."""
+
+    def newer(value):
+        if isinstance(value, dict):
+            return {**{k: newer(v) for k, v in value.items()}, "added_later": 1}
+        return [newer(v) for v in value] if isinstance(value, list) else value
+
+    async def wrapped(scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith(("/v1/capabilities", "/v1/generate")):
+            return await app(scope, receive, send)
+
+        async def rewrite(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message["headers"] if k.lower() != b"content-length"]
+                message = {**message, "headers": headers}
+            elif message["type"] == "http.response.body" and message.get("body"):
+                text = message["body"].decode()
+                if text.startswith("{"):
+                    text = json.dumps(newer(json.loads(text)))
+                else:  # server-sent events: rewrite each data line
+                    lines = text.split("\n")
+                    text = "\n".join(
+                        "data: " + json.dumps(newer(json.loads(line[6:]))) if line.startswith("data: ") else line
+                        for line in lines
+                    )
+                message = {**message, "body": text.encode()}
+            await send(message)
+
+        await app(scope, receive, rewrite)
+
+    return wrapped
+
+
+def test_a_newer_servers_added_fields_are_ignored_with_one_warning(local, caplog) -> None:
+    """A client meets servers newer than itself: fields it does not know (in the capabilities, a message, its parts,
+    stream events) are logged once and ignored, not fatal; what it knows is still checked."""
+    with running_server(local, wrap=_as_a_newer_server) as url, caplog.at_level("WARNING"):
+        remote = RemoteBackend(url)
+        assert remote.capabilities == local.capabilities
+        conv = Conversation(backend=remote)
+        answer = conv.send("draw", config=IMAGE_TURN)
+        assert answer == Conversation(backend=local).send("draw", config=IMAGE_TURN)
+        events = list(Conversation(backend=remote).stream("draw", config=IMAGE_TURN))
+        assert isinstance(events[-1], Done) and events[-1].message == answer
+    warnings = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+    assert warnings and "added_later" in warnings[0] and "parts.0.added_later" in " ".join(warnings)
+    assert len(warnings) == len(set(warnings))  # each field named once
+
+
 def test_thread_default_shares_the_cpus_between_processes(monkeypatch) -> None:
     import os
 

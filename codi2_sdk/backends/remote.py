@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,6 @@ from typing import Any
 
 import httpx
 from httpx_sse import EventSource
-from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,6 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from .._base import without_unknown_fields
 from .._protocol import API_PREFIX, EVENT_ADAPTER, REQUEST_ID_HEADER
 from ..errors import (
     APIConnectionError,
@@ -48,6 +49,8 @@ from ..errors import (
 from ..events import Capabilities, Done, ErrorEvent, Event, GenerationRequest
 from ..messages import Message
 from .base import Backend
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RemoteBackend"]
 
@@ -239,15 +242,15 @@ class RemoteBackend(Backend):
     @staticmethod
     def _message(raw: bytes) -> Message:
         try:
-            return Message.model_validate_json(raw)
-        except (ValidationError, Codi2Error) as exc:
+            return Message.model_validate(_from_server(Message, raw))
+        except (ValueError, Codi2Error) as exc:  # pydantic's ValidationError and JSON's errors are ValueErrors
             raise ModelError(f"the server's answer is not a valid message: {exc}") from exc
 
     @staticmethod
     def _event(name: str, data: str, request_id: str | None) -> Event:
         try:
-            event = EVENT_ADAPTER.validate_json(data)
-        except (ValidationError, Codi2Error) as exc:
+            event = EVENT_ADAPTER.validate_python(_from_server(Event, data))
+        except (ValueError, Codi2Error) as exc:
             raise ModelError(f"the server sent an invalid {name!r} event (request {request_id}): {exc}") from exc
         if isinstance(event, ErrorEvent):
             raise error_from_code(event.code, event.message, request_id=request_id)
@@ -259,7 +262,12 @@ class RemoteBackend(Backend):
     def capabilities(self) -> Capabilities:
         """What the server's model can do (asked once, then cached)."""
         if self._capabilities is None:
-            self._capabilities = Capabilities.model_validate_json(self._call("GET", "/capabilities"))
+            raw = self._call("GET", "/capabilities")
+            try:
+                found = Capabilities.model_validate(_from_server(Capabilities, raw))
+            except (ValueError, Codi2Error) as exc:
+                raise ModelError(f"the server's capabilities are not valid: {exc}") from exc
+            self._capabilities = found
         return self._capabilities
 
     def health(self) -> dict[str, Any]:
@@ -329,3 +337,16 @@ class RemoteBackend(Backend):
 
     def __repr__(self) -> str:
         return f"RemoteBackend({self.base_url!r})"
+
+
+_ignored_fields: set[str] = set()
+
+
+def _from_server(annotation: Any, raw: bytes | str) -> Any:
+    """The server's JSON without the fields this SDK does not know (a newer server's additions), each logged once;
+    the rest is validated as strictly as ever."""
+    value, dropped = without_unknown_fields(annotation, json.loads(raw))
+    if new := sorted(set(dropped) - _ignored_fields):
+        _ignored_fields.update(new)
+        log.warning("the server sent fields this SDK does not know (a newer server?), ignored: %s", ", ".join(new))
+    return value
