@@ -353,3 +353,62 @@ def test_a_texture_branch_joins_a_trained_image_encoder_without_changing_its_fea
     assert not torch.equal(changed[:, 0], plain(pixels)[:, 0]) and torch.equal(changed[:, 1:], plain(pixels)[:, 1:])
     detailed.save_pretrained(tmp_path / "image")
     assert torch.equal(load_kind("encoder", "cnn_image", tmp_path / "image")(pixels), changed)
+
+
+def test_an_installed_package_adds_a_decoder_kind_by_entry_point(tmp_path) -> None:
+    """A new kind is one registration: a package that declares it under the ``codi2_sdk.decoders`` entry-point group
+    makes checkpoints naming it load, in a process that never imports the package itself."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from model_fixtures import tiny_model
+
+    site = tmp_path / "site"  # an installed distribution, as pip leaves it: its module and its dist-info
+    (site / "codi2_sepia-0.1.dist-info").mkdir(parents=True)
+    (site / "codi2_sepia-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: codi2-sepia\nVersion: 0.1\n"
+    )
+    (site / "codi2_sepia-0.1.dist-info" / "entry_points.txt").write_text(
+        "[codi2_sdk.decoders]\nsepia_image = codi2_sepia:SepiaImageDecoder\n"
+    )
+    (site / "codi2_sepia.py").write_text(
+        textwrap.dedent(
+            '''
+            from codi2_sdk.model.mini.decoders import ImageDecoder
+
+            class SepiaImageDecoder(ImageDecoder):
+                """A plugin's decoder kind (here the mini latent decoder under a name of its own)."""
+
+                kind = "sepia_image"
+            '''
+        )
+    )
+    folder = tiny_model(seed=1).save_pretrained(tmp_path / "checkpoint")
+    config = json.loads((folder / "codi2.json").read_text())
+    config["decoders"]["image"]["kind"] = "sepia_image"
+    (folder / "codi2.json").write_text(json.dumps(config))
+    script = (
+        "import sys\n"
+        "from codi2_sdk import Conversation, LocalBackend\n"
+        "backend = LocalBackend.from_pretrained(sys.argv[1])\n"
+        "answer = Conversation(backend).send('draw', config={'seed': 0, 'output_modality': 'image', "
+        "'text': {'max_new_tokens': 3}, 'image': {'steps': 2}})\n"
+        "print(type(backend.model.decoders['image']).__module__, 'codi2_sepia' in sys.modules, answer.images[0].width)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(folder)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    module, imported, width = run.stdout.split()
+    assert module == "codi2_sepia" and imported == "True" and int(width) > 0
+    bare = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=300)
+    assert bare.returncode == 1 and "unknown decoder kind 'sepia_image'" in bare.stderr  # without the package
+    assert "entry-point group 'codi2_sdk.decoders'" in bare.stderr

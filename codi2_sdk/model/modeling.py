@@ -37,7 +37,7 @@ from ..errors import MissingDependencyError, ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from ._libraries import quiet_loading
 from .architecture import CoDi2Config, LoraSpec
-from .parts import ENCODER_KINDS, DiffusionDecoder, MediaEncoder, build_kind, load_kind
+from .parts import DiffusionDecoder, MediaEncoder, build_kind, kind_class, load_kind
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder, build_word_tokenizer, load_tokenizer
 from .runtime.prefix_cache import MediaFeatureCache
 
@@ -557,7 +557,7 @@ class CoDi2Model(nn.Module):
                     record = json.loads(shared.read_text())
                     if record["wraps"] not in parts:
                         continue  # an encoder not loaded yet: the next pass
-                    cls = ENCODER_KINDS[record["kind"]]
+                    cls = kind_class("encoder", record["kind"])
                     encoders[modality] = cls.wrapping(parts[record["wraps"]], **record.get("settings", {}))
                 else:
                     encoders[modality] = load_part(

@@ -39,8 +39,10 @@ __all__ = [
     "ENCODER_KINDS",
     "FrameVideoEncoder",
     "MediaEncoder",
+    "PLUGIN_GROUPS",
     "StepCallback",
     "build_kind",
+    "kind_class",
     "load_kind",
     "register_decoder",
     "register_encoder",
@@ -108,14 +110,14 @@ class FrameVideoEncoder(nn.Module):
     @classmethod
     def build(cls, **args: Any) -> FrameVideoEncoder:
         frames, segments = int(args.pop("frames", 8)), int(args.pop("segments", 1))
-        tower = ENCODER_KINDS[args.pop("image_kind", "clip_image")]
+        tower = kind_class("encoder", args.pop("image_kind", "clip_image"))
         return cls(tower.build(**args), frames=frames, segments=segments)
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> FrameVideoEncoder:
 
         settings = json.loads((Path(path) / cls.FILE).read_text())
-        tower = ENCODER_KINDS[settings.get("image_kind", "clip_image")]
+        tower = kind_class("encoder", settings.get("image_kind", "clip_image"))
         return cls(
             tower.from_pretrained(path), frames=int(settings["frames"]), segments=int(settings.get("segments", 1))
         )
@@ -317,11 +319,36 @@ def register_decoder(cls: DecoderClass) -> DecoderClass:
     return cls
 
 
-def _kind(role: str, kind: str) -> Any:
-    registry: dict[str, Any] = ENCODER_KINDS if role == "encoder" else dict(DECODER_KINDS)
+PLUGIN_GROUPS = {"encoder": "codi2_sdk.encoders", "decoder": "codi2_sdk.decoders"}
+"""The entry-point groups where installed packages offer kinds of their own: a package that declares
+``[project.entry-points."codi2_sdk.decoders"] my_decoder = "my_package.decoders:MyDecoder"`` makes checkpoints
+that name ``my_decoder`` load (``LocalBackend.from_pretrained``, ``codi2 serve --model``) with no import."""
+
+
+def kind_class(role: str, kind: str) -> Any:
+    """The class registered for a ``role`` (``"encoder"`` or ``"decoder"``) of ``kind``: built in, registered in
+    this process, or offered by an installed package under :data:`PLUGIN_GROUPS` (loaded on first use)."""
+    registry: dict[str, Any] = ENCODER_KINDS if role == "encoder" else DECODER_KINDS  # type: ignore[assignment]
     if kind not in registry:
-        raise ModelError(f"unknown {role} kind {kind!r}; known kinds: {', '.join(sorted(registry))}")
+        _load_plugin(role, kind, registry)
+    if kind not in registry:
+        raise ModelError(
+            f"unknown {role} kind {kind!r}; known kinds: {', '.join(sorted(registry))} (an installed package adds "
+            f"kinds under the entry-point group '{PLUGIN_GROUPS[role]}')"
+        )
     return registry[kind]
+
+
+def _load_plugin(role: str, kind: str, registry: dict[str, Any]) -> None:
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group=PLUGIN_GROUPS[role], name=kind):
+        try:
+            cls = point.load()
+        except Exception as exc:  # the plugin's own import failed: say whose
+            raise ModelError(f"the {role} kind {kind!r} from {point.value} cannot be loaded: {exc!r}") from exc
+        registry.setdefault(kind, cls)  # importing it may have registered it already
+        return
 
 
 @overload
@@ -330,7 +357,7 @@ def build_kind(role: Literal["encoder"], kind: str, args: dict[str, Any]) -> Med
 def build_kind(role: Literal["decoder"], kind: str, args: dict[str, Any]) -> DiffusionDecoder: ...
 def build_kind(role: str, kind: str, args: dict[str, Any]) -> MediaEncoder | DiffusionDecoder:
     """A random-initialised ``role`` (``"encoder"`` or ``"decoder"``) of ``kind`` from its arguments."""
-    return _kind(role, kind).build(**args)  # type: ignore[no-any-return]
+    return kind_class(role, kind).build(**args)  # type: ignore[no-any-return]
 
 
 @overload
@@ -339,7 +366,7 @@ def load_kind(role: Literal["encoder"], kind: str, directory: Path) -> MediaEnco
 def load_kind(role: Literal["decoder"], kind: str, directory: Path) -> DiffusionDecoder: ...
 def load_kind(role: str, kind: str, directory: Path) -> MediaEncoder | DiffusionDecoder:
     """Load a ``role`` of ``kind`` from its folder."""
-    return _kind(role, kind).from_pretrained(directory)  # type: ignore[no-any-return]
+    return kind_class(role, kind).from_pretrained(directory)  # type: ignore[no-any-return]
 
 
 register_encoder(FrameVideoEncoder)
