@@ -44,6 +44,11 @@ def _models_in(annotation: Any) -> set[type[BaseModel]]:
     return {model for arg in typing.get_args(annotation) for model in _models_in(arg)}
 
 
+def _tagged(models: set[type[BaseModel]], tag: object) -> set[type[BaseModel]]:
+    """The members of a discriminated union (parts, events) whose ``type`` is ``tag``."""
+    return {m for m in models if getattr(m.model_fields.get("type"), "default", None) == tag}
+
+
 def _unknown_field_hint(model: type[BaseModel], location: tuple[int | str, ...]) -> str:
     """What to say of a field that is not at ``location``: "unknown field", and the field meant where one is plain
     (a close spelling, or a field of a nested section: ``max_new_tokens`` -> ``text.max_new_tokens``)."""
@@ -52,7 +57,7 @@ def _unknown_field_hint(model: type[BaseModel], location: tuple[int | str, ...])
     for step in path:
         if isinstance(step, int):  # an index into a list
             continue
-        tagged = {m for m in holders if getattr(m.model_fields.get("type"), "default", None) == step}
+        tagged = _tagged(holders, step)
         if len(holders) > 1 and tagged:  # a discriminated union's tag names the member
             holders = tagged
             continue
@@ -95,7 +100,7 @@ def without_unknown_fields(annotation: Any, value: Any, path: str = "") -> tuple
         return kept_values, dropped
     models = _models_in(annotation)
     if len(models) > 1 and isinstance(value, dict):  # a discriminated union: its tag names the member
-        models = {m for m in models if getattr(m.model_fields.get("type"), "default", None) == value.get("type")}
+        models = _tagged(models, value.get("type"))
     if len(models) != 1 or not isinstance(value, dict):
         return value, dropped
     fields = models.pop().model_fields
