@@ -148,6 +148,11 @@ def test_lora_trains_only_the_adapter_and_round_trips(tmp_path: Path) -> None:
             torch.nn.init.normal_(param, std=0.5)
     path = model.save_pretrained(tmp_path / "lora")
     assert (path / "adapter" / "adapter_config.json").exists()
+    # every file of the checkpoint, weights included, is as readable as its config (safetensors 0.8 alone leaves
+    # its files 0o600, so another user or a container's user could not serve the model)
+    modes = {f.relative_to(path).as_posix(): f.stat().st_mode & 0o777 for f in path.rglob("*") if f.is_file()}
+    assert {"projectors.safetensors", "adapter/adapter_model.safetensors"} <= set(modes)
+    assert set(modes.values()) == {modes["codi2.json"]}, modes
     request = GenerationRequest(messages=[user("draw")], config=IMAGE_TURN)
     original = LocalBackend(model).generate(request)
     reloaded = LocalBackend.from_pretrained(path).generate(request)

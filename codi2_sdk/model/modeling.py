@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,6 +523,10 @@ class CoDi2Model(nn.Module):
         for modality, decoder in self.decoders.items():
             decoder.save_pretrained(directory / "decoders" / modality)  # type: ignore[operator]
         (directory / CONFIG_FILE).write_text(config.model_dump_json(indent=2))
+        written = [directory / PROJECTORS_FILE]
+        for part in ("llm", "adapter", "encoders", "decoders"):
+            written += (directory / part).rglob("*.safetensors")
+        _readable_as_umask_allows(written)
         return directory
 
     def _save_encoders(self, directory: Path) -> None:
@@ -659,6 +664,19 @@ class CoDi2Model(nn.Module):
             model.config = config
         model.to(device=device, dtype=dtype) if dtype is not None else model.to(device=device)
         return model.eval()
+
+
+def _readable_as_umask_allows(files: Sequence[Path]) -> None:
+    """Give weight files the mode a new file gets (``0o666`` less the umask), as the checkpoint's other files have:
+    safetensors 0.8 writes through a temporary file created ``0o600`` (safetensors issue #782), which would leave a
+    checkpoint unreadable to the user or container that serves it."""
+    if os.name != "posix":
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in files:
+        with contextlib.suppress(OSError):  # not ours to change (another owner): leave it
+            path.chmod(0o666 & ~umask)
 
 
 def _read_config(directory: Path) -> CoDi2Config:
