@@ -120,6 +120,9 @@ def test_the_store_lets_the_least_recently_used_go_past_its_memory_budget(tmp_pa
     refs = [kept.put(p) for p in pictures]
     assert len(kept) == 2 and all(ref in kept for ref in refs)
     assert [kept.get(ref) for ref in refs] == pictures  # the first two read back from their files
+    for nonsense in (0, -5, 1.5, "1GB"):
+        with pytest.raises(InvalidRequestError, match="max_bytes must be a whole number of bytes"):
+            MediaStore(max_bytes=nonsense)  # type: ignore[arg-type]
     big = MediaStore(max_bytes=1)
     assert big.get(big.put(pictures[3])) == pictures[3]  # the newest is always kept, whatever the budget
     many = MediaStore()

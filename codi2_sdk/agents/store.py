@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..content import MEDIA_PARTS, Audio, Image, MediaModality, MediaPart, Video, open_media
-from ..errors import InvalidMediaError, MediaReferenceError
+from ..errors import InvalidMediaError, InvalidRequestError, MediaReferenceError
 
 __all__ = ["MediaStore"]
 
@@ -54,6 +54,8 @@ class MediaStore:
             self.directory.mkdir(parents=True, exist_ok=True)
         roots = [Path(r).resolve() for r in allowed_roots]
         self.allowed_roots = roots + ([self.directory] if self.directory is not None else [])
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise InvalidRequestError(f"max_bytes must be a whole number of bytes, at least 1, not {max_bytes!r}")
         self.max_bytes = max_bytes
         self._items: OrderedDict[str, MediaPart] = OrderedDict()  # least recently used first
         self._bytes = 0
