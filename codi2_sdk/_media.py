@@ -6,7 +6,9 @@ memory is spent on it. Every refusal is an :class:`~codi2_sdk.errors.InvalidMedi
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import stat
 import warnings
 from dataclasses import dataclass
@@ -73,11 +75,28 @@ def normalize_mime(mime_type: str) -> str:
     return MIME_ALIASES.get(mime, mime)
 
 
-def special_file(path: Path) -> bool:
-    """Whether ``path`` is a device, pipe or socket: reading one may block until a writer comes (a pipe) or never
-    end (``/dev/zero``). A missing file raises ``FileNotFoundError``, as ``open()`` would."""
-    mode = path.stat().st_mode
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a directory raises IsADirectoryError on open()
+def read_regular_file(path: Path, limit: int | None = None) -> bytes | None:
+    """The bytes of ``path``, or ``None`` when it is a device, pipe or socket: reading one may block until a writer
+    comes (a pipe) or never end (``/dev/zero``). The file is opened without blocking and checked on the open
+    descriptor, so one swapped between the check and the read is caught. A file over ``limit`` bytes raises
+    :class:`MediaTooLargeError`, checked before reading and bounded while reading (a file may grow, or report no
+    size, as ``/proc`` does). A missing file raises ``FileNotFoundError`` and a folder ``IsADirectoryError``, as
+    ``open()`` would."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        if limit is None:
+            return file.read()
+        if info.st_size > limit:
+            raise MediaTooLargeError(f"{path} is {info.st_size:,} bytes, over the limit of {limit:,} bytes")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise MediaTooLargeError(f"{path} is over the limit of {limit:,} bytes")
+    return data
 
 
 def as_uint8(array: np.ndarray, what: str) -> np.ndarray:

@@ -503,16 +503,9 @@ class Video(_Media):
 
 
 def _read_file(path: str | os.PathLike[str]) -> bytes:
-    path = Path(path)
-    if _media.special_file(path):
+    data = _media.read_regular_file(Path(path), _media.MAX_MEDIA_BYTES)
+    if data is None:
         raise InvalidMediaError(f"{path} is not a regular file (a device, pipe or socket)")
-    limit, size = _media.MAX_MEDIA_BYTES, path.stat().st_size
-    if size > limit:
-        raise MediaTooLargeError(f"{path} is {size:,} bytes, over the limit of {limit:,} bytes")
-    with path.open("rb") as file:
-        data = file.read(limit + 1)  # bounded all the same: a file may grow, or report no size (/proc)
-    if len(data) > limit:
-        raise MediaTooLargeError(f"{path} is over the limit of {limit:,} bytes")
     return data
 
 

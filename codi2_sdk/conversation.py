@@ -261,9 +261,9 @@ class Conversation:
                 holds invalid messages or media.
         """
         path = Path(path)
-        if _media.special_file(path):  # a missing file is FileNotFoundError, as for open()
+        data = _media.read_regular_file(path)  # a missing file is FileNotFoundError, as for open()
+        if data is None:
             raise ConversationFileError(f"{path} is not a regular file (a device, pipe or socket)")
-        data = path.read_bytes()
         try:
             raw = json.loads(data)
         except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, or nested too deeply to parse

@@ -18,7 +18,7 @@ from starlette.types import Message as ASGIMessage
 from .._protocol import REQUEST_ID_HEADER
 from ..backends.base import Backend
 from ..errors import ERROR_CODES, Codi2Error, error_code_of
-from ..events import Done, GenerationRequest
+from ..events import GenerationRequest
 from ..messages import Message
 
 __all__ = [
@@ -119,16 +119,11 @@ async def read_body(request: Request, limit: int) -> bytearray:
 
 
 async def final_message(backend: Backend, generation: GenerationRequest) -> Message:
-    events = backend.astream(generation)
+    """The backend's answer to ``generation``; its errors as the HTTP answers they map to."""
     try:
-        async for event in events:
-            if isinstance(event, Done):
-                return event.message
+        return await backend.agenerate(generation)
     except Codi2Error as exc:
         raise ErrorAnswer.of(exc) from None
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
-    raise ErrorAnswer("model_error", "the model ended without an answer")
 
 
 async def until_disconnect(request: Request, work: Any) -> Any:
