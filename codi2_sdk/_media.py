@@ -83,10 +83,14 @@ def read_regular_file(path: Path, limit: int | None = None) -> bytes | None:
     size, as ``/proc`` does). A missing file raises ``FileNotFoundError`` and a folder ``IsADirectoryError``, as
     ``open()`` would."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as file:
+    try:
         info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
+        if stat.S_ISDIR(info.st_mode):  # before fdopen(), whose own error would name the descriptor
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
         if not stat.S_ISREG(info.st_mode):
             return None
         if limit is None:

@@ -344,3 +344,7 @@ def test_a_pipe_or_device_is_refused_instead_of_read_forever(tmp_path: Path) -> 
     if os.path.exists("/dev/zero"):
         with pytest.raises(InvalidMediaError, match="not a regular file"):
             Image.open("/dev/zero")
+    for read in (Image.open, Conversation.load):  # a folder is open()'s own error, naming the folder
+        with pytest.raises(IsADirectoryError) as folder:
+            read(tmp_path)
+        assert folder.value.filename == str(tmp_path)
