@@ -246,3 +246,52 @@ def test_the_low_memory_mode_stores_the_llm_in_int8_and_still_answers(folders, t
         assert isinstance(answer.parts[0], kind), modality
     with pytest.raises(ModelError, match="int8"):
         model.save_pretrained(tmp_path / "low")
+
+
+def hub_cached(folder: Path, cache: Path, repo_id: str) -> Path:
+    """``folder`` as ``hf download repo_id`` leaves it in the Hugging Face cache: files stored once in ``blobs/`` by
+    their hash, a snapshot of relative links to them per commit, ``refs/main`` naming the commit."""
+    import hashlib
+    import os
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    for file in sorted(folder.rglob("*")):
+        if file.is_file():
+            blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
+            blob.parent.mkdir(parents=True, exist_ok=True)
+            blob.write_bytes(file.read_bytes())
+            link = repo / "snapshots" / commit / file.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return repo
+
+
+def test_parts_and_checkpoints_are_found_in_the_hugging_face_cache(folders, tmp_path: Path, monkeypatch) -> None:
+    """Whoever fetched the components with ``hf download`` holds them in the hub cache: they are read by repo id
+    (or by their cache folder) from there, with nothing downloaded."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_cached(folders["llm"], cache, "meta-llama/Llama-2-7b-chat-hf")
+    unclip = hub_cached(folders["unclip"], cache, "stabilityai/stable-diffusion-2-1-unclip")
+
+    model = assemble(llm="meta-llama/Llama-2-7b-chat-hf", unclip=unclip, feature_dim=32)  # a repo id; a cache folder
+    config = {"seed": 0, "output_modality": "image", "text": {"max_new_tokens": 3}, "image": {"steps": 2}}
+    made = Conversation(backend=LocalBackend(model)).send("show a red circle .", config=config)
+    assert isinstance(made.parts[0], Image)
+
+    hub_cached(model.save_pretrained(tmp_path / "codi2-full"), cache, "someone/codi2-full")
+    again = Conversation(backend=LocalBackend.from_pretrained("someone/codi2-full")).send(
+        "show a red circle .", config=config
+    )
+    assert isinstance(again.parts[0], Image)
+
+    with pytest.raises(ModelNotFoundError, match=r"nor a model 'cvssp/audioldm2' in the Hugging Face cache at .*hub"):
+        assemble(llm="meta-llama/Llama-2-7b-chat-hf", audioldm2="cvssp/audioldm2")
+    with pytest.raises(ModelNotFoundError, match=r"hf download someone/other.*codi2-mini"):
+        LocalBackend.from_pretrained("someone/other")

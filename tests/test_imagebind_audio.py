@@ -81,6 +81,34 @@ def test_the_tower_loads_a_checkpoint_with_the_official_key_names(tmp_path: Path
         load_imagebind_audio(tmp_path / "partial.pth", **TINY)
     with pytest.raises(ModelNotFoundError):
         load_imagebind_audio(tmp_path / "missing.pth")
+    with torch.no_grad():  # the folder ImageBind's own code saves the file in stands for it
+        assert torch.equal(load_imagebind_audio(tmp_path, **TINY)(mels), tower(mels))
+
+
+def test_a_bad_checkpoint_file_is_a_model_error_and_runs_no_code(tmp_path: Path) -> None:
+    """A corrupt, truncated or hostile file is named as no ImageBind checkpoint, with the reader's own reason, and
+    never unpickled as code (torch's message alone would advise ``weights_only=False``, which runs it)."""
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.mkdir, (str(tmp_path / "ran"),))
+
+    torch.save({"modality_heads.audio.0.weight": Payload()}, tmp_path / "hostile.pth")
+    torch.save({"a": torch.zeros(3)}, tmp_path / "whole.pth")
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:300])
+    (tmp_path / "noise.pth").write_bytes(bytes(range(256)) * 4)
+    torch.save([torch.zeros(3)], tmp_path / "list.pth")
+    for name, reason in (
+        ("hostile", r"unsupported GLOBAL \w+\.mkdir"),
+        ("truncated", "failed reading zip archive"),
+        ("noise", "Unsupported operand"),
+        ("list", "holds a list, not an ImageBind state dict"),
+    ):
+        with pytest.raises(ModelError, match=reason) as bad:
+            load_imagebind_audio(tmp_path / f"{name}.pth", **TINY)
+        assert "weights_only" not in str(bad.value)
+    assert not (tmp_path / "ran").exists()
 
 
 def test_clips_features_and_the_registry(tmp_path: Path) -> None:

@@ -10,6 +10,13 @@ environments assembled around it (a ``--target`` folder on ``PYTHONPATH``, a sys
 none of it is the user's doing. Inside :func:`quiet_loading` those libraries log errors only and show no bars. To
 see everything, turn on INFO logging for the SDK (``logging.getLogger("codi2_sdk").setLevel(logging.INFO)``, or
 ``logging.basicConfig(level=logging.INFO)``): then nothing is hidden.
+
+**Where weights already are.** Whoever fetched Llama-2 or a diffusers pipeline with ``hf download`` (or any
+``from_pretrained`` on a connected machine) holds it in the Hugging Face cache (``HF_HUB_CACHE``, by default
+``~/.cache/huggingface/hub``) as ``models--owner--name/snapshots/<commit>/``, its files links into ``blobs/``.
+:func:`local_path` reads such a model by its repo id (``"meta-llama/Llama-2-7b-chat-hf"``, or
+``"owner/name@revision"``) or by its cache folder; it only looks in the cache (``local_files_only``), and never
+downloads.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 from packaging.version import Version
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, ModelNotFoundError
 
-__all__ = ["MIN_TRANSFORMERS", "check_transformers", "quiet_loading", "verbose"]
+__all__ = ["MIN_TRANSFORMERS", "check_transformers", "local_path", "quiet_loading", "verbose"]
 
 MIN_TRANSFORMERS = "5.24"
 
@@ -68,6 +76,63 @@ def quiet_loading() -> Iterator[None]:
             library.set_verbosity(verbosity)
             if bars:
                 library.enable_progress_bar()
+
+
+_CACHE_PREFIX = "models--"
+
+
+def local_path(name_or_path: str | Path, what: str) -> Path:
+    """The file or folder ``name_or_path`` names: a path as it is, a cache folder ``models--owner--name`` as its
+    snapshot, else a repo id's snapshot in the local Hugging Face cache.
+
+    Raises:
+        ModelNotFoundError: none of these is there; the message names ``what`` and where it looked.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.name.startswith(_CACHE_PREFIX) and (path / "snapshots").is_dir():
+        repo_id = "/".join(path.name[len(_CACHE_PREFIX) :].split("--"))
+        return _snapshot(repo_id, cache_dir=path.parent) or path
+    if path.exists():
+        return path
+    if isinstance(name_or_path, str) and _is_repo_id(name_or_path):
+        snapshot = _snapshot(name_or_path)
+        if snapshot is not None:
+            return snapshot
+        from huggingface_hub import constants
+
+        raise ModelNotFoundError(
+            f"no {what} at {name_or_path}, nor a model {name_or_path!r} in the Hugging Face cache at "
+            f"{constants.HF_HUB_CACHE} (the SDK never downloads: fetch it with `hf download {name_or_path}`, "
+            "or give its folder)"
+        )
+    raise ModelNotFoundError(f"no {what} at {path}")
+
+
+def _is_repo_id(name: str) -> bool:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    repo_id = name.partition("@")[0]
+    if repo_id.count("/") != 1 or name.startswith((".", "~", "/")):
+        return False
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _snapshot(name: str, cache_dir: Path | None = None) -> Path | None:
+    """The cached snapshot of ``name`` (``owner/name[@revision]``), or ``None`` when the cache has none."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    repo_id, _, revision = name.partition("@")
+    try:
+        folder = snapshot_download(repo_id, revision=revision or None, cache_dir=cache_dir, local_files_only=True)
+    except LocalEntryNotFoundError:
+        return None
+    return Path(str(folder))
 
 
 def check_transformers(found: str | None = None) -> None:

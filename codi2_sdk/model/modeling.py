@@ -36,7 +36,7 @@ from torch.nn import functional as F
 from ..content import MediaPart
 from ..errors import MissingDependencyError, ModelError, ModelNotFoundError
 from ..messages import Example, Message
-from ._libraries import quiet_loading
+from ._libraries import local_path, quiet_loading
 from .architecture import CoDi2Config, LoraSpec
 from .parts import DiffusionDecoder, MediaEncoder, build_kind, kind_class, load_kind
 from .prompt import IGNORE_INDEX, Prompt, PromptBuilder, build_word_tokenizer, load_tokenizer
@@ -96,16 +96,19 @@ class EmbeddedBatch:
 
 
 def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """The folder for a checkpoint name shipped in the package (``"codi2-mini"``) or a path."""
-    path = Path(name_or_path)
-    if not path.exists() and isinstance(name_or_path, str) and (_WEIGHTS_DIR / name_or_path).exists():
-        path = _WEIGHTS_DIR / name_or_path
-    if not path.is_dir():
+    """The folder for a checkpoint name shipped in the package (``"codi2-mini"``), a path, or a repo id in the local
+    Hugging Face cache (``"owner/name"``; never downloaded)."""
+    if isinstance(name_or_path, str) and not Path(name_or_path).exists() and (_WEIGHTS_DIR / name_or_path).is_dir():
+        return _WEIGHTS_DIR / name_or_path
+    try:
+        path = local_path(name_or_path, "checkpoint folder")
+    except ModelNotFoundError as exc:
         shipped = sorted(p.name for p in _WEIGHTS_DIR.iterdir()) if _WEIGHTS_DIR.is_dir() else []
         raise ModelNotFoundError(
-            f"no checkpoint folder at {name_or_path!s}"
-            + (f"; checkpoints shipped in the package: {', '.join(shipped)}" if shipped else "")
-        )
+            str(exc) + (f"; checkpoints shipped in the package: {', '.join(shipped)}" if shipped else "")
+        ) from None
+    if not path.is_dir():
+        raise ModelNotFoundError(f"{name_or_path!s} is a file, not a checkpoint folder")
     return path
 
 

@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file
 
 from ...config import AudioConfig, GenerationConfig, ImageConfig, VideoConfig
-from ...errors import ModelError, ModelNotFoundError
-from .._libraries import quiet_loading
+from ...errors import ModelError
+from .._libraries import local_path, quiet_loading
 from ..architecture import CoDi2Config, DecoderSpec, EncoderSpec, LoraSpec
 from ..imagebind.audio import load_imagebind_audio, read_checkpoint
 from ..imagebind.image import ImageBindImageEncoder
@@ -80,12 +80,7 @@ def paper_lora(tokenizer: Any) -> LoraSpec:
 
 
 def _need(path: str | Path | None, what: str) -> Path | None:
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.exists():
-        raise ModelNotFoundError(f"no {what} at {path}")
-    return path
+    return None if path is None else local_path(path, what)
 
 
 def _llm(folder: str | Path, dtype: torch.dtype | None, chat_template: str | None) -> tuple[Any, Any, list[int]]:
@@ -210,7 +205,8 @@ def assemble(
     gives the image decoder and video reading; audio reading needs ``imagebind``).
 
     Args:
-        llm: a transformers causal LM folder with its tokenizer (Llama-2-7b-chat in the paper).
+        llm: a transformers causal LM folder with its tokenizer (Llama-2-7b-chat in the paper). Each part is a path
+            or a repo id already in the local Hugging Face cache (``"meta-llama/Llama-2-7b-chat-hf"``).
         imagebind: the official ``imagebind_huge.pth`` (or a state dict with its key names).
         unclip: SD-2.1 unCLIP's pipeline folder (diffusers' layout, as are the next two).
         audioldm2: AudioLDM2's pipeline folder. zeroscope: Zeroscope's.
@@ -221,8 +217,7 @@ def assemble(
             :data:`~codi2_sdk.model.prompt.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
             or the SDK's own role tokens where there is none.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
-        imagebind_args: overrides of the audio tower's shape (tests use tiny ones).
-        imagebind_video_args: the video tower's (ImageBind's vision trunk, where the checkpoint holds it).
+        imagebind_args: overrides of the audio tower's shape; imagebind_video_args: the video tower's (tests).
         device: where the model runs: every part, the pipelines' text encoders included, moves there.
         dtype: what its weights are in (``torch.bfloat16`` on a GPU is the usual case): every part loads in it.
         variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
@@ -232,7 +227,7 @@ def assemble(
             (torchao), the decoders on the CPU but while one runs, their autoencoders in slices and tiles.
 
     Raises:
-        ModelNotFoundError: a path that does not exist (the message names the part).
+        ModelNotFoundError: a part neither at its path nor in the local Hugging Face cache (the message names it).
         ModelError: a part that cannot be loaded or does not fit.
     """
     model_llm, tokenizer, new_rows = _llm(llm, dtype, chat_template)

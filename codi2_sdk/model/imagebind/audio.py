@@ -44,6 +44,8 @@ __all__ = [
 
 
 _FLOAT_EPS = float(torch.finfo(torch.float32).eps)
+#: The name of ImageBind's published checkpoint (its code saves it as ``.checkpoints/imagebind_huge.pth``).
+OFFICIAL_FILE = "imagebind_huge.pth"
 
 
 def _mel(hz: torch.Tensor | float) -> Any:
@@ -239,17 +241,30 @@ def read_checkpoint(path: str | Path | dict[str, Any]) -> dict[str, Any]:
     """An ImageBind checkpoint's state dict (the official ``imagebind_huge.pth``, or one saved under ``"model"``);
     a state dict already read is returned as it is.
 
+    A folder holding ``imagebind_huge.pth`` (where ImageBind's own code saves it: ``.checkpoints/``) stands for
+    that file. The file is read as tensors only (``weights_only``): it runs no code, whoever made it.
+
     Raises:
         ModelNotFoundError: no file at ``path``.
+        ModelError: the file is no torch checkpoint of tensors (corrupt, truncated, or pickled code).
     """
     if isinstance(path, dict):
         return path
     path = Path(path)
+    if path.is_dir() and (path / OFFICIAL_FILE).is_file():
+        path = path / OFFICIAL_FILE
     if not path.is_file():
-        raise ModelNotFoundError(f"no ImageBind checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise ModelNotFoundError(f"no ImageBind checkpoint at {path} (the official file is {OFFICIAL_FILE})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch's own message would advise weights_only=False, i.e. running the file's code
+        cause = exc.__context__ or exc  # the unpickler's own words ("Unsupported operand 141")
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+        raise ModelError(f"{path} is not an ImageBind checkpoint (a torch file of tensors): {first}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds a {type(state).__name__}, not an ImageBind state dict")
     return dict(state)
 
 
