@@ -14,7 +14,7 @@ import PIL.Image
 import pytest
 import torch
 
-from codi2_sdk import InvalidRequestError, Video
+from codi2_sdk import InvalidMediaError, InvalidRequestError, Video
 from codi2_sdk.model import CoDi2Model
 from codi2_sdk.testing import fake_audio
 from codi2_sdk.testing.twins import full_scale_twin
@@ -77,6 +77,35 @@ def test_manifest_reads_captions_and_conversations_and_names_bad_lines(tmp_path:
         load_manifest(bad)
 
 
+def test_a_manifest_opens_its_media_only_when_a_batch_draws_them(tmp_path: Path) -> None:
+    """Each line is checked when the manifest is read, but its media are opened only when training draws the record:
+    every process of a run holds a few bytes a record, not the data set's pictures (millions of them, in the
+    recipe), and several manifests read as one, each with its media beside it."""
+    import tracemalloc
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    manifest = load_manifest([write_manifest(tmp_path / "a"), write_manifest(tmp_path / "b")])
+    assert (len(manifest.captions), len(manifest.conversations)) == (12, 8)
+    (tmp_path / "b" / "clip0.wav").unlink()  # gone after reading: missed only when drawn, by its file and line
+    assert manifest.captions[0].caption == "a low beep" and manifest.captions[-1].modality == "video"
+    with pytest.raises(InvalidMediaError, match=r"train\.jsonl, line 1: .*clip0\.wav"):
+        manifest.captions[6]
+    assert [c.modality for c in manifest.captions[:2]] == ["audio", "video"]
+
+    noise = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    PIL.Image.fromarray(noise).save(tmp_path / "noise.png")  # about 200 kB that do not compress
+    ask = {"role": "user", "content": [{"type": "text", "text": "draw"}]}
+    answer = {"role": "assistant", "content": [{"type": "image", "path": "noise.png"}]}
+    (tmp_path / "big.jsonl").write_text((json.dumps({"messages": [ask, answer]}) + "\n") * 500)  # 100 MB of pictures
+    tracemalloc.start()
+    big = load_manifest(tmp_path / "big.jsonl")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(big.conversations) == 500 and peak < 2_000_000, peak
+    assert big.conversations[499].answer.images[0].data == (tmp_path / "noise.png").read_bytes()
+
+
 def test_decoder_stage_lowers_the_caption_loss_and_trains_only_projectors(tmp_path: Path) -> None:
     model = full_scale_twin(seed=0)
     data = load_manifest(write_manifest(tmp_path)).captions
@@ -115,11 +144,12 @@ def run_both_stages(tmp_path: Path, launch: list[str], checkpoints: Path | None 
     """The decoder stage, then the LLM stage on its result, each as two CPU processes; returns the final folder and
     the logged steps."""
     model_dir = full_scale_twin(seed=0).save_pretrained(tmp_path / "twin")
-    manifest = write_manifest(tmp_path)
+    (tmp_path / "more").mkdir()
+    manifests = [str(write_manifest(tmp_path)), str(write_manifest(tmp_path / "more"))]  # read as one
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     for stage in ("decoders", "llm"):
         out = tmp_path / f"aligned-{stage}"
-        command = [*launch, "--model", str(model_dir), "--manifest", str(manifest), "--stage", stage, "--steps", "2"]
+        command = [*launch, "--model", str(model_dir), "--manifest", *manifests, "--stage", stage, "--steps", "2"]
         command += ["--batch-size", "2", "--out", str(out), "--log", str(tmp_path / "log.jsonl")]
         command += ["--checkpoint-dir", str(checkpoints / stage)] if checkpoints is not None else []
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)

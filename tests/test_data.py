@@ -161,6 +161,54 @@ def test_instructed_edits_and_the_papers_in_context_construction(tmp_path: Path)
         for pair in example.examples:
             assert np.asarray(pair.outputs[0].to_pil())[0, 0].tolist() == [0, 0, 255]  # every example ends blue
         assert np.asarray(example.answer.images[0].to_pil())[0, 0].tolist() == [0, 0, 255]
+    assert not list((tmp_path / "in-context" / "media").iterdir())  # the edits' own pictures, never copied
+    with edits.manifest.open("a") as manifest:
+        manifest.write('{"messages": []}\n["not", "a", "record"]\n')
+    again = in_context_edits(edits.manifest, tmp_path / "in-context" / "again.jsonl", shots=2, per_group=1)
+    assert again.written == 1 and again.skipped["not an edit record"] == 2
+
+
+def test_builds_never_overwrite_a_manifest_and_a_stopped_one_looks_unfinished(tmp_path: Path) -> None:
+    """Several builds into one folder (each its own .jsonl) keep each other's manifests and media, read back as one;
+    a second build onto an existing manifest is refused; a build that stops halfway leaves ``NAME.partial``."""
+    from codi2_sdk import InvalidRequestError
+
+    (tmp_path / "pictures").mkdir()
+    for colour in ("red", "blue"):
+        (tmp_path / "pictures" / f"{colour}.png").write_bytes(picture(colour))
+    table = tmp_path / "captions.parquet"
+    pq.write_table(pa.table({"file_name": ["red.png", "blue.png"], "caption": ["red", "blue"]}), table)
+    data = tmp_path / "data"
+    first = image_captions_from_parquet(table, tmp_path / "pictures", data)
+    second = image_captions_from_parquet(table, tmp_path / "pictures", data / "more.jsonl")
+    with pytest.raises(InvalidRequestError, match=r"train\.jsonl exists and is kept"):
+        image_captions_from_parquet(table, tmp_path / "pictures", data)
+    assert (first.manifest.name, second.manifest.name) == ("train.jsonl", "more.jsonl")
+    both = load_manifest([first.manifest, second.manifest]).captions
+    assert [c.caption for c in both] == ["red", "blue", "red", "blue"] and len(list((data / "media").iterdir())) == 4
+    assert sorted(p.name for p in data.iterdir()) == ["media", "more.jsonl", "train.jsonl"]
+
+    from codi2_sdk.train.data import ManifestWriter
+
+    with pytest.raises(RuntimeError, match="the disk is full"), ManifestWriter(tmp_path / "stopped") as writer:
+        writer.write({"caption": "red", "image": "red.png"})
+        raise RuntimeError("the disk is full")  # or Ctrl-C, halfway through
+    assert sorted(p.name for p in (tmp_path / "stopped").iterdir()) == ["media", "train.jsonl.partial"]
+
+
+def test_a_table_cannot_make_a_build_copy_files_from_outside_its_folder(tmp_path: Path) -> None:
+    """A downloaded table is data, not instructions: names that climb out of the media folder are skipped."""
+    (tmp_path / "pictures").mkdir()
+    (tmp_path / "pictures" / "red.png").write_bytes(picture("red"))
+    (tmp_path / "private.png").write_bytes(picture("green"))
+    names = ["red.png", "../private.png", str(tmp_path / "private.png"), "sub/../red.png"]
+    pq.write_table(pa.table({"file_name": names, "caption": ["a"] * 4}), tmp_path / "t.parquet")
+    report = image_captions_from_parquet(tmp_path / "t.parquet", tmp_path / "pictures", tmp_path / "out")
+    assert report.written == 2 and dict(report.skipped) == {"a path outside the media folder": 2}
+    with (tmp_path / "webvid.csv").open("w", newline="") as file:
+        csv.writer(file).writerows([["videoid", "name", "page_dir"], ["private", "a clip", ".."]])
+    clips = video_captions_from_webvid(tmp_path / "webvid.csv", tmp_path / "pictures", tmp_path / "clips")
+    assert dict(clips.skipped) == {"a path outside the media folder": 1}
 
 
 def test_the_command_line_builds_and_reports(tmp_path: Path, capsys) -> None:

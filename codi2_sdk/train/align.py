@@ -11,16 +11,8 @@ Both run on :func:`~codi2_sdk.train.train_loop`, and on several GPUs (or CPU pro
 ``accelerate``: ``accelerate launch -m codi2_sdk.train.align --model DIR --manifest FILE --stage decoders
 --out DIR`` (see ``docs/full-scale.md``).
 
-The data is a JSONL manifest (paths relative to the manifest's folder), one record per line, either a
-captioned medium or a conversation::
-
-    {"caption": "a dog barks twice", "audio": "clips/dog.wav"}
-    {"messages": [{"role": "user", "content": [{"type": "text", "text": "make it rain"},
-                                               {"type": "image", "path": "in.png"}]},
-                  {"role": "assistant", "content": [{"type": "image", "path": "out.png"}]}],
-     "examples": [{"inputs": [{"type": "image", "path": "a.png"}], "outputs": [{"type": "image", "path": "b.png"}]}]}
-
-The last message of a conversation is the answer learnt; the ones before it are context.
+The data is a JSONL manifest (:mod:`codi2_sdk.train.manifest`): captioned media for the decoder stage,
+conversations for the LLM stage, read lazily.
 """
 
 from __future__ import annotations
@@ -30,7 +22,6 @@ import json
 import random
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +29,13 @@ import torch
 from torch import nn
 
 from .._args import whole_number
-from ..content import MEDIA_PARTS, MediaPart, Part, Text
 from ..errors import InvalidRequestError, ModelError
-from ..messages import Example, Message
 from ..model import CoDi2Model, LossWeights, TrainingExample
 from ..model.fullscale.assembly import paper_lora
 from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
 from .loop import StepLog, check_training_run, train_loop
+from .manifest import CaptionedMedium, Manifest, by_modality, load_manifest, modality_of
 
 __all__ = [
     "PAPER_LOSS",
@@ -63,76 +53,7 @@ PAPER_LOSS = LossWeights(text=1.0, cosine=0.1, mse=0.0)
 """The paper's LLM loss: text cross-entropy plus 0.1 x (1 - cosine) between predicted and target features."""
 
 
-@dataclass
-class CaptionedMedium:
-    """A medium and its caption (for the decoder stage)."""
-
-    part: MediaPart
-    caption: str
-
-    @property
-    def modality(self) -> str:
-        return self.part.type
-
-
 _MANIFEST_HINT = " (load_manifest(path).captions and .conversations give them from a manifest)"
-
-
-@dataclass
-class Manifest:
-    """A manifest's records: captioned media and conversations."""
-
-    captions: list[CaptionedMedium] = field(default_factory=list)
-    conversations: list[TrainingExample] = field(default_factory=list)
-
-
-def _part(item: dict[str, Any], root: Path, where: str) -> Part:
-    kind = item.get("type")
-    if kind == "text":
-        return Text(str(item["text"]))
-    if kind in MEDIA_PARTS:
-        return MEDIA_PARTS[kind].open(root / str(item["path"]))  # type: ignore[attr-defined,no-any-return]
-    raise InvalidRequestError(f"{where}: a content item of unknown type {kind!r} (text, {', '.join(MEDIA_PARTS)})")
-
-
-def _parts(items: Sequence[dict[str, Any]], root: Path, where: str) -> list[Part]:
-    return [_part(item, root, where) for item in items]
-
-
-def load_manifest(path: str | Path) -> Manifest:
-    """Read a JSONL manifest (see the module's documentation); media paths are relative to its folder.
-
-    Raises:
-        InvalidRequestError: a line that is not a record of either shape (the message gives its number).
-        InvalidMediaError: a medium that cannot be read.
-    """
-    path = Path(path)
-    root = path.parent
-    manifest = Manifest()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path.name}, line {number}"
-        try:
-            record = json.loads(line)
-            if "caption" in record:
-                media = [m for m in MEDIA_PARTS if m in record]
-                if len(media) != 1:
-                    raise InvalidRequestError(f"{where}: a caption needs exactly one of {', '.join(MEDIA_PARTS)}")
-                part = MEDIA_PARTS[media[0]].open(root / record[media[0]])  # type: ignore[attr-defined]
-                manifest.captions.append(CaptionedMedium(part, str(record["caption"])))
-                continue
-            messages = [Message(role=m["role"], parts=_parts(m["content"], root, where)) for m in record["messages"]]
-            examples = [
-                Example(inputs=_parts(e["inputs"], root, where), outputs=_parts(e["outputs"], root, where))
-                for e in record.get("examples", [])
-            ]
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise InvalidRequestError(f"{where}: not a caption or conversation record ({exc!r})") from None
-        if len(messages) < 2 or messages[-1].role != "assistant":
-            raise InvalidRequestError(f"{where}: a conversation ends with the assistant's answer")
-        manifest.conversations.append(TrainingExample(messages=messages[:-1], answer=messages[-1], examples=examples))
-    return manifest
 
 
 class _DecoderAlignment(nn.Module):
@@ -161,7 +82,7 @@ class _DecoderAlignment(nn.Module):
         return out
 
 
-def _phases(groups: dict[str, list[Any]]) -> list[str]:
+def _phases(groups: dict[str, Sequence[Any]]) -> list[str]:
     order = sorted(g for g, items in groups.items() if items)
     if not order:
         raise InvalidRequestError("no training data for this stage")
@@ -191,7 +112,8 @@ def align_decoders(
     """
     check_training_run(data, CaptionedMedium, steps=steps, batch_size=batch_size, lr=lr, hint=_MANIFEST_HINT)
     decoders = {m: d for m, d in model.decoders.items() if isinstance(d, PipelineDecoder)}
-    groups = {m: [item for item in data if item.modality == m] for m in decoders}
+    found = by_modality(data, lambda item: item.modality)
+    groups = {m: found.get(m, []) for m in decoders}
     phases = _phases(groups)
     for param in model.parameters():
         param.requires_grad_(False)
@@ -227,14 +149,6 @@ def align_decoders(
     return logs
 
 
-def _modality_of(example: TrainingExample) -> str:
-    for message in [example.answer, *reversed(example.messages)]:
-        for part in message.parts:
-            if part.type != "text":
-                return part.type
-    return "text"
-
-
 def align_llm(
     model: CoDi2Model,
     data: Sequence[TrainingExample],
@@ -255,9 +169,7 @@ def align_llm(
     last input medium, else text). The LLM's own weights stay frozen: a model without a LoRA gets the paper's
     (rank 128, with the special tokens' embedding rows)."""
     check_training_run(data, TrainingExample, steps=steps, batch_size=batch_size, lr=lr, hint=_MANIFEST_HINT)
-    groups: dict[str, list[TrainingExample]] = {}
-    for example in data:
-        groups.setdefault(_modality_of(example), []).append(example)
+    groups = by_modality(data, modality_of)
     phases = _phases(groups)
     turn = iter(range(sys.maxsize))
 
@@ -294,7 +206,7 @@ def align_llm(
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m codi2_sdk.train.align", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a CoDi-2 folder (assemble(...).save_pretrained(DIR))")
-    parser.add_argument("--manifest", required=True, help="the JSONL manifest")
+    parser.add_argument("--manifest", nargs="+", required=True, help="the JSONL manifest (several are read as one)")
     parser.add_argument("--stage", choices=["decoders", "llm"], required=True)
     parser.add_argument("--out", required=True, help="where the aligned model is saved")
     parser.add_argument("--steps", type=whole_number(1), default=1000)

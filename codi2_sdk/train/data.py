@@ -4,7 +4,8 @@ Each builder streams its source (a shard, a CSV, a parquet file) record by recor
 checks any input (:mod:`codi2_sdk.content`), copies it beside the manifest under ``media/`` and writes one JSONL
 line in the format :func:`~codi2_sdk.train.align.load_manifest` reads. A record that cannot be used (a corrupt or
 missing medium, no caption, an empty instruction) is skipped and counted by reason, never fatal; the counts come
-back in a :class:`BuildReport` and are printed by the command line.
+back in a :class:`BuildReport` and are printed by the command line. A build never overwrites a manifest, and one
+that stops halfway is left as ``NAME.partial`` (:class:`ManifestWriter`).
 
 Layouts read:
 
@@ -35,6 +36,7 @@ import argparse
 import csv
 import glob
 import json
+import os
 import random
 import sys
 from collections import Counter
@@ -45,7 +47,7 @@ from typing import Any
 
 from .._args import whole_number
 from ..content import Audio, Image, Video
-from ..errors import Codi2Error
+from ..errors import Codi2Error, InvalidRequestError
 
 __all__ = [
     "BuildReport",
@@ -85,37 +87,62 @@ class _Skip(Exception):
 class ManifestWriter:
     """Writes a JSONL manifest and the media it names under ``media/`` beside it, one record at a time.
 
-    Use as a context manager; :attr:`report` counts what was written and skipped.
+    ``out`` is a folder (the manifest is its ``train.jsonl``) or a ``.jsonl`` file's path, for several manifests in
+    one folder (their media names start with the manifest's name, so they never collide). An existing manifest is
+    never overwritten. The lines go to ``NAME.partial`` until the build ends, then take the manifest's name: a build
+    that stops halfway (an error, Ctrl-C) leaves no manifest that looks whole. Use as a context manager; :attr:`report`
+    counts what was written and skipped, and a progress bar shows them on a terminal.
+
+    Raises:
+        InvalidRequestError: the manifest exists already.
     """
 
     def __init__(self, out: str | Path, name: str = "train.jsonl") -> None:
-        self.root = Path(out)
+        out = Path(out)
+        self.root, name = (out.parent, out.name) if out.suffix == ".jsonl" else (out, name)
+        manifest = self.root / name
+        if manifest.exists():
+            raise InvalidRequestError(
+                f"{manifest} exists and is kept: build into another folder, or give --out a new .jsonl name there"
+            )
         (self.root / "media").mkdir(parents=True, exist_ok=True)
-        self.report = BuildReport(self.root / name)
+        self.report = BuildReport(manifest)
+        self._partial = manifest.with_name(manifest.name + ".partial")
         self._file: Any = None
         self._count = 0
+        self._bar: Any = None
 
     def __enter__(self) -> ManifestWriter:
-        self._file = self.report.manifest.open("w")
+        from tqdm.auto import tqdm
+
+        self._file = self._partial.open("w")
+        self._bar = tqdm(desc=self.report.manifest.name, unit=" records", disable=None)  # None: off without a terminal
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self._bar.close()
         self._file.close()
+        if kind is None:
+            self._partial.replace(self.report.manifest)
+        elif not self.report.written:
+            self._partial.unlink()  # nothing to keep from a build that failed at its start (a missing table)
 
     def medium(self, part: Image | Audio | Video, stem: str) -> str:
         """Copy a checked medium beside the manifest; returns its path relative to the manifest's folder."""
         self._count += 1
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:80]
-        relative = f"media/{self._count:08d}-{safe}{part.suffix}"
+        relative = f"media/{self.report.manifest.stem}-{self._count:08d}-{safe}{part.suffix}"
         part.save(self.root / relative)
         return relative
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
         self.report.written += 1
+        self._bar.update()
 
     def skip(self, reason: str) -> None:
         self.report.skipped[reason] += 1
+        self._bar.set_postfix(skipped=self.report.skipped.total(), refresh=False)
 
     def add(self, make: Callable[[], dict[str, Any]]) -> None:
         """Write the record ``make()`` returns, or count it as skipped when it raises :class:`_Skip` or a media
@@ -191,7 +218,7 @@ def image_captions_from_parquet(
 
             def make(row: dict[str, Any] = row) -> dict[str, Any]:
                 text = _caption(row[caption_column])
-                path = folder / str(row[file_column])
+                path = _inside(folder, str(row[file_column]))
                 if not path.is_file():
                     raise _Skip("missing file")
                 return {"caption": text, "image": writer.medium(Image.open(path), path.stem)}
@@ -203,11 +230,21 @@ def image_captions_from_parquet(
 # -- audio-caption and video-caption -------------------------------------------------------------------------
 
 
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name`` where a table's ``name`` stays inside ``folder``; a name that climbs out of it (``../``,
+    an absolute path) is skipped, so a downloaded table cannot make a build copy files from elsewhere. Checked on
+    the names, not on resolved links: a folder of links to another disk is fine."""
+    path = Path(os.path.normpath(folder / name))
+    if os.path.isabs(name) or not path.is_relative_to(os.path.normpath(folder)):
+        raise _Skip("a path outside the media folder")
+    return path
+
+
 def _first_file(folder: Path, stems: Iterable[str], suffixes: Sequence[str]) -> Path:
     for stem in stems:
         for suffix in suffixes:
-            if (folder / f"{stem}{suffix}").is_file():
-                return folder / f"{stem}{suffix}"
+            if (path := _inside(folder, f"{stem}{suffix}")).is_file():
+                return path
     raise _Skip("missing file")
 
 
@@ -254,7 +291,8 @@ def video_captions_from_webvid(table: str | Path, clips: str | Path, out: str | 
 
             def make(row: dict[str, str] = row) -> dict[str, Any]:
                 text = _caption(row.get("name"))
-                path = _first_file(folder / row.get("page_dir", ""), [row.get("videoid", "")], (".mp4", ".webm"))
+                page = _inside(folder, row.get("page_dir") or "")
+                path = _first_file(page, [row.get("videoid") or ""], (".mp4", ".webm"))
                 return {"caption": text, "video": writer.medium(Video.open(path), path.stem)}
 
             writer.add(make)
@@ -344,6 +382,18 @@ def image_edits_from_parquet(tables: Sequence[str | Path], out: str | Path, *, l
     return writer.report
 
 
+def _edit_pair(line: str, root: Path) -> tuple[str, Path, Path]:
+    """An edits manifest line's instruction (case and spaces folded) and its two pictures' paths."""
+    try:
+        record = json.loads(line)
+        user, answer = record["messages"][0]["content"], record["messages"][-1]["content"]
+        instruction = " ".join(next(i["text"] for i in user if i["type"] == "text").lower().split())
+        before = next(i["path"] for i in user if i["type"] == "image")
+        return instruction, root / before, root / answer[0]["path"]
+    except (KeyError, IndexError, TypeError, AttributeError, StopIteration, ValueError):
+        raise _Skip("not an edit record") from None
+
+
 def in_context_edits(
     edits: str | Path, out: str | Path, *, shots: int = 2, per_group: int = 4, seed: int = 0
 ) -> BuildReport:
@@ -351,42 +401,38 @@ def in_context_edits(
     output): edits that share one instruction (compared case- and space-insensitively) are grouped, and each
     conversation shows ``shots`` of a group's pairs as examples, then asks for the same edit on another of its
     pictures, with no instruction in words. Up to ``per_group`` conversations per group; groups with fewer than
-    ``shots + 1`` pairs are skipped and counted."""
+    ``shots + 1`` pairs are skipped and counted. The pictures stay where the edits manifest keeps them (each is in
+    several conversations: copies would multiply the data set's size)."""
     source = Path(edits)
-    groups: dict[str, list[tuple[str, str]]] = {}
-    with source.open() as lines:
-        for line in lines:
-            record = json.loads(line)
-            user, answer = record["messages"][0]["content"], record["messages"][-1]["content"]
-            instruction = " ".join(next(i["text"] for i in user if i["type"] == "text").lower().split())
-            before = next(i["path"] for i in user if i["type"] == "image")
-            groups.setdefault(instruction, []).append(
-                (str(source.parent / before), str(source.parent / answer[0]["path"]))
-            )
+    groups: dict[str, list[tuple[Path, Path]]] = {}
     rng = random.Random(seed)
-    with ManifestWriter(out) as writer:
+    with ManifestWriter(out) as writer, source.open() as lines:
+        for line in lines:
+            try:
+                instruction, before, after = _edit_pair(line, source.parent)
+            except _Skip as skipped:
+                writer.skip(str(skipped))
+                continue
+            groups.setdefault(instruction, []).append((before, after))
         for pairs in groups.values():
             if len(pairs) < shots + 1:
                 writer.skip(f"fewer than {shots + 1} edits share the instruction")
                 continue
             for _ in range(per_group):
 
-                def make(pairs: list[tuple[str, str]] = pairs) -> dict[str, Any]:
-                    chosen = rng.sample(pairs, shots + 1)
-                    copied = [
-                        (writer.medium(Image.open(b), "before"), writer.medium(Image.open(a), "after"))
-                        for b, a in chosen
-                    ]
+                def make(pairs: list[tuple[Path, Path]] = pairs) -> dict[str, Any]:
+                    chosen = [p for pair in rng.sample(pairs, shots + 1) for p in pair]
+                    if not all(p.is_file() for p in chosen):
+                        raise _Skip("missing file")
+                    images = [{"type": "image", "path": os.path.relpath(p, writer.root)} for p in chosen]
                     examples = [
-                        {"inputs": [{"type": "image", "path": b}], "outputs": [{"type": "image", "path": a}]}
-                        for b, a in copied[:shots]
+                        {"inputs": [b], "outputs": [a]} for b, a in zip(images[0:-2:2], images[1:-2:2], strict=True)
                     ]
-                    query, answer = copied[shots]
                     return {
                         "examples": examples,
                         "messages": [
-                            {"role": "user", "content": [{"type": "image", "path": query}]},
-                            {"role": "assistant", "content": [{"type": "image", "path": answer}]},
+                            {"role": "user", "content": [images[-2]]},
+                            {"role": "assistant", "content": [images[-1]]},
                         ],
                     }
 
@@ -433,7 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_context.add_argument("--per-group", type=whole_number(1), default=4)
     in_context.add_argument("--seed", type=whole_number(0), default=0)
     for sub in (shards, table, audiocaps, wavcaps, webvid, edits, chats, in_context):
-        sub.add_argument("--out", required=True, help="the folder for train.jsonl and media/")
+        sub.add_argument(
+            "--out", required=True, help="a folder (its train.jsonl and media/), or a new .jsonl file's path in one"
+        )
     args = parser.parse_args(argv)
     try:
         if args.layout == "webdataset":

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
 from ..errors import InvalidRequestError
+from .manifest import ManifestRecords
 
 __all__ = ["StepLog", "check_training_run", "train_loop"]
 
@@ -50,6 +51,10 @@ def check_training_run(data: Any, item: type, *, steps: int, batch_size: int, lr
         raise InvalidRequestError(f"data must be a list of {item.__name__}, not {type(data).__name__}{hint}")
     if len(data) == 0:
         raise InvalidRequestError(f"data is empty: there is nothing to train on{hint}")
+    if isinstance(data, ManifestRecords):  # its lines were checked when read; not read again (nor its media) here
+        if data.item is not item:
+            raise InvalidRequestError(f"data holds {data.item.__name__} records, not {item.__name__}{hint}")
+        return
     wrong = next((i for i, each in enumerate(data) if not isinstance(each, item)), None)
     if wrong is not None:
         raise InvalidRequestError(f"data[{wrong}] is a {type(data[wrong]).__name__}, not a {item.__name__}{hint}")
