@@ -108,3 +108,40 @@ def test_a_run_that_cannot_train_is_refused_before_the_model_changes(tmp_path: P
     with pytest.raises(InvalidRequestError, match=r"data is empty.*load_manifest"):
         align_llm(model, [], steps=1)
     assert not model.has_lora
+
+
+def test_a_step_whose_loss_is_not_finite_is_skipped_and_a_run_of_them_stops(tmp_path: Path, caplog) -> None:
+    """A NaN or infinite loss (bf16 overflow, a bad record) never reaches the weights or the saved state: the step is
+    skipped with a warning, and ten in a row stop the run with the advice to lower the learning rate."""
+    import random
+
+    from codi2_sdk import ModelError
+    from codi2_sdk.train import train_loop
+    from codi2_sdk.train.loop import MAX_NONFINITE_STEPS
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 1)
+    x = torch.randn(8, 4)
+
+    def step(number: int, rng: random.Random, module: torch.nn.Module) -> torch.Tensor:
+        loss = module(x).pow(2).mean()
+        return loss * float("nan") if number in (2, 3) else loss
+
+    logs = train_loop(layer, step, steps=6, lr=0.1, rng=random.Random(0), log_every=1)
+    assert [e.step for e in logs] == [1, 2, 3, 4, 5, 6] and all(torch.isfinite(p).all() for p in layer.parameters())
+    assert [r.getMessage() for r in caplog.records if "not finite" in r.getMessage()] == [
+        "step 3: the loss or its gradients are not finite; the step is skipped",
+        "step 4: the loss or its gradients are not finite; the step is skipped",
+    ]
+
+    saved = tmp_path / "state.pt"
+    train_loop(layer, step, steps=2, lr=0.1, rng=random.Random(0), state_path=saved)  # a good state, saved
+    good = {k: v.clone() for k, v in layer.state_dict().items()}
+
+    def diverged(number: int, rng: random.Random, module: torch.nn.Module) -> torch.Tensor:
+        return module(x).sum() * float("inf")
+
+    with pytest.raises(ModelError, match=f"not finite for {MAX_NONFINITE_STEPS} steps in a row.*lower the learning"):
+        train_loop(layer, diverged, steps=200, lr=0.1, rng=random.Random(0), state_path=tmp_path / "more.pt")
+    assert all(torch.equal(layer.state_dict()[k], v) for k, v in good.items())  # the weights are as they were
+    assert not (tmp_path / "more.pt").exists()  # nothing non-finite was saved

@@ -12,6 +12,7 @@ says; DDP and FSDP on GPUs or CPUs), the resumable state is accelerate's own, an
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -24,10 +25,12 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, ModelError
 from .manifest import ManifestRecords
 
-__all__ = ["StepLog", "check_training_run", "train_loop"]
+__all__ = ["MAX_NONFINITE_STEPS", "StepLog", "check_training_run", "train_loop"]
+
+logger = logging.getLogger(__name__)
 
 Rng = random.Random | np.random.Generator
 """The step function's random generator: Python's or numpy's; its state is checkpointed either way."""
@@ -188,20 +191,42 @@ class _Optimization:
         named = {n: p for n, p in module.named_parameters() if p.requires_grad}
         return cls(runner, named, optimizer, schedule, accelerator.is_main_process)
 
-    def update(self, loss: torch.Tensor, accelerator: Any, ema: Any) -> None:
-        """One optimizer step on ``loss``: backward, gradients clipped to norm 1, the schedule and EMA stepped."""
+    def update(self, loss: torch.Tensor, accelerator: Any, ema: Any) -> bool:
+        """One optimizer step on ``loss``: backward, gradients clipped to norm 1, the schedule and EMA stepped.
+        Where the gradients' norm is not finite (a NaN or infinite loss on any process: DDP and FSDP reduce the
+        gradients, so every process sees the same norm), the parameters, the schedule and the EMA are left as they
+        were and this returns ``False``."""
         params = self.params
         self.optimizer.zero_grad(set_to_none=True)
         if accelerator is not None:
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(params, 1.0)
+            norm = accelerator.clip_grad_norm_(params, 1.0)  # None under DeepSpeed, which clips (and checks) itself
         else:
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-        self.optimizer.step()
-        self.schedule.step()
-        if ema is not None:
-            ema.step(params)
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+        finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)).all())
+        if finite:
+            self.optimizer.step()
+            self.schedule.step()
+            if ema is not None:
+                ema.step(params)
+        self.optimizer.zero_grad(set_to_none=True)
+        return finite
+
+
+MAX_NONFINITE_STEPS = 10
+"""Steps in a row whose loss or gradients are not finite after which a run stops (each one is skipped)."""
+
+
+def _check_skipped(in_a_row: int, step: int, main: bool) -> None:
+    if main:
+        logger.warning("step %d: the loss or its gradients are not finite; the step is skipped", step)
+    if in_a_row >= MAX_NONFINITE_STEPS:
+        raise ModelError(
+            f"the loss or its gradients were not finite for {in_a_row} steps in a row (up to step {step}), and "
+            "each was skipped: lower the learning rate, train in float32 (with bf16 mixed precision), or check the "
+            "data; the last saved state is as it was before them"
+        )
 
 
 def train_loop(
@@ -246,11 +271,14 @@ def train_loop(
     start = parts.load(path) if path is not None and parts.exists(path) else 0
     logs: list[StepLog] = []
     began = time.perf_counter()
+    skipped = 0  # non-finite steps in a row
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (progress and run.main), desc=desc)
     for step in bar:
         out = step_fn(step, rng, run.runner)
         loss = out["loss"] if isinstance(out, Mapping) else out
-        run.update(loss, accelerator, ema)
+        skipped = 0 if run.update(loss, accelerator, ema) else skipped + 1
+        if skipped:
+            _check_skipped(skipped, step + 1, run.main)
         # every process takes part in an accelerated save (a sharded state is gathered or saved by shard)
         saver = run.main or isinstance(parts, _AcceleratedResumable)
         if path is not None and saver and ((step + 1) % save_every == 0 or step + 1 == steps):
