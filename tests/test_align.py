@@ -150,7 +150,8 @@ def run_both_stages(tmp_path: Path, launch: list[str], checkpoints: Path | None 
     for stage in ("decoders", "llm"):
         out = tmp_path / f"aligned-{stage}"
         command = [*launch, "--model", str(model_dir), "--manifest", *manifests, "--stage", stage, "--steps", "2"]
-        command += ["--batch-size", "2", "--out", str(out), "--log", str(tmp_path / "log.jsonl")]
+        command += ["--batch-size", "1", "--gradient-accumulation-steps", "2"]  # processes synchronise at the 2nd
+        command += ["--out", str(out), "--log", str(tmp_path / "log.jsonl")]
         command += ["--checkpoint-dir", str(checkpoints / stage)] if checkpoints is not None else []
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -99,6 +99,7 @@ def test_a_run_that_cannot_train_is_refused_before_the_model_changes(tmp_path: P
         (data, {"steps": 0}, "steps must be a whole number of at least 1, not 0"),
         (data, {"batch_size": 0}, "batch_size must be"),
         (data, {"lr": float("nan")}, "lr must be a positive number"),
+        (data, {"gradient_accumulation_steps": 0}, "gradient_accumulation_steps must be a whole number"),
     ]:
         with pytest.raises(InvalidRequestError, match=message):
             finetune(model, data_given, **{"steps": 1, "lora": LoraSpec(r=4), **settings})
@@ -145,3 +146,29 @@ def test_a_step_whose_loss_is_not_finite_is_skipped_and_a_run_of_them_stops(tmp_
         train_loop(layer, diverged, steps=200, lr=0.1, rng=random.Random(0), state_path=tmp_path / "more.pt")
     assert all(torch.equal(layer.state_dict()[k], v) for k, v in good.items())  # the weights are as they were
     assert not (tmp_path / "more.pt").exists()  # nothing non-finite was saved
+
+
+def test_gradient_accumulation_makes_the_update_of_one_larger_batch() -> None:
+    """Two batches of 2 with accumulation update the weights as one batch of the same 4 rows does: a run on fewer
+    or smaller GPUs reaches the recipe's batch."""
+    import random
+
+    from codi2_sdk.train import train_loop
+
+    rows, targets = torch.randn(64, 4), torch.randn(64, 1)
+
+    def draw(size: int):
+        def step(number: int, rng: random.Random, module: torch.nn.Module) -> torch.Tensor:
+            picked = [rng.randrange(64) for _ in range(size)]
+            return (module(rows[picked]) - targets[picked]).pow(2).mean()
+
+        return step
+
+    torch.manual_seed(0)
+    trained = [torch.cat([p.detach().flatten() for p in torch.nn.Linear(4, 1).parameters()])]  # where both start
+    for size, accumulate in ((4, 1), (2, 2)):
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(4, 1)
+        train_loop(layer, draw(size), steps=5, lr=0.05, rng=random.Random(1), gradient_accumulation_steps=accumulate)
+        trained.append(torch.cat([p.detach().flatten() for p in layer.parameters()]))
+    assert torch.allclose(trained[1], trained[2], atol=1e-6) and not torch.allclose(trained[0], trained[1], atol=1e-3)

@@ -89,6 +89,23 @@ def _phases(groups: dict[str, Sequence[Any]]) -> list[str]:
     return order
 
 
+def _train_only_projectors(
+    model: CoDi2Model, data: Sequence[CaptionedMedium]
+) -> tuple[dict[str, Sequence[CaptionedMedium]], list[str]]:
+    """``data`` by modality for each pipeline decoder, the phases (the modalities that have data), and only those
+    decoders' output projectors left to train."""
+    decoders = {m: d for m, d in model.decoders.items() if isinstance(d, PipelineDecoder)}
+    found = by_modality(data, lambda item: item.modality)
+    groups = {m: found.get(m, []) for m in decoders}
+    phases = _phases(groups)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for modality in phases:
+        for name, param in decoders[modality].named_parameters():
+            param.requires_grad_(name.startswith("to_"))
+    return groups, phases
+
+
 def align_decoders(
     model: CoDi2Model,
     data: Sequence[CaptionedMedium],
@@ -99,6 +116,7 @@ def align_decoders(
     diffusion_weight: float = 0.0,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
+    gradient_accumulation_steps: int = 1,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -110,16 +128,8 @@ def align_decoders(
     Raises:
         InvalidRequestError: no captioned medium has a pipeline decoder in ``model``.
     """
-    check_training_run(data, CaptionedMedium, steps=steps, batch_size=batch_size, lr=lr, hint=_MANIFEST_HINT)
-    decoders = {m: d for m, d in model.decoders.items() if isinstance(d, PipelineDecoder)}
-    found = by_modality(data, lambda item: item.modality)
-    groups = {m: found.get(m, []) for m in decoders}
-    phases = _phases(groups)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for modality in phases:
-        for name, param in decoders[modality].named_parameters():
-            param.requires_grad_(name.startswith("to_"))
+    check_training_run(data, CaptionedMedium, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT)
+    groups, phases = _train_only_projectors(model, data)
     stage = _DecoderAlignment(model, diffusion_weight)
     rank = accelerator.process_index if accelerator is not None else 0
     torch.manual_seed(seed + rank)
@@ -139,6 +149,7 @@ def align_decoders(
         rng=random.Random(seed + rank),
         warmup_steps=min(20, steps // 10),
         state_path=Path(checkpoint_dir) / "align_decoders.pt" if checkpoint_dir is not None else None,
+        gradient_accumulation_steps=gradient_accumulation_steps,
         log=log,
         log_every=log_every,
         progress=progress,
@@ -159,6 +170,7 @@ def align_llm(
     loss: LossWeights = PAPER_LOSS,
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
+    gradient_accumulation_steps: int = 1,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -168,7 +180,7 @@ def align_llm(
     paper's loss, one modality per step in turn (a conversation's modality is its answer's medium, else its
     last input medium, else text). The LLM's own weights stay frozen: a model without a LoRA gets the paper's
     (rank 128, with the special tokens' embedding rows)."""
-    check_training_run(data, TrainingExample, steps=steps, batch_size=batch_size, lr=lr, hint=_MANIFEST_HINT)
+    check_training_run(data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT)
     groups = by_modality(data, modality_of)
     phases = _phases(groups)
     turn = iter(range(sys.maxsize))
@@ -195,6 +207,7 @@ def align_llm(
         lora=model.config.lora or paper_lora(model.tokenizer),
         seed=seed,
         checkpoint_dir=checkpoint_dir,
+        gradient_accumulation_steps=gradient_accumulation_steps,
         log=record,
         log_every=log_every,
         progress=progress,
@@ -210,7 +223,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage", choices=["decoders", "llm"], required=True)
     parser.add_argument("--out", required=True, help="where the aligned model is saved")
     parser.add_argument("--steps", type=whole_number(1), default=1000)
-    parser.add_argument("--batch-size", type=whole_number(1), default=4)
+    parser.add_argument("--batch-size", type=whole_number(1), default=4, help="per process and batch drawn")
+    parser.add_argument(
+        "--gradient-accumulation-steps",
+        type=whole_number(1),
+        default=1,
+        help="batches per update: an update sees batch size x this x processes",
+    )
     parser.add_argument("--lr", type=float, default=None, help="1e-4 for decoders, 2e-4 for the LLM by default")
     parser.add_argument("--diffusion-weight", type=float, default=0.0, help="decoders: weight of the denoising loss")
     parser.add_argument("--seed", type=whole_number(0), default=0)
@@ -236,7 +255,9 @@ def _accelerated_model(args: argparse.Namespace) -> tuple[Any, CoDi2Model]:
     # Phases train one modality's parameters per step: the others are unused in that step's graph.
     accelerator = Accelerator(kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     if accelerator.distributed_type == DistributedType.DEEPSPEED:  # it wants the micro batch; no dataloader says it
-        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = args.batch_size
+        config = accelerator.state.deepspeed_plugin.deepspeed_config
+        config["train_micro_batch_size_per_gpu"] = args.batch_size
+        config["gradient_accumulation_steps"] = args.gradient_accumulation_steps  # train_batch_size: accelerate's
     model = CoDi2Model.from_pretrained(args.model, device=accelerator.device, dtype=getattr(torch, args.dtype))
     if accelerator.distributed_type == DistributedType.FSDP:
         accelerator.state.fsdp_plugin.ignored_modules = unsharded_modules(model, args.stage)
@@ -270,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log": log,
         "log_every": 1,
         "checkpoint_dir": args.checkpoint_dir,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
     }
     if args.stage == "decoders":
         align_decoders(

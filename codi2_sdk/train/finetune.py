@@ -81,6 +81,14 @@ def _mark_trainable(model: CoDi2Model, lora: LoraSpec | None, train_projectors: 
                 param.requires_grad_(True)
 
 
+def _finetune_step(data: BatchSource, batch_size: int) -> Callable[[int, random.Random, Any], dict[str, torch.Tensor]]:
+    def step_fn(step: int, rng: random.Random, runner: Any) -> dict[str, torch.Tensor]:
+        out = runner(_batch(data, rng, batch_size))
+        return {"loss": out.loss, "text_loss": out.text_loss, "feature_loss": out.feature_loss}
+
+    return step_fn
+
+
 def finetune(
     model: CoDi2Model,
     data: BatchSource,
@@ -94,6 +102,7 @@ def finetune(
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,
+    gradient_accumulation_steps: int = 1,
     log: Callable[[TrainingLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -108,24 +117,20 @@ def finetune(
         seed: seeds the batch draws and torch's generator (dropout).
         checkpoint_dir: where to keep a resumable state every ``checkpoint_every`` steps; a run started
             with the same folder resumes from its last state.
+        gradient_accumulation_steps: batches per update (an update then sees ``batch_size`` times this many).
         accelerator: an ``accelerate.Accelerator`` to train on the processes ``accelerate launch`` started
             (each draws its own batches: the seed is offset by the process index).
 
     Raises:
         InvalidRequestError: a run that cannot train (:func:`~codi2_sdk.train.loop.check_training_run`), unchanged.
     """
-    check_training_run(data, TrainingExample, steps=steps, batch_size=batch_size, lr=lr, hint=_EXAMPLES_HINT)
+    check_training_run(data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _EXAMPLES_HINT)
     _mark_trainable(model, lora, train_projectors)
     rank = accelerator.process_index if accelerator is not None else 0
     torch.manual_seed(seed + rank)
-
-    def step_fn(step: int, rng: random.Random, runner: Any) -> dict[str, torch.Tensor]:
-        out = runner(_batch(data, rng, batch_size))
-        return {"loss": out.loss, "text_loss": out.text_loss, "feature_loss": out.feature_loss}
-
     logs = train_loop(
         model,
-        step_fn,
+        _finetune_step(data, batch_size),
         steps=steps,
         lr=lr,
         rng=random.Random(seed + rank),
@@ -133,6 +138,7 @@ def finetune(
         warmup_steps=min(warmup_steps, steps // 10 + 1),
         state_path=Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None,
         save_every=checkpoint_every,
+        gradient_accumulation_steps=gradient_accumulation_steps,
         log=(lambda entry: log(TrainingLog.from_step(entry))) if log is not None else None,
         log_every=log_every,
         progress=progress,

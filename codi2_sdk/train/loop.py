@@ -11,6 +11,7 @@ says; DDP and FSDP on GPUs or CPUs), the resumable state is accelerate's own, an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -39,11 +40,18 @@ StepFn = Callable[[int, Any, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
 trained module as prepared (wrapped for data parallelism under ``accelerate``): call it for the loss."""
 
 
-def check_training_run(data: Any, item: type, *, steps: int, batch_size: int, lr: float, hint: str = "") -> None:
+def check_training_run(
+    data: Any, item: type, steps: int, batch_size: int, lr: float, gradient_accumulation_steps: int = 1, hint: str = ""
+) -> None:
     """Refuse a run that cannot train before anything about the model changes: ``data`` a non-empty sequence of
-    ``item`` (or a function that draws batches), ``steps`` and ``batch_size`` positive whole numbers, ``lr``
-    positive. ``hint`` says where such data comes from."""
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
+    ``item`` (or a function that draws batches), ``steps``, ``batch_size`` and ``gradient_accumulation_steps``
+    positive whole numbers, ``lr`` positive. ``hint`` says where such data comes from."""
+    numbers = (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("gradient_accumulation_steps", gradient_accumulation_steps),
+    )
+    for name, value in numbers:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidRequestError(f"{name} must be a whole number of at least 1, not {value!r}")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < float("inf"):
@@ -171,6 +179,8 @@ class _Optimization:
     optimizer: Any
     schedule: Any
     main: bool
+    skipped: int = 0
+    """Steps skipped in a row, their loss or gradients not finite."""
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -191,18 +201,24 @@ class _Optimization:
         named = {n: p for n, p in module.named_parameters() if p.requires_grad}
         return cls(runner, named, optimizer, schedule, accelerator.is_main_process)
 
-    def update(self, loss: torch.Tensor, accelerator: Any, ema: Any) -> bool:
-        """One optimizer step on ``loss``: backward, gradients clipped to norm 1, the schedule and EMA stepped.
-        Where the gradients' norm is not finite (a NaN or infinite loss on any process: DDP and FSDP reduce the
-        gradients, so every process sees the same norm), the parameters, the schedule and the EMA are left as they
-        were and this returns ``False``."""
-        params = self.params
-        self.optimizer.zero_grad(set_to_none=True)
-        if accelerator is not None:
+    def backward(self, loss: torch.Tensor, accelerator: Any, share: float) -> None:
+        """Add ``share`` of ``loss``'s gradients to those gathered for this step."""
+        if accelerator is None:
+            (loss * share).backward()
+        elif _deepspeed(accelerator):  # DeepSpeed divides by its own gradient_accumulation_steps
             accelerator.backward(loss)
+        else:
+            accelerator.backward(loss * share)
+
+    def apply(self, accelerator: Any, ema: Any, step: int) -> None:
+        """Step ``step``'s update from the gradients gathered: clipped to norm 1, then the schedule and EMA stepped.
+        Where their norm is not finite (a NaN or infinite loss on any process: DDP and FSDP reduce the gradients, so
+        every process sees the same norm), the parameters, the schedule and the EMA are left as they were, with a
+        warning, and :data:`MAX_NONFINITE_STEPS` such steps in a row raise :class:`ModelError`."""
+        params = self.params
+        if accelerator is not None:
             norm = accelerator.clip_grad_norm_(params, 1.0)  # None under DeepSpeed, which clips (and checks) itself
         else:
-            loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)).all())
         if finite:
@@ -211,7 +227,28 @@ class _Optimization:
             if ema is not None:
                 ema.step(params)
         self.optimizer.zero_grad(set_to_none=True)
-        return finite
+        self.skipped = 0 if finite else self.skipped + 1
+        if self.skipped:
+            _check_skipped(self.skipped, step, self.main)
+
+    def step(self, step_fn: StepFn, step: int, rng: Rng, accumulate: int, accelerator: Any) -> dict[str, float]:
+        """Draw ``accumulate`` batches and gather their gradients (synchronised across processes at the last only);
+        returns the batches' mean loss and terms (as floats)."""
+        totals: dict[str, float] = {}
+        for micro in range(accumulate):
+            last = micro == accumulate - 1
+            syncing = contextlib.nullcontext() if accelerator is None or last else accelerator.no_sync(self.runner)
+            with syncing:
+                out = step_fn(step, rng, self.runner)
+                terms = dict(out) if isinstance(out, Mapping) else {"loss": out}
+                self.backward(terms["loss"], accelerator, 1.0 / accumulate)
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulate
+        return totals
+
+
+def _deepspeed(accelerator: Any) -> bool:
+    return str(getattr(accelerator.distributed_type, "value", "")) == "DEEPSPEED"
 
 
 MAX_NONFINITE_STEPS = 10
@@ -240,6 +277,7 @@ def train_loop(
     warmup_steps: int = 0,
     state_path: str | Path | None = None,
     save_every: int = 100,
+    gradient_accumulation_steps: int = 1,
     ema: Any = None,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
@@ -252,8 +290,9 @@ def train_loop(
     Args:
         step_fn: draws a batch with ``rng`` and returns its loss (or ``{"loss": ..., other terms}``).
         rng: the generator ``step_fn`` draws from; seed it for a reproducible run.
-        state_path: where the resumable state is kept every ``save_every`` steps and at the end; a loop
-            started with an existing state resumes from it.
+        state_path: the resumable state, kept every ``save_every`` steps and at the end (an existing one resumes).
+        gradient_accumulation_steps: batches per update, their gradients averaged (``step_fn`` is called this many
+            times with the same ``step``; processes synchronise at the last only).
         ema: a diffusers ``EMAModel`` over the trained parameters, stepped after each update and checkpointed.
         accelerator: an ``accelerate.Accelerator``: gradients are averaged over its processes (DDP), or parameters,
             gradients and optimizer state sharded (FSDP, DeepSpeed ZeRO), as its config says; each process's ``rng``
@@ -271,22 +310,17 @@ def train_loop(
     start = parts.load(path) if path is not None and parts.exists(path) else 0
     logs: list[StepLog] = []
     began = time.perf_counter()
-    skipped = 0  # non-finite steps in a row
     bar = tqdm(range(start, steps), initial=start, total=steps, disable=not (progress and run.main), desc=desc)
     for step in bar:
-        out = step_fn(step, rng, run.runner)
-        loss = out["loss"] if isinstance(out, Mapping) else out
-        skipped = 0 if run.update(loss, accelerator, ema) else skipped + 1
-        if skipped:
-            _check_skipped(skipped, step + 1, run.main)
+        terms = run.step(step_fn, step, rng, gradient_accumulation_steps, accelerator)
+        run.apply(accelerator, ema, step + 1)
         # every process takes part in an accelerated save (a sharded state is gathered or saved by shard)
         saver = run.main or isinstance(parts, _AcceleratedResumable)
         if path is not None and saver and ((step + 1) % save_every == 0 or step + 1 == steps):
             parts.save(path, step + 1)
         if run.main and ((step + 1) % log_every == 0 or step + 1 == steps):
-            terms = {k: float(v.detach()) for k, v in out.items() if k != "loss"} if isinstance(out, Mapping) else {}
-            lr_now = run.schedule.get_last_lr()[0]
-            entry = StepLog(step + 1, float(loss.detach()), lr_now, time.perf_counter() - began, terms)
+            loss = terms.pop("loss")
+            entry = StepLog(step + 1, loss, run.schedule.get_last_lr()[0], time.perf_counter() - began, terms)
             logs.append(entry)
             bar.set_postfix(loss=f"{entry.loss:.4f}")
             if log is not None:
