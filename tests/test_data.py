@@ -221,6 +221,8 @@ def test_the_command_line_builds_and_reports(tmp_path: Path, capsys) -> None:
     assert "3 records written; skipped: none" in capsys.readouterr().out
     assert main(["image-parquet", "--table", str(table), "--images", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no column" in capsys.readouterr().err
+    assert main(["webdataset", "--shards", str(tmp_path / "cc3m" / "*.tar"), "--out", str(tmp_path / "w")]) == 2
+    assert f"no shard at {tmp_path / 'cc3m' / '*.tar'}" in capsys.readouterr().err  # a glob that matched nothing
     with pytest.raises(SystemExit):
         main(["nonsense"])
 
@@ -231,9 +233,9 @@ def test_captions_become_the_llm_stages_conversations(tmp_path: Path) -> None:
     pq.write_table(pa.table({"file_name": ["a.png"], "caption": ["a red square"]}), tmp_path / "captions.parquet")
     captions = image_captions_from_parquet(tmp_path / "captions.parquet", tmp_path / "pictures", tmp_path / "captions")
     with (tmp_path / "captions" / "train.jsonl").open("a") as manifest:
-        manifest.write('{"caption": "", "image": "nowhere.png"}\n')
+        manifest.write('{"caption": "", "image": "nowhere.png"}\nnot json\n[1, 2]\n')
     report = conversations_from_captions(captions.manifest, tmp_path / "llm")
-    assert report.written == 2 and dict(report.skipped) == {"not a captioned medium": 1}
+    assert report.written == 2 and dict(report.skipped) == {"not a captioned medium": 3}
     draw, describe = load_manifest(report.manifest).conversations
     assert draw.messages[0].text == "draw: a red square" and draw.answer.images
     assert describe.messages[0].images and describe.answer.text == "a red square"

@@ -174,6 +174,9 @@ def image_captions_from_webdataset(shards: Sequence[str | Path], out: str | Path
     import webdataset as wds
 
     urls = [str(s) for s in shards]
+    missing = [u for u in urls if ":" not in u.split("/")[0] and not Path(u).is_file()]  # not a URL nor "pipe:"
+    if missing or not urls:
+        raise InvalidRequestError(f"no shard at {', '.join(missing[:3])}" if missing else "no shards given")
     with ManifestWriter(out) as writer:
         for sample in wds.WebDataset(urls, shardshuffle=False, handler=wds.warn_and_continue, empty_check=False):
 
@@ -318,8 +321,11 @@ def conversations_from_captions(captions: str | Path, out: str | Path) -> BuildR
         for line in lines:
 
             def make(line: str = line) -> dict[str, Any]:
-                record = json.loads(line)
-                modality = next((m for m in ASK if m in record), None)
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    raise _Skip("not a captioned medium") from None
+                modality = next((m for m in ASK if isinstance(record, dict) and m in record), None)
                 if modality is None or not str(record.get("caption", "")).strip():
                     raise _Skip("not a captioned medium")
                 path = os.path.relpath(source.parent / record[modality], writer.root)
