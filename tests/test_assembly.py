@@ -269,10 +269,16 @@ def hub_cached(folder: Path, cache: Path, repo_id: str) -> Path:
     return repo
 
 
-def test_parts_and_checkpoints_are_found_in_the_hugging_face_cache(folders, tmp_path: Path, monkeypatch) -> None:
+def test_parts_and_checkpoints_are_found_in_the_hugging_face_cache(
+    folders, tmp_path: Path, monkeypatch, caplog
+) -> None:
     """Whoever fetched the components with ``hf download`` holds them in the hub cache: they are read by repo id
-    (or by their cache folder) from there, with nothing downloaded."""
+    (or by their cache folder) from there, with nothing downloaded. Each part is said as it loads."""
+    import logging
+
     from huggingface_hub import constants
+
+    caplog.set_level(logging.INFO, logger="codi2_sdk")
 
     cache = tmp_path / "hub"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
@@ -284,6 +290,8 @@ def test_parts_and_checkpoints_are_found_in_the_hugging_face_cache(folders, tmp_
     config = {"seed": 0, "output_modality": "image", "text": {"max_new_tokens": 3}, "image": {"steps": 2}}
     made = Conversation(backend=LocalBackend(model)).send("show a red circle .", config=config)
     assert isinstance(made.parts[0], Image)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("assemble: ")]
+    assert said == ["assemble: the LLM", "assemble: unCLIP", "assemble: placing and measuring"]
 
     hub_cached(model.save_pretrained(tmp_path / "codi2-full"), cache, "someone/codi2-full")
     again = Conversation(backend=LocalBackend.from_pretrained("someone/codi2-full")).send(

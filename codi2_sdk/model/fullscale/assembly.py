@@ -9,10 +9,12 @@ output projectors from the 1024-d feature. Nothing is downloaded: every part com
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from safetensors.torch import load_file
@@ -106,6 +108,29 @@ def _llm(folder: str | Path, dtype: torch.dtype | None, chat_template: str | Non
     return llm, tokenizer, new_rows
 
 
+class _Progress:
+    """:func:`assemble`'s steps on a progress bar (shown on a terminal only), each logged at INFO as it starts."""
+
+    NAMES: ClassVar[dict[str, str]] = {"llm": "the LLM", "unclip": "unCLIP", "imagebind": "ImageBind"}
+    NAMES |= {"audioldm2": "AudioLDM2", "zeroscope": "Zeroscope", "placing": "placing and measuring"}
+
+    def __init__(self, steps: list[str], show: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=len(steps), desc="assemble", unit=" parts", disable=None if show else True)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        log.info("assemble: %s", self.NAMES[name])
+        self.bar.set_postfix_str(self.NAMES[name])
+        try:
+            yield
+        finally:
+            self.bar.update()
+            if self.bar.n >= self.bar.total:
+                self.bar.close()
+
+
 @dataclass
 class _Parts:
     """The encoders and decoders :func:`assemble` gathers from the folders it is given, with their specs."""
@@ -122,18 +147,23 @@ class _Parts:
         audio_args: dict[str, Any],
         video_args: dict[str, Any],
         loading: dict[str, Any],
+        steps: _Progress,
     ) -> _Parts:
         """The parts in the given folders (``unclip``, ``imagebind``, ``audioldm2``, ``zeroscope``; any may be
         ``None``), loaded with ``loading``'s variant, dtype and decoding choice."""
         parts, pipeline = cls(), {"variant": loading["variant"], "dtype": loading["dtype"]}
         if (path := _need(folders["unclip"], "unCLIP pipeline folder")) is not None:
-            parts.add_unclip(path, loading["reference_decoding"], pipeline)
+            with steps.step("unclip"):
+                parts.add_unclip(path, loading["reference_decoding"], pipeline)
         if (path := _need(folders["imagebind"], "ImageBind checkpoint")) is not None:
-            parts.add_imagebind(path, audio_args, video_args)
+            with steps.step("imagebind"):
+                parts.add_imagebind(path, audio_args, video_args)
         if (path := _need(folders["audioldm2"], "AudioLDM2 pipeline folder")) is not None:
-            parts.decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **pipeline)
+            with steps.step("audioldm2"):
+                parts.decoders["audio"] = AudioLDM2Decoder.from_pipeline(path, cond_dim=feature_dim, **pipeline)
         if (path := _need(folders["zeroscope"], "Zeroscope pipeline folder")) is not None:
-            parts.decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **pipeline)
+            with steps.step("zeroscope"):
+                parts.decoders["video"] = ZeroscopeVideoDecoder.from_pipeline(path, cond_dim=feature_dim, **pipeline)
         return parts
 
     def add_unclip(self, path: Path, reference_decoding: bool, loading: dict[str, Any]) -> None:
@@ -200,6 +230,7 @@ def assemble(
     variant: str | None = None,
     reference_decoding: bool = True,
     memory: Literal["default", "low"] = "default",
+    progress: bool = True,
 ) -> CoDi2Model:
     """Build CoDi-2 from local folders: any subset of the media (an image tower needs ``unclip``, which also
     gives the image decoder and video reading; audio reading needs ``imagebind``).
@@ -208,39 +239,38 @@ def assemble(
         llm: a transformers causal LM folder with its tokenizer (Llama-2-7b-chat in the paper). Each part is a path
             or a repo id already in the local Hugging Face cache (``"meta-llama/Llama-2-7b-chat-hf"``).
         imagebind: the official ``imagebind_huge.pth`` (or a state dict with its key names).
-        unclip: SD-2.1 unCLIP's pipeline folder (diffusers' layout, as are the next two).
-        audioldm2: AudioLDM2's pipeline folder. zeroscope: Zeroscope's.
-        projectors: a folder of trained CoDi-2 weights (``projectors.safetensors``); ``None`` starts them
-            at random, for alignment training.
+        unclip, audioldm2, zeroscope: SD-2.1 unCLIP's, AudioLDM2's and Zeroscope's pipeline folders (diffusers').
+        projectors: a folder of trained CoDi-2 weights (``projectors.safetensors``); ``None``: random, to align.
         lora: the adapter to add (rank 128 by default; the new media-tag rows train with it); ``None`` for none.
-        chat_template: a Jinja chat template for an LLM folder whose tokenizer has none (for Llama-2-chat:
-            :data:`~codi2_sdk.model.prompt.LLAMA2_CHAT_TEMPLATE`); prompts follow the tokenizer's template,
-            or the SDK's own role tokens where there is none.
+        chat_template: a Jinja chat template for an LLM folder whose tokenizer has none (Llama-2-chat's:
+            :data:`~codi2_sdk.model.prompt.LLAMA2_CHAT_TEMPLATE`); else the SDK's own role tokens are used.
         feature_dim: width of the features the decoders are conditioned on (ImageBind's 1024).
         imagebind_args: overrides of the audio tower's shape; imagebind_video_args: the video tower's (tests).
-        device: where the model runs: every part, the pipelines' text encoders included, moves there.
-        dtype: what its weights are in (``torch.bfloat16`` on a GPU is the usual case): every part loads in it.
+        device, dtype: where every part (the pipelines' text encoders too) runs, in what (bf16 on a GPU, usually).
         variant: the pipeline folders' weight variant to read (``"fp16"`` for ``*.fp16.safetensors``).
-        reference_decoding: run unCLIP as CoDi-2's released code does (noise level 500, its negative prompt on both
-            sides of the guidance); ``False`` for the pipeline's own defaults.
+        reference_decoding: unCLIP as CoDi-2's code runs it (noise level 500, its negative prompt); ``False``: diffusers'.
         memory: ``"low"`` for inference in less memory (:meth:`CoDi2Model.reduce_memory`): the LLM in int8
             (torchao), the decoders on the CPU but while one runs, their autoencoders in slices and tiles.
+        progress: a bar of the parts as they load, on a terminal (loading Llama-2-7b alone takes a minute or more).
 
     Raises:
         ModelNotFoundError: a part neither at its path nor in the local Hugging Face cache (the message names it).
         ModelError: a part that cannot be loaded or does not fit.
     """
-    model_llm, tokenizer, new_rows = _llm(llm, dtype, chat_template)
     folders = {"unclip": unclip, "imagebind": imagebind, "audioldm2": audioldm2, "zeroscope": zeroscope}
+    steps = _Progress(["llm", *(n for n, f in folders.items() if f is not None), "placing"], progress)
+    with steps.step("llm"):
+        model_llm, tokenizer, new_rows = _llm(llm, dtype, chat_template)
     loading: dict[str, Any] = {"variant": variant, "dtype": dtype, "reference_decoding": reference_decoding}
-    parts = _Parts.gather(folders, feature_dim, imagebind_args or {}, imagebind_video_args or {}, loading)
+    parts = _Parts.gather(folders, feature_dim, imagebind_args or {}, imagebind_video_args or {}, loading, steps)
     model = parts.model(name, model_llm, tokenizer, reference_decoding)
     if (path := _need(projectors, "projectors folder")) is not None:
         model._load_projectors(load_file(str(path / PROJECTORS_FILE)), path)
     if lora is not None:
         rows = sorted(set(new_rows) | set(special_token_rows(tokenizer)))
         model.add_lora(lora.model_copy(update={"trainable_tokens": rows}))
-    return _placed(model, device, dtype, memory)
+    with steps.step("placing"):
+        return _placed(model, device, dtype, memory)
 
 
 def _placed(model: CoDi2Model, device: str | torch.device, dtype: torch.dtype | None, memory: str) -> CoDi2Model:
