@@ -186,3 +186,31 @@ def test_dpm_solver_is_one_setting_away_and_is_recorded(kind: str) -> None:
     assert fast_steps == [1, 2] and isinstance(fast, part_type) and fast.provenance.scheduler == "dpm_solver"
     assert fast.data != default.data and default.provenance.scheduler is None
     assert decoder.pipeline.scheduler is own  # put back after the decode
+
+
+def test_audioldm2s_language_of_audio_is_the_pipelines_through_transformers_cache() -> None:
+    """The GPT-2 states AudioLDM2 conditions on are computed as diffusers computes them, without the
+    ``past_key_values`` keyword transformers 5 deprecates (and says 5.40 removes): no warning, the same states."""
+    import warnings
+
+    from diffusers import AudioLDM2Pipeline
+
+    from codi2_sdk.model.fullscale.audioldm2 import AudioLDM2Decoder, generate_language_model
+    from codi2_sdk.testing.twins import tiny_audioldm2_pipeline
+
+    pipeline = tiny_audioldm2_pipeline()
+    pipeline.language_model.eval()  # as a published pipeline loads
+    torch.manual_seed(0)
+    states = torch.randn(2, 5, pipeline.language_model.config.n_embd)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # diffusers' own, the reference, warns at each step
+        for mask in (None, torch.tensor([[1, 1, 1, 0, 1], [0, 1, 1, 1, 1]])):
+            theirs = AudioLDM2Pipeline.generate_language_model(pipeline, states, attention_mask=mask, max_new_tokens=4)
+            ours = generate_language_model(pipeline.language_model, states, attention_mask=mask, max_new_tokens=4)
+            assert ours.shape == (2, 4, states.shape[-1]) and torch.allclose(ours, theirs, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values", category=FutureWarning)
+        decoder = AudioLDM2Decoder(pipeline, cond_dim=16)  # encodes the empty prompt
+        with torch.no_grad():
+            encoded = decoder._caption_conditioning(["a dog barks", "rain"])  # the decoder stage's targets
+    assert encoded["generated_prompt_embeds"][0].shape[:2] == (2, 8)

@@ -7,14 +7,16 @@ the unconditional side of guidance is the encoded empty prompt (as the pipeline 
 and stored with the decoder. The pipeline runs step by step on the caller's thread (a greenlet), so progress
 streams as it goes; closing the iterator stops it after the step it is at. Pitfalls measured with
 diffusers 0.42: ``text_encoder_2`` (T5) must be present even when embeddings are given; negatives need both
-streams, shaped like the prompts; steps are reported through the old ``callback`` / ``callback_steps`` API.
+streams, shaped like the prompts; steps are reported through the old ``callback`` / ``callback_steps`` API; its
+GPT-2 loop passes ``past_key_values``, deprecated in transformers 5 (removed in 5.40, it says), so the decoder
+installs :func:`generate_language_model`, the same computation through ``cache``, on the pipeline.
 
 The weights are CC-BY-NC-SA (the user supplies the pipeline folder).
 """
 
 from __future__ import annotations
 
-import warnings
+import functools
 from collections.abc import Generator
 from typing import Any, ClassVar
 
@@ -29,9 +31,27 @@ from .pipelines import PipelineDecoder, QueryProjector, fit_tokens
 __all__ = ["AudioLDM2Decoder"]
 
 
-# diffusers 0.42's AudioLDM2 pipeline drives GPT-2 with ``past_key_values``, which transformers 5 deprecates with a
-# FutureWarning on every step of every clip: the pipeline's doing, nothing a user of this SDK can change.
-warnings.filterwarnings("ignore", message=r"`past_key_values` is deprecated", category=FutureWarning)
+def generate_language_model(
+    language_model: Any, inputs_embeds: torch.Tensor, max_new_tokens: int | None = 8, attention_mask: Any = None, **unused: Any
+) -> torch.Tensor:
+    """AudioLDM2's "language of audio": GPT-2 continued ``max_new_tokens`` steps on its own last hidden state, as
+    diffusers' ``AudioLDM2Pipeline.generate_language_model`` computes it, but through transformers' ``cache``.
+    diffusers 0.42 passes GPT-2 ``past_key_values``, which transformers 5 deprecates (a warning at every step) and
+    says it removes in 5.40; it also never gets a cache back (transformers 5 returns it as ``cache``), so it reruns
+    the whole sequence at each step. Installed on the pipeline by :class:`AudioLDM2Decoder`."""
+    from transformers import DynamicCache
+
+    max_new_tokens = max_new_tokens or language_model.config.max_new_tokens  # the pipeline passes None
+    cache, step, mask, made = DynamicCache(config=language_model.config), inputs_embeds, attention_mask, []
+    for _ in range(max_new_tokens):
+        out = language_model(
+            inputs_embeds=step, attention_mask=mask, cache=cache, use_cache=True, output_hidden_states=True
+        )
+        step = out.hidden_states[-1][:, -1:, :]
+        made.append(step)
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+    return torch.cat(made, dim=1)
 
 
 class AudioLDM2Decoder(PipelineDecoder):
@@ -60,6 +80,7 @@ class AudioLDM2Decoder(PipelineDecoder):
         projector_width: int = 256,
     ) -> None:
         super().__init__()
+        pipeline.generate_language_model = functools.partial(generate_language_model, pipeline.language_model)
         self.register_components(pipeline)  # unet, vae, vocoder, CLAP, T5, GPT-2, projection: .to() moves them all
         self.cond_dim = cond_dim
         self.meta = {
