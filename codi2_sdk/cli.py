@@ -138,7 +138,11 @@ def _add_eval(sub: Any) -> None:
     parser.add_argument("--shots", default="1,2,3", help="example counts for the in-context tasks")
     parser.add_argument("--seed", type=whole_number(0), default=0)
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
-    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument(
+        "--model",
+        default="codi2-mini",
+        help="checkpoint: shipped name, folder, or repo id in the local Hugging Face cache",
+    )
     parser.add_argument("--url", help="evaluate a model behind a codi2 server instead")
     parser.add_argument("--api-key", help="the server's API key")
     parser.add_argument("--threads", type=whole_number(1), help="torch CPU threads")
@@ -156,7 +160,11 @@ def _add_chat(sub: Any) -> None:
     parser = sub.add_parser(
         "chat", help="chat in the terminal: /image PATH, /audio PATH, /video PATH, /example IN OUT, /save, /undo"
     )
-    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument(
+        "--model",
+        default="codi2-mini",
+        help="checkpoint: shipped name, folder, or repo id in the local Hugging Face cache",
+    )
     parser.add_argument("--url", help="chat with a model behind a codi2 server instead")
     parser.add_argument("--api-key", help="the server's API key")
     parser.add_argument(
@@ -168,7 +176,11 @@ def _add_chat(sub: Any) -> None:
 
 def _add_mcp(sub: Any) -> None:
     parser = sub.add_parser("mcp", help="the agent tools as an MCP server (stdio by default)")
-    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument(
+        "--model",
+        default="codi2-mini",
+        help="checkpoint: shipped name, folder, or repo id in the local Hugging Face cache",
+    )
     parser.add_argument("--url", help="use a model behind a codi2 server instead")
     parser.add_argument("--api-key", help="the server's API key")
     parser.add_argument("--media-dir", help="also write every medium the tools make into this folder")
@@ -183,7 +195,11 @@ def _add_mcp(sub: Any) -> None:
 
 def _add_ui(sub: Any) -> None:
     parser = sub.add_parser("ui", help="the web chat page (Gradio), on the in-process model or a server's")
-    parser.add_argument("--model", default="codi2-mini", help="checkpoint name or folder (local)")
+    parser.add_argument(
+        "--model",
+        default="codi2-mini",
+        help="checkpoint: shipped name, folder, or repo id in the local Hugging Face cache",
+    )
     parser.add_argument("--url", help="chat with a model behind a codi2 server instead")
     parser.add_argument("--api-key", help="the server's API key (with --url)")
     parser.add_argument("--page-key", help="ask visitors of the page for this key")

@@ -14,7 +14,9 @@ __all__ = ["add_serve_arguments", "main", "serve"]
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``codi2 serve``; each overrides the matching :class:`~codi2_sdk.server.ServerSettings` field."""
-    parser.add_argument("--model", help="checkpoint name or folder (default codi2-mini)")
+    parser.add_argument(
+        "--model", help="checkpoint: shipped name, folder, or repo id in the HF cache (default codi2-mini)"
+    )
     parser.add_argument("--host", help="bind address (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=PORT, help="port (default 8000)")
     parser.add_argument("--api-key", help="require this bearer key (or set CODI2_API_KEY)")

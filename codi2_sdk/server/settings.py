@@ -35,7 +35,7 @@ class ServerSettings(BaseSettings):
             raise invalid_request(exc, "server settings (options, or CODI2_* environment variables)") from None
 
     model: str = "codi2-mini"
-    """Checkpoint name or folder to serve."""
+    """Checkpoint to serve: a name shipped in the package, a folder, or a repo id in the local Hugging Face cache."""
     host: str = "127.0.0.1"
     """Bind address; the default only accepts connections from this machine."""
     port: int = Field(8000, ge=0, le=65535)

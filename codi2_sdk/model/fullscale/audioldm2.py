@@ -32,7 +32,11 @@ __all__ = ["AudioLDM2Decoder"]
 
 
 def generate_language_model(
-    language_model: Any, inputs_embeds: torch.Tensor, max_new_tokens: int | None = 8, attention_mask: Any = None, **unused: Any
+    language_model: Any,
+    inputs_embeds: torch.Tensor,
+    max_new_tokens: int | None = 8,
+    attention_mask: Any = None,
+    **unused: Any,
 ) -> torch.Tensor:
     """AudioLDM2's "language of audio": GPT-2 continued ``max_new_tokens`` steps on its own last hidden state, as
     diffusers' ``AudioLDM2Pipeline.generate_language_model`` computes it, but through transformers' ``cache``.
