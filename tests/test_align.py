@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,23 @@ def test_a_manifest_opens_its_media_only_when_a_batch_draws_them(tmp_path: Path)
     tracemalloc.stop()
     assert len(big.conversations) == 500 and peak < 2_000_000, peak
     assert big.conversations[499].answer.images[0].data == (tmp_path / "noise.png").read_bytes()
+
+
+def test_the_command_refuses_missing_or_unfit_manifests_in_one_line_before_loading_a_model(tmp_path: Path, capsys):
+    from codi2_sdk.train.align import main
+
+    common = ["--model", str(tmp_path / "not-loaded"), "--out", str(tmp_path / "out")]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text('{"caption": "a beep", "audio": "beep.wav"}\n')
+    for manifests, stage, said in (
+        ([tmp_path / "nowhere.jsonl"], "llm", "no manifest at"),
+        ([captions], "llm", r"hold no conversations for the llm stage \(captioned media: 1, conversations: 0\)"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main([*common, "--stage", stage, "--manifest", *map(str, manifests)])
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert re.search(said, err) and "Traceback" not in err
 
 
 def test_decoder_stage_lowers_the_caption_loss_and_trains_only_projectors(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .._args import whole_number
-from ..errors import InvalidRequestError, ModelError
+from ..errors import Codi2Error, InvalidRequestError, ModelError
 from ..model import CoDi2Model, LossWeights, TrainingExample
 from ..model.fullscale.assembly import paper_lora
 from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
@@ -266,11 +266,29 @@ def _accelerated_model(args: argparse.Namespace) -> tuple[Any, CoDi2Model]:
     return accelerator, model
 
 
+def _stage_manifest(paths: Sequence[str], stage: str) -> Manifest:
+    """The manifests as one, refused when they hold nothing ``stage`` trains on."""
+    manifest = load_manifest(paths)
+    wanted = (
+        ("captioned media", manifest.captions) if stage == "decoders" else ("conversations", manifest.conversations)
+    )
+    if not len(wanted[1]):
+        raise InvalidRequestError(
+            f"the manifests hold no {wanted[0]} for the {stage} stage (captioned media: {len(manifest.captions)}, "
+            f"conversations: {len(manifest.conversations)})"
+        )
+    return manifest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m codi2_sdk.train.align`` (or under ``accelerate launch``): one stage on a saved model."""
-    args = _parser().parse_args(argv)
-    accelerator, model = _accelerated_model(args)
-    manifest = load_manifest(args.manifest)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:  # what a user gave wrongly is said in one line, before minutes of loading a model
+        manifest = _stage_manifest(args.manifest, args.stage)
+        accelerator, model = _accelerated_model(args)
+    except Codi2Error as exc:
+        parser.error(str(exc))
     sink = open(args.log, "a") if args.log and accelerator.is_main_process else None  # noqa: SIM115
 
     def log(entry: StepLog) -> None:
