@@ -185,9 +185,14 @@ def test_an_example_runs_against_a_server(mini, tmp_path: Path) -> None:
     with running_server(mini, api_key="sesame") as url:
         run = [sys.executable, str(ROOT / "examples" / "few_shot_video_edit.py"), "--url", url, "--api-key", "sesame"]
         done = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        wrong_key = subprocess.run([*run[:-1], "open sesame"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "answer: a small green triangle moving to the left (right;" in done.stdout
     assert (tmp_path / "out" / "few_shot_video_edit" / "answer.mp4").is_file()
+    gone = subprocess.run(run, capture_output=True, text=True, timeout=600)  # the server has stopped
+    for refused, says in ((wrong_key, "401"), (gone, "Connection refused")):  # each in one line, no traceback
+        assert refused.returncode == 1 and refused.stderr.startswith("few_shot_video_edit.py: error: ")
+        assert says in refused.stderr and "Traceback" not in refused.stderr
 
 
 @pytest.mark.parametrize("modality", ["text", "image", "audio"])
