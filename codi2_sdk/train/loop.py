@@ -83,6 +83,12 @@ class StepLog:
     terms: dict[str, float] = field(default_factory=dict)
     """Other loss terms the step function returned."""
 
+    @classmethod
+    def of(cls, step: int, terms: Mapping[str, torch.Tensor], lr: float, seconds: float) -> StepLog:
+        """The entry of a step whose mean ``"loss"`` and other terms are ``terms`` (read from the device here)."""
+        means = {name: float(value) for name, value in terms.items()}
+        return cls(step, means.pop("loss"), lr, seconds, means)
+
 
 @dataclass
 class _Resumable:
@@ -231,10 +237,10 @@ class _Optimization:
         if self.skipped:
             _check_skipped(self.skipped, step, self.main)
 
-    def step(self, step_fn: StepFn, step: int, rng: Rng, accumulate: int, accelerator: Any) -> dict[str, float]:
+    def step(self, step_fn: StepFn, step: int, rng: Rng, accumulate: int, accelerator: Any) -> dict[str, torch.Tensor]:
         """Draw ``accumulate`` batches and gather their gradients (synchronised across processes at the last only);
-        returns the batches' mean loss and terms (as floats)."""
-        totals: dict[str, float] = {}
+        returns the batches' mean loss and terms, detached (read only when logged: reading waits for the device)."""
+        totals: dict[str, torch.Tensor] = {}
         for micro in range(accumulate):
             last = micro == accumulate - 1
             syncing = contextlib.nullcontext() if accelerator is None or last else accelerator.no_sync(self.runner)
@@ -243,7 +249,7 @@ class _Optimization:
                 terms = dict(out) if isinstance(out, Mapping) else {"loss": out}
                 self.backward(terms["loss"], accelerator, 1.0 / accumulate)
             for name, value in terms.items():
-                totals[name] = totals.get(name, 0.0) + float(value.detach()) / accumulate
+                totals[name] = totals.get(name, 0.0) + value.detach() / accumulate
         return totals
 
 
@@ -319,8 +325,7 @@ def train_loop(
         if path is not None and saver and ((step + 1) % save_every == 0 or step + 1 == steps):
             parts.save(path, step + 1)
         if run.main and ((step + 1) % log_every == 0 or step + 1 == steps):
-            loss = terms.pop("loss")
-            entry = StepLog(step + 1, loss, run.schedule.get_last_lr()[0], time.perf_counter() - began, terms)
+            entry = StepLog.of(step + 1, terms, run.schedule.get_last_lr()[0], time.perf_counter() - began)
             logs.append(entry)
             bar.set_postfix(loss=f"{entry.loss:.4f}")
             if log is not None:

@@ -52,11 +52,12 @@ class CaptionedMedium:
 
 def modality_of(example: TrainingExample) -> str:
     """The medium a conversation trains: its answer's, else its last input medium's, else ``"text"``."""
-    for message in [example.answer, *reversed(example.messages)]:
-        for part in message.parts:
-            if part.type != "text":
-                return part.type
-    return "text"
+    return _trained([[part.type for part in m.parts] for m in [*example.messages, example.answer]])
+
+
+def _trained(types: list[list[str]]) -> str:
+    """:func:`modality_of` from each message's part types, in order, the answer last (a manifest line's, unread)."""
+    return next((kind for message in reversed(types) for kind in message if kind != "text"), "text")
 
 
 class ManifestRecords(Sequence[T], Generic[T]):
@@ -188,8 +189,7 @@ def _shape(line: bytes, where: str) -> tuple[str, str]:
         raise InvalidRequestError(f"{where}: a message's role is one of {', '.join(_ROLES)}")
     if len(messages) < 2 or roles[-1] != "assistant":
         raise InvalidRequestError(f"{where}: a conversation ends with the assistant's answer")
-    trained = next((k for ks in reversed(kinds) for k in ks if k != "text"), "text")
-    return "conversation", trained
+    return "conversation", _trained(kinds)
 
 
 def _list(value: Any) -> list[Any]:
