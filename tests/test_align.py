@@ -113,9 +113,23 @@ def test_the_command_refuses_missing_or_unfit_manifests_in_one_line_before_loadi
     common = ["--model", str(tmp_path / "not-loaded"), "--out", str(tmp_path / "out")]
     captions = tmp_path / "captions.jsonl"
     captions.write_text('{"caption": "a beep", "audio": "beep.wav"}\n')
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+                ]
+            }
+        )
+    )
     for manifests, stage, said in (
         ([tmp_path / "nowhere.jsonl"], "llm", "no manifest at"),
         ([captions], "llm", r"hold no conversations for the llm stage \(captioned media: 1, conversations: 0\)"),
+        ([captions, "--eval-manifest", chats], "decoders", "--eval-manifest: the manifests hold no captioned media"),
+        ([captions, "--eval-manifest", tmp_path / "held.jsonl"], "decoders", "no manifest at .*held.jsonl"),
+        ([captions, "--eval-every", "0"], "decoders", "--eval-every: 0 is out of range: it must be at least 1"),
     ):
         with pytest.raises(SystemExit) as stopped:
             main([*common, "--stage", stage, "--manifest", *map(str, manifests)])
@@ -164,17 +178,41 @@ def run_both_stages(tmp_path: Path, launch: list[str], checkpoints: Path | None 
     model_dir = full_scale_twin(seed=0).save_pretrained(tmp_path / "twin")
     (tmp_path / "more").mkdir()
     manifests = [str(write_manifest(tmp_path)), str(write_manifest(tmp_path / "more"))]  # read as one
+    held_out = held_out_manifest(tmp_path / "train.jsonl")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     for stage in ("decoders", "llm"):
         out = tmp_path / f"aligned-{stage}"
         command = [*launch, "--model", str(model_dir), "--manifest", *manifests, "--stage", stage, "--steps", "2"]
         command += ["--batch-size", "1", "--gradient-accumulation-steps", "2"]  # processes synchronise at the 2nd
-        command += ["--out", str(out), "--log", str(tmp_path / "log.jsonl")]
+        command += ["--out", str(out), "--log", str(tmp_path / "log.jsonl"), "--eval-manifest", str(held_out)]
         command += ["--checkpoint-dir", str(checkpoints / stage)] if checkpoints is not None else []
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         model_dir = out
     return model_dir, [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+
+
+def held_out_manifest(manifest: Path) -> Path:
+    """Some of ``manifest``'s lines: 3 clips, 2 videos and 3 conversations, so that two processes share them unevenly."""
+    lines = manifest.read_text().splitlines()
+    held_out = manifest.with_name("held_out.jsonl")
+    held_out.write_text("\n".join(lines[i] for i in (0, 1, 2, 3, 4, 6, 7, 8)) + "\n")
+    return held_out
+
+
+def assert_held_out_logged(records: list[dict], model_dir: Path, held_out: Path) -> None:
+    """Each stage logged its held-out losses after its last step only (per medium for the decoders), and the LLM
+    stage's is the held-out conversations' mean loss for the saved model, as one process reckons it."""
+    assert [sorted(r["held_out"]) for r in records] == [
+        [],
+        ["alignment_loss", "loss", "loss_audio", "loss_video"],
+        [],
+        ["feature_loss", "loss", "text_loss"],
+    ]
+    aligned = CoDi2Model.from_pretrained(model_dir)
+    with torch.no_grad():
+        losses = [float(aligned([conversation]).loss) for conversation in load_manifest(held_out).conversations]
+    assert len(losses) == 3 and records[-1]["held_out"]["loss"] == pytest.approx(np.mean(losses), rel=1e-4)
 
 
 def assert_aligned(model_dir: Path, tmp_path: Path) -> None:
@@ -195,6 +233,7 @@ def test_accelerate_launch_runs_both_stages_data_parallel_on_two_cpu_processes(t
     assert [(r["stage"], r["step"]) for r in records] == [("decoders", 1), ("decoders", 2), ("llm", 1), ("llm", 2)]
     assert {(r["processes"], r["distributed"]) for r in records} == {(2, "MULTI_CPU")}
     assert_aligned(model_dir, tmp_path)
+    assert_held_out_logged(records, model_dir, tmp_path / "held_out.jsonl")
 
 
 def test_both_stages_shard_with_fsdp2_on_two_cpu_processes_save_whole_and_resume(tmp_path: Path) -> None:
@@ -205,6 +244,7 @@ def test_both_stages_shard_with_fsdp2_on_two_cpu_processes_save_whole_and_resume
     model_dir, records = run_both_stages(tmp_path, launch, checkpoints=tmp_path / "runs")
     assert {(r["processes"], r["distributed"]) for r in records} == {(2, "FSDP")}
     assert_aligned(model_dir, tmp_path)
+    assert_held_out_logged(records, model_dir, tmp_path / "held_out.jsonl")
     assert list((tmp_path / "runs" / "llm" / "state.accelerate").glob("pytorch_model_fsdp_0/*.distcp"))
 
     more = [*launch, "--model", str(tmp_path / "aligned-decoders"), "--manifest", str(tmp_path / "train.jsonl")]

@@ -172,3 +172,47 @@ def test_gradient_accumulation_makes_the_update_of_one_larger_batch() -> None:
         train_loop(layer, draw(size), steps=5, lr=0.05, rng=random.Random(1), gradient_accumulation_steps=accumulate)
         trained.append(torch.cat([p.detach().flatten() for p in layer.parameters()]))
     assert torch.allclose(trained[1], trained[2], atol=1e-6) and not torch.allclose(trained[0], trained[1], atol=1e-3)
+
+
+def test_held_out_losses_are_logged_and_change_nothing_the_run_trains(tmp_path: Path, image: Image) -> None:
+    """``finetune(eval_data=...)`` reads the held-out examples every ``eval_every`` steps and after the last, in eval
+    mode and without gradients: the figures are logged with those steps, and the weights trained (with dropout on)
+    are bit for bit those of the same run without them."""
+    from model_fixtures import tiny_model
+
+    from codi2_sdk import InvalidRequestError
+
+    data = examples_from_conversation(Conversation.load(_saved_conversation(tmp_path, image)))
+    settings = {"steps": 5, "batch_size": 2, "lr": 5e-3, "lora": LoraSpec(r=4, dropout=0.2), "seed": 2}
+    settings |= {"progress": False, "log_every": 10}
+    plain, watched = tiny_model(seed=3), tiny_model(seed=3)
+    finetune(plain, data, **settings)
+    logs = finetune(watched, data, eval_data=data, eval_every=2, **settings)
+    assert [(e.step, sorted(e.held_out)) for e in logs] == [
+        (s, ["feature_loss", "loss", "text_loss"]) for s in (2, 4, 5)
+    ]
+    assert all(torch.equal(p, q) for p, q in zip(plain.parameters(), watched.parameters(), strict=True))
+    with torch.no_grad():  # one batch of both examples: the figure is their loss for the weights after the last step
+        assert logs[-1].held_out["loss"] == pytest.approx(float(watched(data).loss), rel=1e-5)
+    assert logs[0].held_out["loss"] > logs[-1].held_out["loss"]  # trained on the same examples
+
+    for eval_data, eval_every, message in [
+        ([], 10, "eval_data is empty: there is nothing to evaluate on"),
+        ([data[0].answer], 10, r"eval_data\[0\] is a Message, not a TrainingExample"),
+        (data, 0, "eval_every must be a whole number of at least 1, not 0"),
+    ]:
+        model = tiny_model(seed=3)
+        with pytest.raises(InvalidRequestError, match=message):
+            finetune(model, data, steps=1, lora=LoraSpec(r=4), eval_data=eval_data, eval_every=eval_every)
+        assert not model.has_lora
+
+
+def test_held_out_figures_weigh_each_item_once_and_name_each_group() -> None:
+    from codi2_sdk.train.loop import held_out_evaluation
+
+    def loss_of(scale: float, batch: list[float]) -> dict[str, torch.Tensor]:
+        return {"loss": torch.tensor(batch).mean() * scale}
+
+    evaluation = held_out_evaluation({"image": [1.0, 2.0, 3.0], "audio": [10.0], "video": []}, loss_of, batch_size=2)
+    assert evaluation.figures(1.0) == pytest.approx({"loss": 4.0, "loss_audio": 10.0, "loss_image": 2.0})
+    assert held_out_evaluation({"image": [1.0, 3.0]}, loss_of, batch_size=1).figures(2.0) == {"loss": 4.0}

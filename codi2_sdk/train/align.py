@@ -34,7 +34,7 @@ from ..model import CoDi2Model, LossWeights, TrainingExample
 from ..model.fullscale.assembly import paper_lora
 from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
-from .loop import StepLog, check_training_run, train_loop
+from .loop import HeldOutEvaluation, StepLog, check_training_run, held_out_evaluation, seeded, train_loop
 from .manifest import CaptionedMedium, Manifest, by_modality, load_manifest, modality_of
 
 __all__ = [
@@ -106,6 +106,29 @@ def _train_only_projectors(
     return groups, phases
 
 
+def _held_out_alignment(
+    model: CoDi2Model,
+    eval_data: Sequence[CaptionedMedium] | None,
+    batch_size: int,
+    every: int,
+    seed: int,
+    accelerator: Any,
+) -> HeldOutEvaluation | None:
+    """The decoder stage's held-out losses (media without a pipeline decoder left out, as in training), the
+    denoising loss drawing the same noise each time."""
+    if eval_data is None:
+        return None
+    decoders = {m: d for m, d in model.decoders.items() if isinstance(d, PipelineDecoder)}
+    found = by_modality(eval_data, lambda item: item.modality)
+    return held_out_evaluation(
+        {m: items for m, items in found.items() if m in decoders},
+        lambda runner, batch: runner(batch, torch.Generator().manual_seed(seed)),
+        batch_size,
+        accelerator,
+        every,
+    )
+
+
 def align_decoders(
     model: CoDi2Model,
     data: Sequence[CaptionedMedium],
@@ -117,6 +140,8 @@ def align_decoders(
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     gradient_accumulation_steps: int = 1,
+    eval_data: Sequence[CaptionedMedium] | None = None,
+    eval_every: int = 100,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -125,15 +150,20 @@ def align_decoders(
     """Train the output projectors of ``model``'s pipeline decoders on captioned media, one modality per step
     in turn; everything else stays frozen. Returns the logged steps (``alignment_loss``, ``diffusion_loss``).
 
+    ``eval_data``, held-out captioned media, is read every ``eval_every`` steps and after the last (the denoising
+    loss with the same noise each time); its mean losses are the logged steps' ``held_out``.
+
     Raises:
         InvalidRequestError: no captioned medium has a pipeline decoder in ``model``.
     """
-    check_training_run(data, CaptionedMedium, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT)
+    check_training_run(
+        data, CaptionedMedium, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT, eval_data
+    )
+    evaluate = _held_out_alignment(model, eval_data, batch_size, eval_every, seed, accelerator)
     groups, phases = _train_only_projectors(model, data)
     stage = _DecoderAlignment(model, diffusion_weight)
-    rank = accelerator.process_index if accelerator is not None else 0
-    torch.manual_seed(seed + rank)
-    generator = torch.Generator().manual_seed(seed + rank)
+    rng = seeded(seed, accelerator)
+    generator = torch.Generator().manual_seed(seed + (accelerator.process_index if accelerator is not None else 0))
 
     def step_fn(step: int, rng: random.Random, runner: Any) -> dict[str, torch.Tensor]:
         pool = groups[phases[step % len(phases)]]
@@ -146,12 +176,13 @@ def align_decoders(
         step_fn,
         steps=steps,
         lr=lr,
-        rng=random.Random(seed + rank),
+        rng=rng,
         warmup_steps=min(20, steps // 10),
         state_path=Path(checkpoint_dir) / "align_decoders.pt" if checkpoint_dir is not None else None,
         gradient_accumulation_steps=gradient_accumulation_steps,
         log=log,
         log_every=log_every,
+        evaluate=evaluate,
         progress=progress,
         desc="align decoders",
         accelerator=accelerator,
@@ -171,6 +202,8 @@ def align_llm(
     seed: int = 0,
     checkpoint_dir: str | Path | None = None,
     gradient_accumulation_steps: int = 1,
+    eval_data: Sequence[TrainingExample] | None = None,
+    eval_every: int = 100,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -179,8 +212,10 @@ def align_llm(
     """Train the LLM side (LoRA and media-tag rows, input projectors, output heads) on conversations with the
     paper's loss, one modality per step in turn (a conversation's modality is its answer's medium, else its
     last input medium, else text). The LLM's own weights stay frozen: a model without a LoRA gets the paper's
-    (rank 128, with the special tokens' embedding rows)."""
-    check_training_run(data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT)
+    (rank 128, with the special tokens' embedding rows). ``eval_data``: held-out conversations, as in ``finetune``."""
+    check_training_run(
+        data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT, eval_data
+    )
     groups = by_modality(data, modality_of)
     phases = _phases(groups)
     turn = iter(range(sys.maxsize))
@@ -194,7 +229,7 @@ def align_llm(
 
     def record(entry: TrainingLog) -> None:
         terms = {"text_loss": entry.text_loss, "feature_loss": entry.feature_loss}
-        logs.append(StepLog(entry.step, entry.loss, entry.lr, entry.seconds, terms))
+        logs.append(StepLog(entry.step, entry.loss, entry.lr, entry.seconds, terms, entry.held_out))
         if log is not None:
             log(logs[-1])
 
@@ -208,6 +243,8 @@ def align_llm(
         seed=seed,
         checkpoint_dir=checkpoint_dir,
         gradient_accumulation_steps=gradient_accumulation_steps,
+        eval_data=eval_data,
+        eval_every=eval_every,
         log=record,
         log_every=log_every,
         progress=progress,
@@ -233,6 +270,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=None, help="1e-4 for decoders, 2e-4 for the LLM by default")
     parser.add_argument("--diffusion-weight", type=float, default=0.0, help="decoders: weight of the denoising loss")
     parser.add_argument("--seed", type=whole_number(0), default=0)
+    parser.add_argument(
+        "--eval-manifest", nargs="+", help="held-out data, its mean loss logged every --eval-every steps and at the end"
+    )
+    parser.add_argument("--eval-every", type=whole_number(1), default=100)
     parser.add_argument("--log", help="a JSONL file for the logged steps (main process)")
     parser.add_argument("--checkpoint-dir", help="keep a resumable state here; a run given the same folder resumes")
     parser.add_argument(
@@ -266,7 +307,7 @@ def _accelerated_model(args: argparse.Namespace) -> tuple[Any, CoDi2Model]:
     return accelerator, model
 
 
-def _stage_manifest(paths: Sequence[str], stage: str) -> Manifest:
+def _stage_manifest(paths: Sequence[str], stage: str, label: str = "") -> Manifest:
     """The manifests as one, refused when they hold nothing ``stage`` trains on."""
     manifest = load_manifest(paths)
     wanted = (
@@ -274,7 +315,7 @@ def _stage_manifest(paths: Sequence[str], stage: str) -> Manifest:
     )
     if not len(wanted[1]):
         raise InvalidRequestError(
-            f"the manifests hold no {wanted[0]} for the {stage} stage (captioned media: {len(manifest.captions)}, "
+            f"{label}the manifests hold no {wanted[0]} for the {stage} stage (captioned media: {len(manifest.captions)}, "
             f"conversations: {len(manifest.conversations)})"
         )
     return manifest
@@ -286,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # what a user gave wrongly is said in one line, before minutes of loading a model
         manifest = _stage_manifest(args.manifest, args.stage)
+        held_out = _stage_manifest(args.eval_manifest, args.stage, "--eval-manifest: ") if args.eval_manifest else None
         accelerator, model = _accelerated_model(args)
     except Codi2Error as exc:
         parser.error(str(exc))
@@ -310,18 +352,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_every": 1,
         "checkpoint_dir": args.checkpoint_dir,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "eval_every": args.eval_every,
     }
     if args.stage == "decoders":
         align_decoders(
             model,
             manifest.captions,
+            eval_data=held_out.captions if held_out is not None else None,
             lr=args.lr or 1e-4,
             diffusion_weight=args.diffusion_weight,
             accelerator=accelerator,
             **common,  # type: ignore[arg-type]
         )
     else:
-        align_llm(model, manifest.conversations, lr=args.lr or 2e-4, accelerator=accelerator, **common)  # type: ignore[arg-type]
+        align_llm(
+            model,
+            manifest.conversations,
+            lr=args.lr or 2e-4,
+            eval_data=held_out.conversations if held_out is not None else None,
+            accelerator=accelerator,
+            **common,  # type: ignore[arg-type]
+        )
     save_trained(model, accelerator, args.model, args.out, getattr(torch, args.dtype))
     if sink is not None:
         sink.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import torch
 
 from ..conversation import Conversation
 from ..model import CoDi2Model, LoraSpec, TrainingExample
-from .loop import StepLog, check_training_run, train_loop
+from .loop import HeldOutEvaluation, StepLog, check_training_run, held_out_evaluation, seeded, train_loop
+from .manifest import by_modality, modality_of
 
 __all__ = ["TrainingLog", "examples_from_conversation", "finetune"]
 
@@ -34,6 +35,9 @@ class TrainingLog:
     feature_loss: float
     lr: float
     seconds: float
+    held_out: dict[str, float] = field(default_factory=dict)
+    """The held-out data's ``loss``, ``text_loss``, ``feature_loss`` (and ``loss_<modality>``) after this step, where
+    it was evaluated (``finetune(eval_data=...)``); else empty."""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -47,6 +51,7 @@ class TrainingLog:
             entry.terms["feature_loss"],
             entry.lr,
             entry.seconds,
+            entry.held_out,
         )
 
 
@@ -66,10 +71,12 @@ def _batch(source: BatchSource, rng: random.Random, batch_size: int) -> list[Tra
     return [source[rng.randrange(len(source))] for _ in range(batch_size)]
 
 
-def _mark_trainable(model: CoDi2Model, lora: LoraSpec | None, train_projectors: bool) -> None:
-    """Add ``lora`` (if the model has none yet) and let only what finetuning trains require grad: the adapter
-    and the tags' token rows (or the whole LLM without ``lora``), and the projectors and heads if asked."""
+def _mark_trainable(model: CoDi2Model, lora: LoraSpec | None, train_projectors: bool, seed: int) -> None:
+    """Add ``lora`` (if the model has none yet; its initial weights drawn from ``seed``, the same on every process)
+    and let only what finetuning trains require grad: the adapter and the tags' token rows (or the whole LLM without
+    ``lora``), and the projectors and heads if asked."""
     if lora is not None and not model.has_lora:
+        torch.manual_seed(seed)
         model.add_lora(lora)
     model.train()
     for param in model.parameters():
@@ -81,12 +88,24 @@ def _mark_trainable(model: CoDi2Model, lora: LoraSpec | None, train_projectors: 
                 param.requires_grad_(True)
 
 
+def _loss_terms(runner: Any, batch: list[TrainingExample]) -> dict[str, torch.Tensor]:
+    out = runner(batch)
+    return {"loss": out.loss, "text_loss": out.text_loss, "feature_loss": out.feature_loss}
+
+
 def _finetune_step(data: BatchSource, batch_size: int) -> Callable[[int, random.Random, Any], dict[str, torch.Tensor]]:
     def step_fn(step: int, rng: random.Random, runner: Any) -> dict[str, torch.Tensor]:
-        out = runner(_batch(data, rng, batch_size))
-        return {"loss": out.loss, "text_loss": out.text_loss, "feature_loss": out.feature_loss}
+        return _loss_terms(runner, _batch(data, rng, batch_size))
 
     return step_fn
+
+
+def _held_out_losses(
+    eval_data: Sequence[TrainingExample] | None, batch_size: int, every: int, accelerator: Any
+) -> HeldOutEvaluation | None:
+    if eval_data is None:
+        return None
+    return held_out_evaluation(by_modality(eval_data, modality_of), _loss_terms, batch_size, accelerator, every)
 
 
 def finetune(
@@ -103,37 +122,38 @@ def finetune(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 100,
     gradient_accumulation_steps: int = 1,
+    eval_data: Sequence[TrainingExample] | None = None,
+    eval_every: int = 100,
     log: Callable[[TrainingLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
     accelerator: Any = None,
 ) -> list[TrainingLog]:
-    """Train ``model`` in place and return the logged steps.
+    """Train ``model`` in place and return the logged steps; a run that cannot train is refused before the model
+    changes (:class:`~codi2_sdk.errors.InvalidRequestError`, from :func:`~codi2_sdk.train.loop.check_training_run`).
 
     Args:
         data: training examples, or a function drawing a batch from ``(rng, batch_size)``.
         lora: the adapter to add and train (the LLM's own weights stay frozen); ``None`` trains the whole LLM.
         train_projectors: also train the input projectors and output heads.
-        seed: seeds the batch draws and torch's generator (dropout).
-        checkpoint_dir: where to keep a resumable state every ``checkpoint_every`` steps; a run started
-            with the same folder resumes from its last state.
+        seed: seeds the adapter's initial weights, the batch draws and torch's generator (dropout).
+        checkpoint_dir: a resumable state kept every ``checkpoint_every`` steps; a run given the same folder resumes.
         gradient_accumulation_steps: batches per update (an update then sees ``batch_size`` times this many).
-        accelerator: an ``accelerate.Accelerator`` to train on the processes ``accelerate launch`` started
-            (each draws its own batches: the seed is offset by the process index).
-
-    Raises:
-        InvalidRequestError: a run that cannot train (:func:`~codi2_sdk.train.loop.check_training_run`), unchanged.
+        eval_data: held-out examples, read every ``eval_every`` steps and after the last in batches of ``batch_size``
+            (:func:`~codi2_sdk.train.loop.held_out_evaluation`): their mean losses are the logged steps' ``held_out``.
+        accelerator: an ``accelerate.Accelerator`` (each process draws its own batches: the seed is offset).
     """
-    check_training_run(data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _EXAMPLES_HINT)
-    _mark_trainable(model, lora, train_projectors)
-    rank = accelerator.process_index if accelerator is not None else 0
-    torch.manual_seed(seed + rank)
+    check_training_run(
+        data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _EXAMPLES_HINT, eval_data
+    )
+    evaluate = _held_out_losses(eval_data, batch_size, eval_every, accelerator)
+    _mark_trainable(model, lora, train_projectors, seed)
     logs = train_loop(
         model,
         _finetune_step(data, batch_size),
         steps=steps,
         lr=lr,
-        rng=random.Random(seed + rank),
+        rng=seeded(seed, accelerator),
         weight_decay=0.01,
         warmup_steps=min(warmup_steps, steps // 10 + 1),
         state_path=Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None,
@@ -141,6 +161,7 @@ def finetune(
         gradient_accumulation_steps=gradient_accumulation_steps,
         log=(lambda entry: log(TrainingLog.from_step(entry))) if log is not None else None,
         log_every=log_every,
+        evaluate=evaluate,
         progress=progress,
         desc="finetune",
         accelerator=accelerator,

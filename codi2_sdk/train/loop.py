@@ -16,7 +16,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,15 @@ from transformers import get_cosine_schedule_with_warmup
 from ..errors import InvalidRequestError, ModelError
 from .manifest import ManifestRecords
 
-__all__ = ["MAX_NONFINITE_STEPS", "StepLog", "check_training_run", "train_loop"]
+__all__ = [
+    "MAX_NONFINITE_STEPS",
+    "HeldOutEvaluation",
+    "StepLog",
+    "check_training_run",
+    "held_out_evaluation",
+    "seeded",
+    "train_loop",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +49,19 @@ trained module as prepared (wrapped for data parallelism under ``accelerate``): 
 
 
 def check_training_run(
-    data: Any, item: type, steps: int, batch_size: int, lr: float, gradient_accumulation_steps: int = 1, hint: str = ""
+    data: Any,
+    item: type,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    gradient_accumulation_steps: int = 1,
+    hint: str = "",
+    eval_data: Any = None,
 ) -> None:
-    """Refuse a run that cannot train before anything about the model changes: ``data`` a non-empty sequence of
-    ``item`` (or a function that draws batches), ``steps``, ``batch_size`` and ``gradient_accumulation_steps``
-    positive whole numbers, ``lr`` positive. ``hint`` says where such data comes from."""
+    """Refuse a run that cannot train before anything about the model changes: ``data`` (and ``eval_data``, where
+    given) a non-empty sequence of ``item`` (``data`` may be a function that draws batches), ``steps``,
+    ``batch_size`` and ``gradient_accumulation_steps`` positive whole numbers, ``lr`` positive. ``hint`` says where
+    such data comes from."""
     numbers = (
         ("steps", steps),
         ("batch_size", batch_size),
@@ -56,19 +72,38 @@ def check_training_run(
             raise InvalidRequestError(f"{name} must be a whole number of at least 1, not {value!r}")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < float("inf"):
         raise InvalidRequestError(f"lr must be a positive number, not {lr!r}")
-    if callable(data):
-        return
+    if not callable(data):
+        _check_items(data, item, hint, "data", "train on")
+    if eval_data is not None:
+        _check_items(eval_data, item, hint, "eval_data", "evaluate on")
+
+
+def _check_items(data: Any, item: type, hint: str, name: str, purpose: str) -> None:
     if isinstance(data, (str, bytes)) or not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
-        raise InvalidRequestError(f"data must be a list of {item.__name__}, not {type(data).__name__}{hint}")
+        raise InvalidRequestError(f"{name} must be a list of {item.__name__}, not {type(data).__name__}{hint}")
     if len(data) == 0:
-        raise InvalidRequestError(f"data is empty: there is nothing to train on{hint}")
+        raise InvalidRequestError(f"{name} is empty: there is nothing to {purpose}{hint}")
     if isinstance(data, ManifestRecords):  # its lines were checked when read; not read again (nor its media) here
         if data.item is not item:
-            raise InvalidRequestError(f"data holds {data.item.__name__} records, not {item.__name__}{hint}")
+            raise InvalidRequestError(f"{name} holds {data.item.__name__} records, not {item.__name__}{hint}")
         return
     wrong = next((i for i, each in enumerate(data) if not isinstance(each, item)), None)
     if wrong is not None:
-        raise InvalidRequestError(f"data[{wrong}] is a {type(data[wrong]).__name__}, not a {item.__name__}{hint}")
+        raise InvalidRequestError(f"{name}[{wrong}] is a {type(data[wrong]).__name__}, not a {item.__name__}{hint}")
+
+
+@dataclass(frozen=True)
+class HeldOutEvaluation:
+    """What :func:`train_loop` measures on held-out data every ``every`` steps and after the last: ``figures(module)``
+    gives ``{"loss": ..., other terms}``, called on every process, in eval mode and without gradients
+    (:func:`held_out_evaluation` builds one from held-out items)."""
+
+    figures: Callable[[Any], Mapping[str, float]]
+    every: int = 100
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
+            raise InvalidRequestError(f"eval_every must be a whole number of at least 1, not {self.every!r}")
 
 
 @dataclass
@@ -82,12 +117,16 @@ class StepLog:
     """Since the loop (or its resumption) began."""
     terms: dict[str, float] = field(default_factory=dict)
     """Other loss terms the step function returned."""
+    held_out: dict[str, float] = field(default_factory=dict)
+    """The held-out data's ``"loss"`` and terms after this step, where it was evaluated (else empty)."""
 
     @classmethod
-    def of(cls, step: int, terms: Mapping[str, torch.Tensor], lr: float, seconds: float) -> StepLog:
+    def of(
+        cls, step: int, terms: Mapping[str, torch.Tensor], lr: float, seconds: float, held_out: Mapping[str, float]
+    ) -> StepLog:
         """The entry of a step whose mean ``"loss"`` and other terms are ``terms`` (read from the device here)."""
         means = {name: float(value) for name, value in terms.items()}
-        return cls(step, means.pop("loss"), lr, seconds, means)
+        return cls(step, means.pop("loss"), lr, seconds, means, dict(held_out))
 
 
 @dataclass
@@ -207,6 +246,14 @@ class _Optimization:
         named = {n: p for n, p in module.named_parameters() if p.requires_grad}
         return cls(runner, named, optimizer, schedule, accelerator.is_main_process)
 
+    def resumable(
+        self, module: torch.nn.Module, rng: Rng, ema: Any, accelerator: Any
+    ) -> _Resumable | _AcceleratedResumable:
+        """The run's resumable state: this loop's own, or accelerate's under an accelerator."""
+        if accelerator is None:
+            return _Resumable(module, self.named, self.optimizer, self.schedule, rng, ema)
+        return _AcceleratedResumable(accelerator, self.schedule, rng, ema)
+
     def backward(self, loss: torch.Tensor, accelerator: Any, share: float) -> None:
         """Add ``share`` of ``loss``'s gradients to those gathered for this step."""
         if accelerator is None:
@@ -287,6 +334,7 @@ def train_loop(
     ema: Any = None,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
+    evaluate: HeldOutEvaluation | None = None,
     progress: bool = False,
     desc: str = "train",
     accelerator: Any = None,
@@ -300,6 +348,8 @@ def train_loop(
         gradient_accumulation_steps: batches per update, their gradients averaged (``step_fn`` is called this many
             times with the same ``step``; processes synchronise at the last only).
         ema: a diffusers ``EMAModel`` over the trained parameters, stepped after each update and checkpointed.
+        evaluate: figures on held-out data (:func:`held_out_evaluation`), logged with the steps they follow
+            (:attr:`StepLog.held_out`); they change nothing the run trains.
         accelerator: an ``accelerate.Accelerator``: gradients are averaged over its processes (DDP), or parameters,
             gradients and optimizer state sharded (FSDP, DeepSpeed ZeRO), as its config says; each process's ``rng``
             should be seeded differently so that they draw different batches. The resumable state is then
@@ -308,11 +358,7 @@ def train_loop(
     """
     run = _Optimization.of(module, lr, weight_decay, warmup_steps, steps, accelerator)
     path = Path(state_path) if state_path is not None else None
-    parts: _Resumable | _AcceleratedResumable = (
-        _Resumable(module, run.named, run.optimizer, run.schedule, rng, ema)
-        if accelerator is None
-        else _AcceleratedResumable(accelerator, run.schedule, rng, ema)
-    )
+    parts = run.resumable(module, rng, ema, accelerator)
     start = parts.load(path) if path is not None and parts.exists(path) else 0
     logs: list[StepLog] = []
     began = time.perf_counter()
@@ -322,12 +368,89 @@ def train_loop(
         run.apply(accelerator, ema, step + 1)
         # every process takes part in an accelerated save (a sharded state is gathered or saved by shard)
         saver = run.main or isinstance(parts, _AcceleratedResumable)
-        if path is not None and saver and ((step + 1) % save_every == 0 or step + 1 == steps):
+        if path is not None and saver and _due(step, save_every, steps):
             parts.save(path, step + 1)
-        if run.main and ((step + 1) % log_every == 0 or step + 1 == steps):
-            entry = StepLog.of(step + 1, terms, run.schedule.get_last_lr()[0], time.perf_counter() - began)
+        held_out = _held_out(evaluate, run.runner, module) if evaluate and _due(step, evaluate.every, steps) else {}
+        if run.main and (held_out or _due(step, log_every, steps)):
+            lr_now = run.schedule.get_last_lr()[0]
+            entry = StepLog.of(step + 1, terms, lr_now, time.perf_counter() - began, held_out)
             logs.append(entry)
-            bar.set_postfix(loss=f"{entry.loss:.4f}")
+            bar.set_postfix(loss=f"{entry.loss:.4f}", **({"held_out": f"{held_out['loss']:.4f}"} if held_out else {}))
             if log is not None:
                 log(entry)
     return logs
+
+
+def seeded(seed: int, accelerator: Any = None) -> random.Random:
+    """The batch generator of this process (``seed`` offset by its index under ``accelerator``, so that processes
+    draw different batches), with torch's generator (dropout) seeded alike."""
+    rank = accelerator.process_index if accelerator is not None else 0
+    torch.manual_seed(seed + rank)
+    return random.Random(seed + rank)
+
+
+def _due(step: int, every: int, steps: int) -> bool:
+    """Whether what is done every ``every`` steps (and after the last) is due after ``step``."""
+    return (step + 1) % every == 0 or step + 1 == steps
+
+
+def _held_out(evaluate: HeldOutEvaluation, runner: Any, module: torch.nn.Module) -> dict[str, float]:
+    """``evaluate``'s figures for the module as it is now: in eval mode (no dropout) and without gradients, each
+    submodule's mode restored after."""
+    modes = {part: part.training for part in module.modules()}
+    module.eval()
+    try:
+        with torch.no_grad():
+            return {name: float(value) for name, value in evaluate.figures(runner).items()}
+    finally:
+        for part, training in modes.items():
+            part.training = training
+
+
+def held_out_evaluation(
+    groups: Mapping[str, Sequence[Any]],
+    loss_of: Callable[[Any, list[Any]], Mapping[str, torch.Tensor]],
+    batch_size: int,
+    accelerator: Any = None,
+    every: int = 100,
+) -> HeldOutEvaluation:
+    """A :class:`HeldOutEvaluation` every ``every`` steps that reads every held-out item once, in batches of at most
+    ``batch_size`` items of one group (a modality, say), the items shared out among ``accelerator``'s processes.
+
+    ``loss_of(module, batch)`` gives a batch's ``"loss"`` and other terms; each figure returned is its mean over the
+    items (a batch's value weighted by its size), with ``loss_<group>`` for each group where there are several.
+
+    Raises:
+        InvalidRequestError: no held-out items, or ``batch_size`` or ``every`` not a whole number of at least 1.
+    """
+    found = {group: items for group, items in sorted(groups.items()) if len(items)}
+    if not found:
+        raise InvalidRequestError("the held-out data is empty: there is nothing to evaluate on")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise InvalidRequestError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+
+    def evaluate(module: Any) -> dict[str, float]:
+        sums: dict[str, torch.Tensor] = {}
+        for group, items in found.items():
+            mine = range(rank, len(items), world)
+            # Every process runs as many batches (a sharded model's forward is collective): a short share runs one
+            # of weight 0.
+            for first in range(0, -(-len(items) // world), batch_size):
+                chosen = mine[first : first + batch_size]
+                terms = loss_of(module, [items[i] for i in chosen] or [items[0]])
+                weight = torch.as_tensor(float(len(chosen)), device=terms["loss"].device)
+                for name, value in [*terms.items(), (f"group/{group}", terms["loss"]), (f"items/{group}", weight)]:
+                    sums[name] = sums.get(name, 0.0) + value.detach().float() * (1.0 if "items/" in name else weight)
+        names = sorted(sums)
+        totals = torch.stack([sums[name] for name in names])
+        if world > 1:
+            totals = accelerator.reduce(totals, reduction="sum")
+        got = dict(zip(names, totals.tolist(), strict=True))
+        counts = {group: got[f"items/{group}"] for group in found}
+        means = {name: value / sum(counts.values()) for name, value in got.items() if "/" not in name}
+        if len(found) > 1:
+            means |= {f"loss_{group}": got[f"group/{group}"] / counts[group] for group in found}
+        return means
+
+    return HeldOutEvaluation(evaluate, every)
