@@ -130,6 +130,9 @@ def test_the_command_refuses_missing_or_unfit_manifests_in_one_line_before_loadi
         ([captions, "--eval-manifest", chats], "decoders", "--eval-manifest: the manifests hold no captioned media"),
         ([captions, "--eval-manifest", tmp_path / "held.jsonl"], "decoders", "no manifest at .*held.jsonl"),
         ([captions, "--eval-every", "0"], "decoders", "--eval-every: 0 is out of range: it must be at least 1"),
+        ([captions, "--keep-best", tmp_path / "best"], "decoders", "--keep-best needs --eval-manifest"),
+        ([captions, "--eval-manifest", captions, "--keep-best", tmp_path / "out"], "decoders", "a folder of its own"),
+        ([captions, "--eval-manifest", captions, "--keep-best", tmp_path], "decoders", "holds no kept model"),
     ):
         with pytest.raises(SystemExit) as stopped:
             main([*common, "--stage", stage, "--manifest", *map(str, manifests)])
@@ -186,6 +189,7 @@ def run_both_stages(tmp_path: Path, launch: list[str], checkpoints: Path | None 
         command += ["--batch-size", "1", "--gradient-accumulation-steps", "2"]  # processes synchronise at the 2nd
         command += ["--out", str(out), "--log", str(tmp_path / "log.jsonl"), "--eval-manifest", str(held_out)]
         command += ["--checkpoint-dir", str(checkpoints / stage)] if checkpoints is not None else []
+        command += ["--keep-best", str(tmp_path / "best")] if stage == "llm" else []
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         model_dir = out
@@ -213,6 +217,11 @@ def assert_held_out_logged(records: list[dict], model_dir: Path, held_out: Path)
     with torch.no_grad():
         losses = [float(aligned([conversation]).loss) for conversation in load_manifest(held_out).conversations]
     assert len(losses) == 3 and records[-1]["held_out"]["loss"] == pytest.approx(np.mean(losses), rel=1e-4)
+    # --keep-best kept the model of its one evaluation: the final one
+    kept = json.loads((model_dir.parent / "best" / "held_out.json").read_text())
+    assert kept == {"step": 2, "held_out": records[-1]["held_out"]}
+    best = CoDi2Model.from_pretrained(model_dir.parent / "best")
+    assert torch.equal(best.out_head["image"][0].weight, aligned.out_head["image"][0].weight)
 
 
 def assert_aligned(model_dir: Path, tmp_path: Path) -> None:
@@ -250,11 +259,17 @@ def test_both_stages_shard_with_fsdp2_on_two_cpu_processes_save_whole_and_resume
     more = [*launch, "--model", str(tmp_path / "aligned-decoders"), "--manifest", str(tmp_path / "train.jsonl")]
     more += ["--stage", "llm", "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "resumed")]
     more += ["--checkpoint-dir", str(tmp_path / "runs" / "llm"), "--log", str(tmp_path / "resumed.jsonl")]
+    more += ["--eval-manifest", str(tmp_path / "held_out.jsonl"), "--keep-best", str(tmp_path / "best")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     done = subprocess.run(more, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    resumed = [json.loads(line)["step"] for line in (tmp_path / "resumed.jsonl").read_text().splitlines()]
-    assert resumed == [3]  # steps 1 and 2 came from the checkpoint
+    resumed = [json.loads(line) for line in (tmp_path / "resumed.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed] == [3]  # steps 1 and 2 came from the checkpoint
+    # the model kept at step 2 is replaced only if step 3's held-out loss is lower
+    losses = {2: records[-1]["held_out"]["loss"], 3: resumed[-1]["held_out"]["loss"]}
+    kept = json.loads((tmp_path / "best" / "held_out.json").read_text())
+    assert kept["step"] == min(losses, key=losses.__getitem__) and kept["held_out"]["loss"] == min(losses.values())
+    assert "holds a model of held-out loss" in done.stderr and not list(tmp_path.glob("best.*"))
 
 
 def test_the_shipped_accelerate_configs_load_as_accelerate_configs() -> None:

@@ -5,11 +5,19 @@
 >>> from codi2_sdk.train import examples_from_conversation, finetune
 >>> model = CoDi2Model.from_pretrained("codi2-mini")                       # doctest: +SKIP
 >>> data = [ex for path in paths for ex in examples_from_conversation(Conversation.load(path))]  # doctest: +SKIP
->>> finetune(model, data, steps=300)                                         # doctest: +SKIP
+>>> finetune(model, data[:-20], eval_data=data[-20:], steps=300)          # doctest: +SKIP
 >>> model.save_pretrained("my-codi2")                                        # doctest: +SKIP
 """
 
 from .finetune import TrainingLog, examples_from_conversation, finetune
-from .loop import StepLog, train_loop
+from .loop import HeldOutEvaluation, StepLog, held_out_evaluation, train_loop
 
-__all__ = ["StepLog", "TrainingLog", "examples_from_conversation", "finetune", "train_loop"]
+__all__ = [
+    "HeldOutEvaluation",
+    "StepLog",
+    "TrainingLog",
+    "examples_from_conversation",
+    "finetune",
+    "held_out_evaluation",
+    "train_loop",
+]

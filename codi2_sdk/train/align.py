@@ -36,6 +36,7 @@ from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
 from .loop import HeldOutEvaluation, StepLog, check_training_run, held_out_evaluation, seeded, train_loop
 from .manifest import CaptionedMedium, Manifest, by_modality, load_manifest, modality_of
+from .saving import BestModel, save_trained
 
 __all__ = [
     "PAPER_LOSS",
@@ -111,6 +112,7 @@ def _held_out_alignment(
     eval_data: Sequence[CaptionedMedium] | None,
     batch_size: int,
     every: int,
+    then: Callable[[int, dict[str, float]], None] | None,
     seed: int,
     accelerator: Any,
 ) -> HeldOutEvaluation | None:
@@ -126,6 +128,7 @@ def _held_out_alignment(
         batch_size,
         accelerator,
         every,
+        then,
     )
 
 
@@ -142,6 +145,7 @@ def align_decoders(
     gradient_accumulation_steps: int = 1,
     eval_data: Sequence[CaptionedMedium] | None = None,
     eval_every: int = 100,
+    on_held_out: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -150,16 +154,12 @@ def align_decoders(
     """Train the output projectors of ``model``'s pipeline decoders on captioned media, one modality per step
     in turn; everything else stays frozen. Returns the logged steps (``alignment_loss``, ``diffusion_loss``).
 
-    ``eval_data``, held-out captioned media, is read every ``eval_every`` steps and after the last (the denoising
-    loss with the same noise each time); its mean losses are the logged steps' ``held_out``.
-
-    Raises:
-        InvalidRequestError: no captioned medium has a pipeline decoder in ``model``.
+    ``eval_data``, ``on_held_out``: as in :func:`~codi2_sdk.train.finetune` (the denoising loss with the same noise
+    each time). Raises :class:`InvalidRequestError` where no captioned medium has a pipeline decoder in ``model``.
     """
-    check_training_run(
-        data, CaptionedMedium, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT, eval_data
-    )
-    evaluate = _held_out_alignment(model, eval_data, batch_size, eval_every, seed, accelerator)
+    gas = gradient_accumulation_steps
+    check_training_run(data, CaptionedMedium, steps, batch_size, lr, gas, _MANIFEST_HINT, eval_data)
+    evaluate = _held_out_alignment(model, eval_data, batch_size, eval_every, on_held_out, seed, accelerator)
     groups, phases = _train_only_projectors(model, data)
     stage = _DecoderAlignment(model, diffusion_weight)
     rng = seeded(seed, accelerator)
@@ -179,7 +179,7 @@ def align_decoders(
         rng=rng,
         warmup_steps=min(20, steps // 10),
         state_path=Path(checkpoint_dir) / "align_decoders.pt" if checkpoint_dir is not None else None,
-        gradient_accumulation_steps=gradient_accumulation_steps,
+        gradient_accumulation_steps=gas,
         log=log,
         log_every=log_every,
         evaluate=evaluate,
@@ -204,6 +204,7 @@ def align_llm(
     gradient_accumulation_steps: int = 1,
     eval_data: Sequence[TrainingExample] | None = None,
     eval_every: int = 100,
+    on_held_out: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[StepLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -212,10 +213,9 @@ def align_llm(
     """Train the LLM side (LoRA and media-tag rows, input projectors, output heads) on conversations with the
     paper's loss, one modality per step in turn (a conversation's modality is its answer's medium, else its
     last input medium, else text). The LLM's own weights stay frozen: a model without a LoRA gets the paper's
-    (rank 128, with the special tokens' embedding rows). ``eval_data``: held-out conversations, as in ``finetune``."""
-    check_training_run(
-        data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _MANIFEST_HINT, eval_data
-    )
+    (rank 128, with the special tokens' embedding rows). ``eval_data``, ``on_held_out``: as in ``finetune``."""
+    gas = gradient_accumulation_steps
+    check_training_run(data, TrainingExample, steps, batch_size, lr, gas, _MANIFEST_HINT, eval_data)
     groups = by_modality(data, modality_of)
     phases = _phases(groups)
     turn = iter(range(sys.maxsize))
@@ -228,8 +228,7 @@ def align_llm(
     logs: list[StepLog] = []
 
     def record(entry: TrainingLog) -> None:
-        terms = {"text_loss": entry.text_loss, "feature_loss": entry.feature_loss}
-        logs.append(StepLog(entry.step, entry.loss, entry.lr, entry.seconds, terms, entry.held_out))
+        logs.append(entry.as_step())
         if log is not None:
             log(logs[-1])
 
@@ -242,9 +241,10 @@ def align_llm(
         lora=model.config.lora or paper_lora(model.tokenizer),
         seed=seed,
         checkpoint_dir=checkpoint_dir,
-        gradient_accumulation_steps=gradient_accumulation_steps,
+        gradient_accumulation_steps=gas,
         eval_data=eval_data,
         eval_every=eval_every,
+        on_held_out=on_held_out,
         log=record,
         log_every=log_every,
         progress=progress,
@@ -274,6 +274,12 @@ def _parser() -> argparse.ArgumentParser:
         "--eval-manifest", nargs="+", help="held-out data, its mean loss logged every --eval-every steps and at the end"
     )
     parser.add_argument("--eval-every", type=whole_number(1), default=100)
+    parser.add_argument(
+        "--keep-best",
+        metavar="DIR",
+        help="save the model of lowest held-out loss here as the run goes (a folder kept before is replaced only by a "
+        "lower loss)",
+    )
     parser.add_argument("--log", help="a JSONL file for the logged steps (main process)")
     parser.add_argument("--checkpoint-dir", help="keep a resumable state here; a run given the same folder resumes")
     parser.add_argument(
@@ -321,29 +327,48 @@ def _stage_manifest(paths: Sequence[str], stage: str, label: str = "") -> Manife
     return manifest
 
 
+class _JsonLog:
+    """The command's ``--log``: each logged step as a JSON line (on the main process), with the stage and layout."""
+
+    def __init__(self, path: str | None, stage: str, accelerator: Any) -> None:
+        self.file = open(path, "a") if path and accelerator.is_main_process else None  # noqa: SIM115
+        self.fields = {
+            "stage": stage,
+            "processes": accelerator.num_processes,
+            "distributed": accelerator.distributed_type.value,
+        }
+
+    def __call__(self, entry: StepLog) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps({**self.fields, **entry.__dict__}) + "\n")
+            self.file.flush()
+
+
+def _check_keep_best(args: argparse.Namespace) -> None:
+    if args.keep_best is None:
+        return
+    if not args.eval_manifest:
+        raise InvalidRequestError(
+            "--keep-best needs --eval-manifest: the model kept is the one of lowest held-out loss"
+        )
+    if Path(args.keep_best).resolve() in {Path(args.out).resolve(), Path(args.model).resolve()}:
+        raise InvalidRequestError("--keep-best needs a folder of its own, not the one of --out or --model")
+    BestModel.kept_loss(args.keep_best)  # a folder that holds something else is refused now, not after loading
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m codi2_sdk.train.align`` (or under ``accelerate launch``): one stage on a saved model."""
     parser = _parser()
     args = parser.parse_args(argv)
+    dtype = getattr(torch, args.dtype)
     try:  # what a user gave wrongly is said in one line, before minutes of loading a model
         manifest = _stage_manifest(args.manifest, args.stage)
         held_out = _stage_manifest(args.eval_manifest, args.stage, "--eval-manifest: ") if args.eval_manifest else None
+        _check_keep_best(args)
         accelerator, model = _accelerated_model(args)
     except Codi2Error as exc:
         parser.error(str(exc))
-    sink = open(args.log, "a") if args.log and accelerator.is_main_process else None  # noqa: SIM115
-
-    def log(entry: StepLog) -> None:
-        record = {
-            "stage": args.stage,
-            "processes": accelerator.num_processes,
-            "distributed": accelerator.distributed_type.value,
-            **entry.__dict__,
-        }
-        if sink is not None:
-            sink.write(json.dumps(record) + "\n")
-            sink.flush()
-
+    log = _JsonLog(args.log, args.stage, accelerator)
     common = {
         "steps": args.steps,
         "batch_size": args.batch_size,
@@ -353,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checkpoint_dir": args.checkpoint_dir,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
         "eval_every": args.eval_every,
+        "on_held_out": BestModel(args.keep_best, model, accelerator, args.model, dtype) if args.keep_best else None,
     }
     if args.stage == "decoders":
         align_decoders(
@@ -373,9 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             accelerator=accelerator,
             **common,  # type: ignore[arg-type]
         )
-    save_trained(model, accelerator, args.model, args.out, getattr(torch, args.dtype))
-    if sink is not None:
-        sink.close()
+    save_trained(model, accelerator, args.model, args.out, dtype)
+    if log.file is not None:
+        log.file.close()
     return 0
 
 
@@ -390,21 +416,6 @@ def unsharded_modules(model: CoDi2Model, stage: str) -> list[nn.Module]:
         elif isinstance(decoder, PipelineParts):
             frozen += [part for part in decoder.pipeline.components.values() if isinstance(part, nn.Module)]
     return frozen
-
-
-def save_trained(model: CoDi2Model, accelerator: Any, source: str | Path, out: str | Path, dtype: Any) -> None:
-    """Save a model trained under ``accelerate``: its whole state gathered on the main process through
-    ``accelerator.get_state_dict`` (under FSDP or ZeRO-3 each process holds only a shard of it), loaded into a fresh
-    copy of the model it started from, and saved from there. Every process must call this."""
-    state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        fresh = CoDi2Model.from_pretrained(source, dtype=dtype)
-        if model.has_lora and not fresh.has_lora:
-            fresh.add_lora(model.config.lora)
-        fresh.config = model.config
-        fresh.load_state_dict(state, strict=True)
-        fresh.save_pretrained(out)
-    accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":

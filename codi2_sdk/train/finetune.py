@@ -42,6 +42,11 @@ class TrainingLog:
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
 
+    def as_step(self) -> StepLog:
+        """This entry as the training loop's :class:`~codi2_sdk.train.StepLog` (the inverse of :meth:`from_step`)."""
+        terms = {"text_loss": self.text_loss, "feature_loss": self.feature_loss}
+        return StepLog(self.step, self.loss, self.lr, self.seconds, terms, self.held_out)
+
     @classmethod
     def from_step(cls, entry: StepLog) -> TrainingLog:
         return cls(
@@ -101,11 +106,15 @@ def _finetune_step(data: BatchSource, batch_size: int) -> Callable[[int, random.
 
 
 def _held_out_losses(
-    eval_data: Sequence[TrainingExample] | None, batch_size: int, every: int, accelerator: Any
+    eval_data: Sequence[TrainingExample] | None,
+    batch_size: int,
+    every: int,
+    then: Callable[[int, dict[str, float]], None] | None,
+    accelerator: Any,
 ) -> HeldOutEvaluation | None:
     if eval_data is None:
         return None
-    return held_out_evaluation(by_modality(eval_data, modality_of), _loss_terms, batch_size, accelerator, every)
+    return held_out_evaluation(by_modality(eval_data, modality_of), _loss_terms, batch_size, accelerator, every, then)
 
 
 def finetune(
@@ -124,13 +133,13 @@ def finetune(
     gradient_accumulation_steps: int = 1,
     eval_data: Sequence[TrainingExample] | None = None,
     eval_every: int = 100,
+    on_held_out: Callable[[int, dict[str, float]], None] | None = None,
     log: Callable[[TrainingLog], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
     accelerator: Any = None,
 ) -> list[TrainingLog]:
-    """Train ``model`` in place and return the logged steps; a run that cannot train is refused before the model
-    changes (:class:`~codi2_sdk.errors.InvalidRequestError`, from :func:`~codi2_sdk.train.loop.check_training_run`).
+    """Train ``model`` in place and return the logged steps (a run that cannot train is refused, the model unchanged).
 
     Args:
         data: training examples, or a function drawing a batch from ``(rng, batch_size)``.
@@ -140,13 +149,13 @@ def finetune(
         checkpoint_dir: a resumable state kept every ``checkpoint_every`` steps; a run given the same folder resumes.
         gradient_accumulation_steps: batches per update (an update then sees ``batch_size`` times this many).
         eval_data: held-out examples, read every ``eval_every`` steps and after the last in batches of ``batch_size``
-            (:func:`~codi2_sdk.train.loop.held_out_evaluation`): their mean losses are the logged steps' ``held_out``.
+            (:func:`~codi2_sdk.train.loop.held_out_evaluation`): their mean losses are the logged steps' ``held_out``
+            and go to ``on_held_out(step, figures)`` on every process (to keep the best model, say).
         accelerator: an ``accelerate.Accelerator`` (each process draws its own batches: the seed is offset).
     """
-    check_training_run(
-        data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _EXAMPLES_HINT, eval_data
-    )
-    evaluate = _held_out_losses(eval_data, batch_size, eval_every, accelerator)
+    gas = gradient_accumulation_steps
+    check_training_run(data, TrainingExample, steps, batch_size, lr, gas, _EXAMPLES_HINT, eval_data)
+    evaluate = _held_out_losses(eval_data, batch_size, eval_every, on_held_out, accelerator)
     _mark_trainable(model, lora, train_projectors, seed)
     logs = train_loop(
         model,
@@ -158,7 +167,7 @@ def finetune(
         warmup_steps=min(warmup_steps, steps // 10 + 1),
         state_path=Path(checkpoint_dir) / "state.pt" if checkpoint_dir is not None else None,
         save_every=checkpoint_every,
-        gradient_accumulation_steps=gradient_accumulation_steps,
+        gradient_accumulation_steps=gas,
         log=(lambda entry: log(TrainingLog.from_step(entry))) if log is not None else None,
         log_every=log_every,
         evaluate=evaluate,

@@ -100,6 +100,8 @@ class HeldOutEvaluation:
 
     figures: Callable[[Any], Mapping[str, float]]
     every: int = 100
+    then: Callable[[int, dict[str, float]], None] | None = None
+    """Called on every process after each evaluation with the step and the figures (to keep the best model, say)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
@@ -370,7 +372,7 @@ def train_loop(
         saver = run.main or isinstance(parts, _AcceleratedResumable)
         if path is not None and saver and _due(step, save_every, steps):
             parts.save(path, step + 1)
-        held_out = _held_out(evaluate, run.runner, module) if evaluate and _due(step, evaluate.every, steps) else {}
+        held_out = _held_out(evaluate, run.runner, module, step, steps)
         if run.main and (held_out or _due(step, log_every, steps)):
             lr_now = run.schedule.get_last_lr()[0]
             entry = StepLog.of(step + 1, terms, lr_now, time.perf_counter() - began, held_out)
@@ -394,17 +396,24 @@ def _due(step: int, every: int, steps: int) -> bool:
     return (step + 1) % every == 0 or step + 1 == steps
 
 
-def _held_out(evaluate: HeldOutEvaluation, runner: Any, module: torch.nn.Module) -> dict[str, float]:
-    """``evaluate``'s figures for the module as it is now: in eval mode (no dropout) and without gradients, each
-    submodule's mode restored after."""
+def _held_out(
+    evaluate: HeldOutEvaluation | None, runner: Any, module: torch.nn.Module, step: int, steps: int
+) -> dict[str, float]:
+    """``evaluate``'s figures after ``step`` (none where not due): in eval mode (no dropout) and without gradients,
+    each submodule's mode restored after; then its :attr:`~HeldOutEvaluation.then`."""
+    if evaluate is None or not _due(step, evaluate.every, steps):
+        return {}
     modes = {part: part.training for part in module.modules()}
     module.eval()
     try:
         with torch.no_grad():
-            return {name: float(value) for name, value in evaluate.figures(runner).items()}
+            figures = {name: float(value) for name, value in evaluate.figures(runner).items()}
     finally:
         for part, training in modes.items():
             part.training = training
+    if evaluate.then is not None:
+        evaluate.then(step + 1, figures)
+    return figures
 
 
 def held_out_evaluation(
@@ -413,6 +422,7 @@ def held_out_evaluation(
     batch_size: int,
     accelerator: Any = None,
     every: int = 100,
+    then: Callable[[int, dict[str, float]], None] | None = None,
 ) -> HeldOutEvaluation:
     """A :class:`HeldOutEvaluation` every ``every`` steps that reads every held-out item once, in batches of at most
     ``batch_size`` items of one group (a modality, say), the items shared out among ``accelerator``'s processes.
@@ -453,4 +463,4 @@ def held_out_evaluation(
             means |= {f"loss_{group}": got[f"group/{group}"] / counts[group] for group in found}
         return means
 
-    return HeldOutEvaluation(evaluate, every)
+    return HeldOutEvaluation(evaluate, every, then)
