@@ -2,6 +2,7 @@
 
 codi2 eval --cases 20 [--json] [--tasks text_to_image,...] [--model codi2-mini | --url http://...]
 codi2 serve [--model codi2-mini] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-queue 8] [--threads N]
+codi2 finetune chats/*.json --eval held-out/*.json --out my-codi2 [--model codi2-mini] [--steps 300]
 """
 
 from __future__ import annotations
@@ -208,6 +209,35 @@ def _add_ui(sub: Any) -> None:
     parser.set_defaults(run=_ui)
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .train.command import finetune_command
+
+    return finetune_command(args)
+
+
+def _add_finetune(sub: Any) -> None:
+    parser = sub.add_parser("finetune", help="adapt a model to saved conversations (a LoRA), with held-out loss")
+    parser.add_argument("data", nargs="+", help="saved conversations (.json) or manifests (.jsonl) to learn from")
+    parser.add_argument("--out", required=True, help="a new folder for the finetuned model")
+    parser.add_argument(
+        "--model",
+        default="codi2-mini",
+        help="checkpoint to start from: shipped name, folder, or repo id in the HF cache",
+    )
+    parser.add_argument("--eval", nargs="+", default=[], help="held-out conversations or manifests, not trained on")
+    parser.add_argument("--eval-every", type=whole_number(1), default=50, help="steps between held-out evaluations")
+    parser.add_argument("--steps", type=whole_number(1), default=300)
+    parser.add_argument("--batch-size", type=whole_number(1), default=8)
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    parser.add_argument(
+        "--lora-rank", type=whole_number(1), default=8, help="the adapter's rank, for a model without one"
+    )
+    parser.add_argument("--checkpoint-dir", help="keep a resumable state here; a run given the same folder resumes")
+    parser.add_argument("--seed", type=whole_number(0), default=0)
+    parser.add_argument("--threads", type=whole_number(1), help="torch CPU threads")
+    parser.set_defaults(run=_finetune)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``codi2`` command; returns the exit status."""
     from . import __version__
@@ -216,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="codi2", description="CoDi-2 models from the command line.")
     parser.add_argument("--version", action="version", version=f"codi2-sdk {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_eval, _add_demo, _add_chat, _add_mcp, _add_ui):
+    for add in (_add_eval, _add_demo, _add_chat, _add_mcp, _add_ui, _add_finetune):
         add(sub)
     serving = sub.add_parser("serve", help="serve a model over HTTP (and the chat page at /ui)")
     add_serve_arguments(serving)

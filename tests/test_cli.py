@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -263,3 +264,62 @@ def test_remote_backend_reads_its_address_and_key_from_the_environment(monkeypat
     backend = RemoteBackend()
     assert backend.base_url == "http://127.0.0.1:9" and backend._headers == {"Authorization": "Bearer k-123"}
     assert RemoteBackend("http://127.0.0.1:8", api_key="given")._headers == {"Authorization": "Bearer given"}
+
+
+def saved_chats(folder: Path) -> list[Path]:
+    """Three conversations an app saved: a picture moved right on request, then described."""
+    from codi2_sdk import assistant, samples
+    from codi2_sdk.testing import ScriptedBackend
+
+    paths = []
+    for i, (colour, shape) in enumerate([("red", "circle"), ("blue", "square"), ("green", "triangle")]):
+        moved = samples.picture(f"a small {colour} {shape} on the right")
+        said = f"a small {colour} {shape} on the right"
+        conv = Conversation(backend=ScriptedBackend([assistant(moved), assistant(said)]))
+        conv.send(samples.picture(f"a small {colour} {shape} on the left"), "move it to the right.")
+        conv.send("what is this?")
+        paths.append(conv.save(folder / f"chat{i}.json"))
+    return paths
+
+
+def test_finetune_learns_from_saved_conversations_with_held_out_loss(tmp_path: Path) -> None:
+    """``codi2 finetune`` on an app's saved conversations (and a manifest): the held-out loss is printed at each
+    evaluation, and the model saved answers."""
+    from codi2_sdk import LocalBackend, samples
+
+    chats = saved_chats(tmp_path)
+    samples.picture("a large blue square in the center").save(tmp_path / "square.png")
+    manifest = tmp_path / "more.jsonl"
+    turn = {"role": "user", "content": [{"type": "text", "text": "draw a large blue square in the center."}]}
+    manifest.write_text(
+        json.dumps({"messages": [turn, {"role": "assistant", "content": [{"type": "image", "path": "square.png"}]}]})
+    )
+    run = [*CODI2, "finetune", str(chats[0]), str(chats[1]), str(manifest), "--eval", str(chats[2])]
+    run += ["--out", str(tmp_path / "mine"), "--steps", "4", "--batch-size", "2", "--eval-every", "2", "--threads", "1"]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines if "held-out" in line] == ["step 2", "step 4"]
+    assert (
+        lines[-1]
+        == f"5 examples, 4 steps; the model is in {tmp_path / 'mine'}/ (codi2 chat --model {tmp_path / 'mine'})"
+    )
+    answer = Conversation(LocalBackend.from_pretrained(tmp_path / "mine")).send("draw a small red circle on the left.")
+    assert answer.images
+
+
+def test_finetune_refuses_what_it_cannot_use_in_one_line(tmp_path: Path) -> None:
+    chats = saved_chats(tmp_path)
+    (tmp_path / "odd.json").write_text(chats[0].read_text().replace("move it to the right.", "flip it."))
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    for data, out, says in [
+        ([tmp_path / "odd.json"], "new", r"odd.json\[0\]: the model does not know the words 'flip'"),
+        ([chats[0]], "taken", "taken exists and is kept: give --out a new folder"),
+        ([tmp_path / "nowhere.json"], "new", "nowhere.json"),
+    ]:
+        run = [*CODI2, "finetune", *map(str, data), "--out", str(tmp_path / out), "--steps", "1"]
+        done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1 and done.stderr.startswith("codi2 finetune: error: "), done.stderr[-2000:]
+        assert re.search(says, done.stderr) and "Traceback" not in done.stderr
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine" and not (tmp_path / "new").exists()

@@ -216,3 +216,31 @@ def test_held_out_figures_weigh_each_item_once_and_name_each_group() -> None:
     evaluation = held_out_evaluation({"image": [1.0, 2.0, 3.0], "audio": [10.0], "video": []}, loss_of, batch_size=2)
     assert evaluation.figures(1.0) == pytest.approx({"loss": 4.0, "loss_audio": 10.0, "loss_image": 2.0})
     assert held_out_evaluation({"image": [1.0, 3.0]}, loss_of, batch_size=1).figures(2.0) == {"loss": 4.0}
+
+
+def test_an_example_the_model_cannot_read_is_refused_before_training(tmp_path: Path, image: Image) -> None:
+    """A word outside codi2-mini's closed vocabulary is named with its example before any step, not when a batch
+    draws it (and as the library's error, not a raw ``ValueError``)."""
+    import dataclasses
+
+    from codi2_sdk import InvalidRequestError
+    from codi2_sdk.model import CoDi2Model
+
+    model = CoDi2Model.from_pretrained("codi2-mini")
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    data = examples_from_conversation(Conversation.load(_saved_conversation(tmp_path, image)))
+    readable = [dataclasses.replace(ex, messages=ex.messages[1:], examples=None) for ex in data]  # words it knows
+    unreadable = [readable[0], dataclasses.replace(readable[1], answer=assistant("zzyzx"))]
+    for settings, says in [
+        (
+            {"data": unreadable},
+            r"^data\[1\]: the model does not know the words 'zzyzx'\. It understands prompts like",
+        ),
+        (
+            {"data": readable[:1], "eval_data": unreadable},
+            r"^eval_data\[1\]: the model does not know the words 'zzyzx'",
+        ),
+    ]:
+        with pytest.raises(InvalidRequestError, match=says):
+            finetune(model, steps=1, progress=False, **settings)
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())

@@ -36,7 +36,7 @@ from ..errors import InvalidRequestError
 from ..events import Done, Event, GenerationRequest, MediaDone, Progress, TextDelta
 from ..messages import Message
 from .modeling import CoDi2Model
-from .prompt import UnknownWordsError, prompt_signature
+from .prompt import prompt_signature
 from .runtime.batching import current_batcher
 from .runtime.prefix_cache import MediaFeatureCache, PrefixCache
 
@@ -277,14 +277,7 @@ def prefill(
 ) -> LLMState:
     """Build the request's prompt and run it through the LLM, after the longest prefix ``prefix_cache`` holds
     (into ``compiled``'s static cache instead, where given)."""
-    try:
-        prompt = model.prompts.build(request.examples, request.messages)
-    except UnknownWordsError as exc:
-        guide = "; ".join(f'"{p}"' for p in model.config.prompt_examples)
-        guide = f" It understands prompts like {guide}." if guide else ""
-        raise InvalidRequestError(f"{exc}.{guide} Its vocabulary is in capabilities.vocabulary.") from None
-    except ValueError as exc:
-        raise InvalidRequestError(str(exc)) from None
+    prompt = model.build_prompt(request.examples, request.messages)
     state = LLMState(model, compiled)
     if state.limit and len(prompt) + _TAIL > state.limit:
         raise InvalidRequestError(

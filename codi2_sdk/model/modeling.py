@@ -34,12 +34,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..content import MediaPart
-from ..errors import MissingDependencyError, ModelError, ModelNotFoundError
+from ..errors import InvalidRequestError, MissingDependencyError, ModelError, ModelNotFoundError
 from ..messages import Example, Message
 from ._libraries import local_path, quiet_loading
 from .architecture import CoDi2Config, LoraSpec
 from .parts import DiffusionDecoder, MediaEncoder, build_kind, kind_class, load_kind
-from .prompt import IGNORE_INDEX, Prompt, PromptBuilder, build_word_tokenizer, load_tokenizer
+from .prompt import IGNORE_INDEX, Prompt, PromptBuilder, UnknownWordsError, build_word_tokenizer, load_tokenizer
 from .runtime.prefix_cache import MediaFeatureCache
 
 __all__ = ["CoDi2Model", "CoDi2Output", "FeatureWhitening", "Projector", "TrainingExample", "resolve_checkpoint"]
@@ -455,6 +455,24 @@ class CoDi2Model(nn.Module):
                 embeds[b, start : start + count] = row.to(embeds.dtype)
         return EmbeddedBatch(embeds, mask.to(self.device), labels.to(self.device), targets)
 
+    def build_prompt(
+        self, examples: Sequence[Example], messages: Sequence[Message], answer: Message | None = None
+    ) -> Prompt:
+        """The prompt of a conversation (with its ``answer`` to train on), as :attr:`prompts` builds it.
+
+        Raises:
+            InvalidRequestError: text this model cannot read (words outside a closed vocabulary, said with the
+                nearest known ones and prompts the model understands).
+        """
+        try:
+            return self.prompts.build(examples, messages, answer=answer)
+        except UnknownWordsError as exc:
+            guide = "; ".join(f'"{p}"' for p in self.config.prompt_examples)
+            guide = f" It understands prompts like {guide}." if guide else ""
+            raise InvalidRequestError(f"{exc}.{guide} Its vocabulary is in capabilities.vocabulary.") from None
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+
     # -- training ----------------------------------------------------------------------------------
 
     def forward(self, batch: Sequence[TrainingExample]) -> CoDi2Output:
@@ -462,7 +480,7 @@ class CoDi2Model(nn.Module):
 
         Target features are teacher-forced into the answer's slots.
         """
-        prompts = [self.prompts.build(ex.examples or [], ex.messages, answer=ex.answer) for ex in batch]
+        prompts = [self.build_prompt(ex.examples or [], ex.messages, answer=ex.answer) for ex in batch]
         inputs = self.embed(prompts)
         out = self.llm(inputs_embeds=inputs.embeds, attention_mask=inputs.attention_mask, output_hidden_states=True)
         logits = out.logits

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 
 from ..conversation import Conversation
+from ..errors import InvalidRequestError
 from ..model import CoDi2Model, LoraSpec, TrainingExample
 from .loop import HeldOutEvaluation, StepLog, check_training_run, held_out_evaluation, seeded, train_loop
-from .manifest import by_modality, modality_of
+from .manifest import ManifestRecords, by_modality, modality_of
 
-__all__ = ["TrainingLog", "examples_from_conversation", "finetune"]
+__all__ = ["TrainingLog", "check_prompts", "examples_from_conversation", "finetune"]
 
 BatchSource = Sequence[TrainingExample] | Callable[[random.Random, int], list[TrainingExample]]
 """Training data: a fixed list (sampled with replacement), or a function ``(rng, batch_size) -> batch``."""
@@ -105,6 +106,39 @@ def _finetune_step(data: BatchSource, batch_size: int) -> Callable[[int, random.
     return step_fn
 
 
+def check_prompts(model: CoDi2Model, examples: Sequence[TrainingExample], name: str = "data") -> None:
+    """Build every example's prompt once, so that one ``model`` cannot read (words outside a closed vocabulary) is
+    refused before training, named ``name[i]``, not when a batch draws it.
+
+    Raises:
+        InvalidRequestError: the first example whose prompt does not build.
+    """
+    for i, example in enumerate(examples):
+        try:
+            model.build_prompt(example.examples or [], example.messages, answer=example.answer)
+        except InvalidRequestError as exc:
+            raise InvalidRequestError(f"{name}[{i}]: {exc}") from None
+
+
+def _check_run(
+    model: CoDi2Model,
+    data: BatchSource,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    gradient_accumulation_steps: int,
+    eval_data: Sequence[TrainingExample] | None,
+) -> None:
+    """:func:`check_training_run`, then :func:`check_prompts` on lists of examples (a manifest's records are read
+    only when a batch draws them, and a function's batches only when drawn)."""
+    check_training_run(
+        data, TrainingExample, steps, batch_size, lr, gradient_accumulation_steps, _EXAMPLES_HINT, eval_data
+    )
+    for name, examples in (("data", data), ("eval_data", eval_data)):
+        if examples is not None and not callable(examples) and not isinstance(examples, ManifestRecords):
+            check_prompts(model, examples, name)
+
+
 def _held_out_losses(
     eval_data: Sequence[TrainingExample] | None,
     batch_size: int,
@@ -154,7 +188,7 @@ def finetune(
         accelerator: an ``accelerate.Accelerator`` (each process draws its own batches: the seed is offset).
     """
     gas = gradient_accumulation_steps
-    check_training_run(data, TrainingExample, steps, batch_size, lr, gas, _EXAMPLES_HINT, eval_data)
+    _check_run(model, data, steps, batch_size, lr, gas, eval_data)
     evaluate = _held_out_losses(eval_data, batch_size, eval_every, on_held_out, accelerator)
     _mark_trainable(model, lora, train_projectors, seed)
     logs = train_loop(
