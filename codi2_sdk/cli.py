@@ -226,6 +226,9 @@ def _add_finetune(sub: Any) -> None:
     )
     parser.add_argument("--eval", nargs="+", default=[], help="held-out conversations or manifests, not trained on")
     parser.add_argument("--eval-every", type=whole_number(1), default=50, help="steps between held-out evaluations")
+    parser.add_argument(
+        "--keep-best", metavar="DIR", help="also save the model of lowest held-out loss here as the run goes"
+    )
     parser.add_argument("--steps", type=whole_number(1), default=300)
     parser.add_argument("--batch-size", type=whole_number(1), default=8)
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")

@@ -272,6 +272,36 @@ def test_both_stages_shard_with_fsdp2_on_two_cpu_processes_save_whole_and_resume
     assert "holds a model of held-out loss" in done.stderr and not list(tmp_path.glob("best.*"))
 
 
+def test_keep_best_keeps_the_step_of_lowest_held_out_loss_and_mends_an_interrupted_save(tmp_path: Path) -> None:
+    """One process, no launcher: evaluated after each of 4 steps, the model kept is the one of the lowest held-out
+    loss logged; what a save that stopped halfway left (``DIR.partial``, ``DIR.old``) is cleared, not kept."""
+    model_dir = full_scale_twin(seed=0).save_pretrained(tmp_path / "twin")
+    manifest = write_manifest(tmp_path)
+    for leftover in ("best.partial", "best.old"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "half-written.safetensors").write_bytes(b"\0" * 10)
+    command = [sys.executable, "-m", "codi2_sdk.train.align", "--model", str(model_dir), "--stage", "llm"]
+    command += ["--manifest", str(manifest), "--eval-manifest", str(held_out_manifest(manifest)), "--eval-every", "1"]
+    command += ["--steps", "4", "--batch-size", "2", "--lr", "5e-3", "--out", str(tmp_path / "out")]
+    command += ["--keep-best", str(tmp_path / "best"), "--log", str(tmp_path / "log.jsonl")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = {
+        r["step"]: r["held_out"]["loss"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines())
+    }
+    assert sorted(losses) == [1, 2, 3, 4]
+    kept = json.loads((tmp_path / "best" / "held_out.json").read_text())
+    assert kept["step"] == min(losses, key=losses.__getitem__) and kept["held_out"]["loss"] == min(losses.values())
+    assert sorted(p.name for p in tmp_path.glob("best*")) == ["best"]
+    assert CoDi2Model.from_pretrained(tmp_path / "best").has_lora
+
+    (tmp_path / "best" / "held_out.json").write_text("{not json")
+    command[command.index("--out") + 1] = str(tmp_path / "out2")
+    refused = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2 and "held_out.json is not one a training run wrote" in refused.stderr
+
+
 def test_the_shipped_accelerate_configs_load_as_accelerate_configs() -> None:
     """DeepSpeed's CPU accelerator needs Intel's extension for PyTorch, which these machines lack: its configs are
     checked as configs here, and run on GPUs."""

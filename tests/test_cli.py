@@ -296,10 +296,15 @@ def test_finetune_learns_from_saved_conversations_with_held_out_loss(tmp_path: P
     )
     run = [*CODI2, "finetune", str(chats[0]), str(chats[1]), str(manifest), "--eval", str(chats[2])]
     run += ["--out", str(tmp_path / "mine"), "--steps", "4", "--batch-size", "2", "--eval-every", "2", "--threads", "1"]
+    run += ["--keep-best", str(tmp_path / "best")]
     done = subprocess.run(run, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines if "held-out" in line] == ["step 2", "step 4"]
+    held_out = {int(line.split(":")[0][5:]): float(line.split()[-1]) for line in lines if "held-out" in line}
+    assert sorted(held_out) == [2, 4]
+    kept = json.loads((tmp_path / "best" / "held_out.json").read_text())  # --keep-best: the lower of the two
+    assert kept["step"] == min(held_out, key=held_out.__getitem__)
+    assert round(kept["held_out"]["loss"], 4) == min(held_out.values())
     assert (
         lines[-1]
         == f"5 examples, 4 steps; the model is in {tmp_path / 'mine'}/ (codi2 chat --model {tmp_path / 'mine'})"
@@ -317,6 +322,8 @@ def test_finetune_refuses_what_it_cannot_use_in_one_line(tmp_path: Path) -> None
         ([tmp_path / "odd.json"], "new", r"odd.json\[0\]: the model does not know the words 'flip'"),
         ([chats[0]], "taken", "taken exists and is kept: give --out a new folder"),
         ([tmp_path / "nowhere.json"], "new", "nowhere.json"),
+        ([chats[0], "--keep-best", tmp_path / "best"], "new", "--keep-best needs --eval"),
+        ([chats[0], "--eval", chats[1], "--keep-best", tmp_path / "taken"], "new", "taken exists and holds no kept"),
     ]:
         run = [*CODI2, "finetune", *map(str, data), "--out", str(tmp_path / out), "--steps", "1"]
         done = subprocess.run(run, capture_output=True, text=True, timeout=300)

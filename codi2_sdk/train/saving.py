@@ -24,7 +24,11 @@ HELD_OUT_FILE = "held_out.json"
 def save_trained(model: CoDi2Model, accelerator: Any, source: str | Path, out: str | Path, dtype: Any) -> None:
     """Save a model trained under ``accelerate``: its whole state gathered on the main process through
     ``accelerator.get_state_dict`` (under FSDP or ZeRO-3 each process holds only a shard of it), loaded into a fresh
-    copy of the model it started from, and saved from there. Every process must call this."""
+    copy of the model it started from, and saved from there. Every process must call this. Without an accelerator
+    (``None``: one process), the model is saved as it is."""
+    if accelerator is None:
+        model.save_pretrained(out)
+        return
     state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
         fresh = CoDi2Model.from_pretrained(source, dtype=dtype)
@@ -38,7 +42,8 @@ def save_trained(model: CoDi2Model, accelerator: Any, source: str | Path, out: s
 
 class BestModel:
     """After each held-out evaluation whose loss is the lowest yet, save the model to ``folder`` (through
-    :func:`save_trained`, every process taking part), with ``held_out.json`` giving its step and figures. Pass it as
+    :func:`save_trained`, every process taking part; ``source`` and ``dtype`` are the folder the run started from and
+    its dtype, needed under an ``accelerator`` only), with ``held_out.json`` giving its step and figures. Pass it as
     ``on_held_out`` to a training function.
 
     A folder that holds a model kept before (a resumed run) is replaced only by a lower loss. Each save is written to
@@ -48,9 +53,12 @@ class BestModel:
         InvalidRequestError: ``folder`` exists and holds no kept model (it is never replaced).
     """
 
-    def __init__(self, folder: str | Path, model: CoDi2Model, accelerator: Any, source: str | Path, dtype: Any) -> None:
+    def __init__(
+        self, folder: str | Path, model: CoDi2Model, accelerator: Any = None, source: str | Path = "", dtype: Any = None
+    ) -> None:
         self.folder = Path(folder)
         self.model, self.accelerator, self.source, self.dtype = model, accelerator, source, dtype
+        self.main = accelerator is None or accelerator.is_main_process
         self.best = self.kept_loss(self.folder)
         if self.best < math.inf:
             logger.warning("%s holds a model of held-out loss %.4f: only a lower loss replaces it", folder, self.best)
@@ -64,7 +72,10 @@ class BestModel:
         """
         record = Path(folder) / HELD_OUT_FILE
         if record.is_file():
-            return float(json.loads(record.read_text())["held_out"]["loss"])
+            try:
+                return float(json.loads(record.read_text())["held_out"]["loss"])
+            except (ValueError, KeyError, TypeError):
+                raise InvalidRequestError(f"{record} is not one a training run wrote: give a new folder") from None
         if Path(folder).exists():
             raise InvalidRequestError(f"{folder} exists and holds no kept model: give a new folder to keep one in")
         return math.inf
@@ -74,14 +85,16 @@ class BestModel:
             return
         self.best = figures["loss"]
         partial = self.folder.with_name(self.folder.name + ".partial")
-        if self.accelerator.is_main_process:
+        if self.main:
             shutil.rmtree(partial, ignore_errors=True)  # what a save that stopped halfway left
         save_trained(self.model, self.accelerator, self.source, partial, self.dtype)
-        if self.accelerator.is_main_process:
+        if self.main:
             (partial / HELD_OUT_FILE).write_text(json.dumps({"step": step, "held_out": figures}))
             old = self.folder.with_name(self.folder.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)  # a rename cannot replace a folder that holds files
             if self.folder.exists():
                 self.folder.replace(old)
             partial.replace(self.folder)
             shutil.rmtree(old, ignore_errors=True)
-        self.accelerator.wait_for_everyone()
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
