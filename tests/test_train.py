@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,9 @@ def test_a_step_whose_loss_is_not_finite_is_skipped_and_a_run_of_them_stops(tmp_
 
     logs = train_loop(layer, step, steps=6, lr=0.1, rng=random.Random(0), log_every=1)
     assert [e.step for e in logs] == [1, 2, 3, 4, 5, 6] and all(torch.isfinite(p).all() for p in layer.parameters())
+    for line in (logs[2].to_json(stage="test"), TrainingLog(3, float("nan"), float("inf"), 0.0, 0.1, 1.0).to_json()):
+        assert "NaN" not in line and "Infinity" not in line  # not JSON: jq and JavaScript refuse them
+        assert json.loads(line)["loss"] is None  # a skipped step's NaN
     assert [r.getMessage() for r in caplog.records if "not finite" in r.getMessage()] == [
         "step 3: the loss or its gradients are not finite; the step is skipped",
         "step 4: the loss or its gradients are not finite; the step is skipped",

@@ -18,7 +18,6 @@ conversations for the LLM stage, read lazily.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -340,7 +339,7 @@ class _JsonLog:
 
     def __call__(self, entry: StepLog) -> None:
         if self.file is not None:
-            self.file.write(json.dumps({**self.fields, **entry.__dict__}) + "\n")
+            self.file.write(entry.to_json(**self.fields) + "\n")
             self.file.flush()
 
 

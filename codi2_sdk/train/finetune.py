@@ -14,7 +14,7 @@ import torch
 from ..conversation import Conversation
 from ..errors import InvalidRequestError
 from ..model import CoDi2Model, LoraSpec, TrainingExample
-from .loop import HeldOutEvaluation, StepLog, check_training_run, held_out_evaluation, seeded, train_loop
+from .loop import HeldOutEvaluation, StepLog, check_training_run, finite, held_out_evaluation, seeded, train_loop
 from .manifest import ManifestRecords, by_modality, modality_of
 
 __all__ = ["TrainingLog", "check_prompts", "examples_from_conversation", "finetune"]
@@ -41,7 +41,8 @@ class TrainingLog:
     it was evaluated (``finetune(eval_data=...)``); else empty."""
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__)
+        """This entry as one line of strict JSON (a skipped step's non-finite loss is ``null``)."""
+        return json.dumps(finite(self.__dict__), allow_nan=False)
 
     def as_step(self) -> StepLog:
         """This entry as the training loop's :class:`~codi2_sdk.train.StepLog` (the inverse of :meth:`from_step`)."""

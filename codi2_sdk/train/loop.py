@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -129,6 +130,20 @@ class StepLog:
         """The entry of a step whose mean ``"loss"`` and other terms are ``terms`` (read from the device here)."""
         means = {name: float(value) for name, value in terms.items()}
         return cls(step, means.pop("loss"), lr, seconds, means, dict(held_out))
+
+    def to_json(self, **fields: Any) -> str:
+        """``fields`` and this entry as one line of strict JSON: a non-finite loss (a skipped step's) is ``null``."""
+        return json.dumps(finite({**fields, **self.__dict__}), allow_nan=False)
+
+
+def finite(value: Any) -> Any:
+    """``value`` (a number, or a dict of them) with every non-finite float as ``None``, so that it is strict JSON
+    (``NaN`` is not: jq, JavaScript and most JSON readers refuse it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(each) for key, each in value.items()}
+    return value
 
 
 @dataclass
