@@ -35,7 +35,7 @@ from ..model.fullscale.pipelines import PipelineDecoder, PipelineParts
 from .finetune import TrainingLog, finetune
 from .loop import HeldOutEvaluation, StepLog, check_training_run, held_out_evaluation, seeded, train_loop
 from .manifest import CaptionedMedium, Manifest, by_modality, load_manifest, modality_of
-from .saving import BestModel, save_trained
+from .saving import BestModel, check_keep_best, save_trained
 
 __all__ = [
     "PAPER_LOSS",
@@ -343,18 +343,6 @@ class _JsonLog:
             self.file.flush()
 
 
-def _check_keep_best(args: argparse.Namespace) -> None:
-    if args.keep_best is None:
-        return
-    if not args.eval_manifest:
-        raise InvalidRequestError(
-            "--keep-best needs --eval-manifest: the model kept is the one of lowest held-out loss"
-        )
-    if Path(args.keep_best).resolve() in {Path(args.out).resolve(), Path(args.model).resolve()}:
-        raise InvalidRequestError("--keep-best needs a folder of its own, not the one of --out or --model")
-    BestModel.kept_loss(args.keep_best)  # a folder that holds something else is refused now, not after loading
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m codi2_sdk.train.align`` (or under ``accelerate launch``): one stage on a saved model."""
     parser = _parser()
@@ -363,7 +351,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # what a user gave wrongly is said in one line, before minutes of loading a model
         manifest = _stage_manifest(args.manifest, args.stage)
         held_out = _stage_manifest(args.eval_manifest, args.stage, "--eval-manifest: ") if args.eval_manifest else None
-        _check_keep_best(args)
+        if args.keep_best is not None:
+            check_keep_best(
+                args.keep_best, "--eval-manifest", bool(args.eval_manifest), {"--out": args.out, "--model": args.model}
+            )
         accelerator, model = _accelerated_model(args)
     except Codi2Error as exc:
         parser.error(str(exc))

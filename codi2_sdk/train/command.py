@@ -67,17 +67,13 @@ def finetune_command(args: argparse.Namespace) -> int:
     from ..model import CoDi2Model, LoraSpec
     from ..model.fullscale.assembly import special_token_rows
     from .finetune import finetune
-    from .saving import BestModel
+    from .saving import BestModel, check_keep_best
 
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InvalidRequestError(f"{out} exists and is kept: give --out a new folder")
     if args.keep_best is not None:
-        if not args.eval:
-            raise InvalidRequestError("--keep-best needs --eval: the model kept is the one of lowest held-out loss")
-        if Path(args.keep_best).resolve() == out.resolve():
-            raise InvalidRequestError("--keep-best needs a folder of its own, not --out")
-        BestModel.kept_loss(args.keep_best)  # a folder that holds something else is refused before any work
+        check_keep_best(args.keep_best, "--eval", bool(args.eval), {"--out": out})
     if not math.isfinite(args.lr) or args.lr <= 0:
         raise InvalidRequestError(f"--lr must be a positive number, not {args.lr}")
     files, held_out_files = training_examples(args.data), training_examples(args.eval)  # read before a model loads

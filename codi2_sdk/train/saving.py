@@ -7,13 +7,14 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidRequestError
 from ..model import CoDi2Model
 
-__all__ = ["BestModel", "save_trained"]
+__all__ = ["BestModel", "check_keep_best", "save_trained"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,3 +99,17 @@ class BestModel:
             shutil.rmtree(old, ignore_errors=True)
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
+
+
+def check_keep_best(folder: str | Path, held_out_flag: str, held_out_given: bool, others: Mapping[str, Any]) -> None:
+    """Refuse a command's ``--keep-best FOLDER`` before any work: without held-out data (given by
+    ``held_out_flag``), the same folder as one of ``others`` (``{"--out": path, ...}``), or a folder that holds
+    something else than a kept model."""
+    if not held_out_given:
+        raise InvalidRequestError(
+            f"--keep-best needs {held_out_flag}: the model kept is the one of lowest held-out loss"
+        )
+    same = [flag for flag, path in others.items() if Path(path).resolve() == Path(folder).resolve()]
+    if same:
+        raise InvalidRequestError(f"--keep-best needs a folder of its own, not the one of {' or '.join(same)}")
+    BestModel.kept_loss(folder)
